@@ -1,0 +1,3 @@
+from golive.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,251 @@
+"""Ansible-format inventories, loaded with ansible-core's own inventory, variable and vault code,
+so variable precedence is Ansible's by construction."""
+
+from __future__ import annotations
+
+import getpass
+import shlex
+from collections.abc import Iterable
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from golive.adapters.ansible_env import import_ansible
+from golive.core.errors import BadInput, Problem
+from golive.core.model import AppDefinition, Connection, Customer, Environment, Host
+
+INVENTORIES = "inventories"
+VAULT_HEADER = b"$ANSIBLE_VAULT;"
+
+
+class VaultPassword:
+    """Where the vault password comes from: a flag, GOLIVE_VAULT_PASSWORD_FILE, or ansible.cfg."""
+
+    def __init__(self, file: str | None) -> None:
+        self.file = file
+
+    def read(self) -> bytes | None:
+        if not self.file:
+            return None
+        path = Path(self.file)
+        try:
+            secret = path.read_bytes().strip()
+        except OSError as error:
+            raise BadInput(f"vault password file {self.file}: {error.strerror}") from None
+        if not secret:
+            raise BadInput(f"vault password file {self.file} is empty")
+        return secret
+
+
+class AnsibleInventory:
+    """One process-wide ansible-core loader for a workspace (vault secrets are process-wide too)."""
+
+    def __init__(self, workspace: Path, vault: VaultPassword) -> None:
+        import_ansible(workspace)
+        from ansible import constants as C
+        from ansible.parsing.dataloader import DataLoader
+        from ansible.parsing.vault import VaultSecret, VaultSecretsContext
+
+        self.workspace = workspace
+        self.loader = DataLoader()
+        self.loader.set_basedir(str(workspace))
+        password = vault.read()
+        if password is None and C.DEFAULT_VAULT_PASSWORD_FILE:
+            password = VaultPassword(str(C.DEFAULT_VAULT_PASSWORD_FILE)).read()
+        secrets = [("default", VaultSecret(password))] if password else []
+        self.loader.set_vault_secrets(secrets)
+        # ansible-core 2.19 decrypts vault values lazily through a process-wide context that can
+        # be initialised only once: keep one and refresh its secrets in place.
+        context = VaultSecretsContext.current(optional=True)
+        if context is None:
+            VaultSecretsContext.initialize(VaultSecretsContext(list(secrets)))
+        else:
+            context.secrets[:] = secrets
+        self._encrypted_files: dict[str, bool] = {}
+
+    def customers(self) -> list[str]:
+        base = self.workspace / INVENTORIES
+        if not base.is_dir():
+            return []
+        return sorted(p.name for p in base.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+    def load(self, app: AppDefinition, customer: str) -> Customer:
+        from ansible.errors import AnsibleError
+        from ansible.inventory.manager import InventoryManager
+        from ansible.vars.manager import VariableManager
+
+        inventory_dir = self.workspace / INVENTORIES / customer
+        if not inventory_dir.is_dir():
+            known = ", ".join(self.customers()) or "none"
+            raise BadInput(f"unknown customer {customer!r}: no {INVENTORIES}/{customer}/ (known: {known})")
+        try:
+            inventory = InventoryManager(loader=self.loader, sources=[str(inventory_dir)])
+            variables = VariableManager(loader=self.loader, inventory=inventory)
+            hosts = [
+                self._host(app, customer, host, variables.get_vars(host=host, include_hostvars=False, stage="all"))
+                for host in inventory.get_hosts()
+            ]
+        except AnsibleError as error:
+            raise BadInput(_ansible_problem(error, self.workspace)) from None
+        problems = [p for h in hosts if isinstance(h, Problem) for p in [h]]
+        if problems:
+            raise BadInput(problems)
+        environments = tuple(
+            Environment(spec.name, customer, tuple(h for h in hosts if h.environment == spec.name))
+            for spec in app.environments
+        )
+        return Customer(customer, str(inventory_dir), environments)
+
+    def _host(self, app: AppDefinition, customer: str, host: Any, raw: dict[str, Any]) -> Host | Problem:
+        from ansible import constants as C
+
+        for internal in C.INTERNAL_STATIC_VARS:
+            raw.pop(internal, None)
+        groups = tuple(sorted(g.name for g in host.get_groups() if g.name != "all"))
+        env_names = [e.name for e in app.environments if e.name in groups]
+        if len(env_names) != 1:
+            names = ", ".join(e.name for e in app.environments)
+            where = f"{INVENTORIES}/{customer}/hosts.yml"
+            if not env_names:
+                return Problem(where, f"host {host.name} is in no environment group ({names})")
+            return Problem(where, f"host {host.name} is in several environment groups: {', '.join(env_names)}")
+        secrets: set[str] = set()
+        origins: dict[str, str] = {}
+        plain = {key: self._plain(value, secrets, key in app.secret_var_names) for key, value in raw.items()}
+        for key, value in raw.items():
+            origin = _origin(value, self.workspace)
+            if origin:
+                origins[key] = origin
+                if self._from_encrypted_file(value):
+                    _collect_strings(plain[key], secrets)
+        return Host(
+            name=host.name,
+            customer=customer,
+            environment=env_names[0],
+            groups=groups,
+            vars=MappingProxyType(plain),
+            connection=connection_for(host.name, plain),
+            secret_values=frozenset(secrets),
+            var_origins=MappingProxyType(origins),
+        )
+
+    def _plain(self, value: Any, secrets: set[str], secret: bool) -> Any:
+        """Ansible's tagged values as plain Python, decrypting vault values and noting them."""
+        from ansible.errors import AnsibleError
+        from ansible.parsing.vault import EncryptedString
+
+        if isinstance(value, EncryptedString):
+            try:
+                text = str(value._decrypt())
+            except AnsibleError:
+                where = _origin(value, self.workspace) or "a vault value"
+                raise BadInput(f"{where}: cannot decrypt the vault value (wrong or missing vault password)") from None
+            secrets.add(text)
+            return text
+        if isinstance(value, bool) or value is None:
+            return value
+        if isinstance(value, dict):
+            return {str(k): self._plain(v, secrets, secret) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [self._plain(v, secrets, secret) for v in value]
+        for plain_type in (str, int, float):
+            if isinstance(value, plain_type):
+                if secret and plain_type is str:
+                    secrets.add(str(value))
+                return plain_type(value)
+        return value
+
+    def _from_encrypted_file(self, value: Any) -> bool:
+        from ansible._internal._datatag._tags import Origin
+
+        origin = Origin.get_tag(value)
+        if origin is None or not origin.path:
+            return False
+        if origin.path not in self._encrypted_files:
+            try:
+                with open(origin.path, "rb") as handle:
+                    self._encrypted_files[origin.path] = handle.read(len(VAULT_HEADER)) == VAULT_HEADER
+            except OSError:
+                self._encrypted_files[origin.path] = False
+        return self._encrypted_files[origin.path]
+
+
+def _collect_strings(value: Any, into: set[str]) -> None:
+    if isinstance(value, str):
+        into.add(value)
+    elif isinstance(value, dict):
+        for v in value.values():
+            _collect_strings(v, into)
+    elif isinstance(value, list):
+        for v in value:
+            _collect_strings(v, into)
+
+
+def _relative(path: str, workspace: Path) -> str:
+    try:
+        return str(Path(path).relative_to(workspace))
+    except ValueError:
+        return path
+
+
+def _origin(value: Any, workspace: Path) -> str | None:
+    from ansible._internal._datatag._tags import Origin
+
+    origin = Origin.get_tag(value)
+    if origin is None or not origin.path:
+        return None
+    return f"{_relative(origin.path, workspace)}:{origin.line_num}" if origin.line_num else _relative(origin.path, workspace)
+
+
+def _ansible_problem(error: Exception, workspace: Path) -> Problem:
+    """Ansible's error as one line naming the file and line, without its internals."""
+    from ansible._internal._datatag._tags import Origin
+
+    message = getattr(error, "message", None) or str(error)
+    message = str(message).split("\n")[0].strip()
+    origin = getattr(error, "obj", None)
+    tag = Origin.get_tag(origin) if origin is not None else None
+    where = ""
+    if tag is not None and tag.path:
+        where = _relative(tag.path, workspace) + (f":{tag.line_num}" if tag.line_num else "")
+    else:
+        where_tag = getattr(error, "_origin", None)
+        if where_tag is not None and getattr(where_tag, "path", None):
+            where = _relative(where_tag.path, workspace) + (f":{where_tag.line_num}" if where_tag.line_num else "")
+    cause = error.__cause__ or error.__context__
+    if cause is not None and not where:
+        return _ansible_problem(cause, workspace) if hasattr(cause, "message") else Problem("", f"{message}: {cause}")
+    return Problem(where, message.replace(str(workspace) + "/", ""))
+
+
+def _ssh_options(args: Iterable[str]) -> dict[str, str]:
+    options: dict[str, str] = {}
+    tokens = list(args)
+    for index, token in enumerate(tokens):
+        option = None
+        if token == "-o" and index + 1 < len(tokens):
+            option = tokens[index + 1]
+        elif token.startswith("-o") and len(token) > 2:
+            option = token[2:]
+        if option and "=" in option:
+            key, value = option.split("=", 1)
+            options[key.strip().lower()] = value.strip()
+    return options
+
+
+def connection_for(name: str, variables: dict[str, Any]) -> Connection:
+    """Ansible's connection variables, mapped once for pyinfra, Ansible and Testinfra."""
+    ssh_args: list[str] = []
+    for key in ("ansible_ssh_common_args", "ansible_ssh_extra_args"):
+        if variables.get(key):
+            ssh_args += shlex.split(str(variables[key]))
+    options = _ssh_options(ssh_args)
+    known_hosts = options.get("userknownhostsfile") or str(Path("~/.ssh/known_hosts").expanduser())
+    return Connection(
+        address=str(variables.get("ansible_host") or variables.get("ansible_ssh_host") or name),
+        port=int(variables.get("ansible_port") or variables.get("ansible_ssh_port") or 22),
+        user=str(variables.get("ansible_user") or variables.get("ansible_ssh_user") or getpass.getuser()),
+        key_file=variables.get("ansible_ssh_private_key_file") or variables.get("ansible_private_key_file"),
+        known_hosts_file=known_hosts,
+        python=str(variables.get("ansible_python_interpreter") or "python3"),
+    )

@@ -1,0 +1,55 @@
+"""Is the controller that holds a lock still alive? Only the lock's own machine can tell."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Mapping
+from typing import Any
+
+
+def process_start(pid: int) -> str:
+    """The process start time in clock ticks since boot: a pid reused later gets another one."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            return handle.read().rsplit(b")", 1)[1].split()[19].decode()
+    except (OSError, IndexError):
+        return ""
+
+
+def controller_name() -> str:
+    return socket.gethostname()
+
+
+def liveness(holder: Mapping[str, Any] | None) -> str:
+    """'stale' (its controller process is gone), 'alive', or 'unknown' (another controller)."""
+    if not holder:
+        return "none"
+    if holder.get("incomplete"):
+        return "stale"  # the lock dir exists but its owner never got written: its run died at once
+    if holder.get("controller") != controller_name():
+        return "unknown"
+    pid = int(holder.get("pid") or 0)
+    if pid <= 0:
+        return "stale"
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return "stale"
+    except PermissionError:
+        pass
+    started = holder.get("pid_start")
+    return "alive" if not started or process_start(pid) == started else "stale"
+
+
+def describe(holder: Mapping[str, Any]) -> str:
+    state = liveness(holder)
+    who = (f"{holder.get('operator', '?')} on {holder.get('controller', '?')} (pid {holder.get('pid', '?')}, "
+           f"{holder.get('action', 'deploy')} since {holder.get('since', '?')})")
+    if holder.get("incomplete"):
+        who = "a run that died while taking it"
+    if state == "stale":
+        return f"STALE lock held by {who}: that process is gone; clear it with golive unlock --reason ..."
+    if state == "alive":
+        return f"locked by {who}, still running"
+    return f"locked by {who}; if that controller is gone, clear it with golive unlock --reason ..."

@@ -1,0 +1,67 @@
+"""Runs the host agent over a connected host: one exec channel, one JSON answer."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from golive.adapters.transport import Connected
+from golive.agent import command_line, request_header
+
+
+@dataclass
+class StepResult:
+    name: str
+    ok: bool
+    seconds: float
+    data: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+
+@dataclass
+class AgentAnswer:
+    """What one agent batch did on one host."""
+
+    ok: bool
+    steps: list[StepResult]
+    result: str = "ok"
+    failed_step: str | None = None
+    error: str | None = None
+    holder: dict[str, Any] | None = None
+    vars: dict[str, Any] = field(default_factory=dict)
+    current: str | None = None  # the live release when the batch ended
+    transport_error: bool = False  # the batch's outcome is unknown (connection lost)
+
+    def step(self, name: str) -> StepResult | None:
+        return next((s for s in self.steps if s.name == name), None)
+
+    def data(self, name: str) -> dict[str, Any]:
+        step = self.step(name)
+        return step.data if step and step.data else {}
+
+
+def call_agent(connected: Connected, request: dict[str, Any], payload: Iterable[bytes] = (),
+               timeout: float | None = 300, module: str = "hostagent") -> AgentAnswer:
+    host = connected.host
+    command = command_line(host.connection.python, sudo=bool(host.vars.get("ansible_become")))
+    try:
+        code, stdout, stderr = connected.pyinfra_host.connector.exec_stream(
+            command, request_header(request, module), payload, timeout=timeout)
+    except Exception as error:  # the connection broke mid-batch: the host finishes or rolls back alone
+        return AgentAnswer(False, [], "unknown", error=f"connection lost: {error or type(error).__name__}",
+                           transport_error=True)
+    if code == 127 or (code != 0 and b"not found" in stderr):
+        return AgentAnswer(False, [], "failed", error=f"{host.connection.python} not found on the host "
+                                                      f"(set ansible_python_interpreter)", transport_error=True)
+    try:
+        answer = json.loads(stdout.decode("utf-8"))
+    except ValueError:
+        detail = stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or ["no output"]
+        return AgentAnswer(False, [], "unknown", error=f"agent failed (exit {code}): {detail[0]}",
+                           transport_error=True)
+    steps = [StepResult(s["name"], s["ok"], s["seconds"], s.get("data") or {}, s.get("error")) for s in answer["steps"]]
+    return AgentAnswer(answer["ok"], steps, answer.get("result", "ok"), answer.get("failed_step"),
+                       answer.get("error"), answer.get("holder"), answer.get("vars") or {},
+                       answer.get("current"))

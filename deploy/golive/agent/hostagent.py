@@ -1,0 +1,794 @@
+"""golive host agent: the remote half of every golive step.
+
+The controller sends this file (compressed) with a JSON request over one SSH exec channel and
+gets one JSON document back, so several steps cost one round trip. It runs under the host's own
+python3 (>= 3.6) with the standard library only, and keeps running if the controller dies, so a
+batch that started a cutover also finishes it (or rolls it back) and leaves the host on a complete
+release. The on-host layout and formats are described in docs/design.md.
+"""
+
+import base64
+import errno
+import hashlib
+import json
+import os
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+import urllib.request
+
+SCHEMA = 1
+CHUNK = 1 << 20
+OUTPUT_LIMIT = 4000
+
+
+class StepError(Exception):
+    """A step could not do its job; the message is shown to the operator."""
+
+
+def utc_now():
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def write_atomic(path, data, mode=0o644):
+    directory = os.path.dirname(path)
+    fd, temporary = tempfile.mkstemp(prefix=".tmp-", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(temporary, mode)
+        os.rename(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+        raise
+
+
+def read_json(path, default=None):
+    try:
+        with open(path, "rb") as handle:
+            return json.loads(handle.read().decode("utf-8"))
+    except (OSError, ValueError):
+        return default
+
+
+def sha256_file(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(CHUNK), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def symlink_atomic(target, link):
+    """Point `link` at `target` in one rename, so readers see the old or the new link, never none."""
+    temporary = "%s.tmp-%d" % (link, os.getpid())
+    if os.path.lexists(temporary):
+        os.unlink(temporary)
+    os.symlink(target, temporary)
+    os.rename(temporary, link)
+
+
+def fsync_dir(path):
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+# ---------------------------------------------------------------------------------------------
+# Archive safety: every member is checked before anything is written.
+
+ALLOWED_TYPES = (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.DIRTYPE, tarfile.SYMTYPE, tarfile.LNKTYPE)
+
+
+def _inside(path):
+    """True when a normalised relative path stays inside the release directory."""
+    normal = os.path.normpath(path)
+    return not (normal == ".." or normal.startswith("../") or os.path.isabs(normal))
+
+
+def normal_link_target(linkname):
+    """A hardlink's target, relative to the archive root."""
+    return "/".join(p for p in linkname.split("/") if p not in ("", "."))
+
+
+def check_archive(members, max_members, max_bytes):
+    """Raise StepError naming the first hostile or oversized member; return the checked list."""
+    if len(members) > max_members:
+        raise StepError("archive has %d members, over the limit of %d" % (len(members), max_members))
+    total = 0
+    names = set()
+    links = set()
+    checked = []
+    for member in members:
+        name = member.name
+        try:
+            name.encode("utf-8")
+        except UnicodeEncodeError:
+            raise StepError("archive member name %r is not valid UTF-8" % name)
+        if "\x00" in name or "\\" in name:
+            raise StepError("archive member name %r has a NUL or backslash" % name)
+        if name.startswith("/") or os.path.isabs(name):
+            raise StepError("archive member %r has an absolute path" % name)
+        parts = [p for p in name.split("/") if p not in ("", ".")]
+        if not parts:
+            if member.isdir():
+                continue
+            raise StepError("archive member %r has an empty path" % name)
+        if ".." in parts:
+            raise StepError("archive member %r has a '..' component" % name)
+        relative = "/".join(parts)
+        if member.type not in ALLOWED_TYPES:
+            kind = {tarfile.CHRTYPE: "a character device", tarfile.BLKTYPE: "a block device",
+                    tarfile.FIFOTYPE: "a FIFO", tarfile.CONTTYPE: "a contiguous file"}.get(member.type, "a special file")
+            raise StepError("archive member %r is %s" % (name, kind))
+        if member.mode & (stat.S_ISUID | stat.S_ISGID):
+            raise StepError("archive member %r has a setuid/setgid bit" % name)
+        for depth in range(1, len(parts)):
+            if "/".join(parts[:depth]) in links:
+                raise StepError("archive member %r is written through the symlink %r" % (name, "/".join(parts[:depth])))
+        if member.issym():
+            target = member.linkname
+            if not target or os.path.isabs(target):
+                raise StepError("archive symlink %r points to the absolute path %r" % (name, target))
+            if not _inside(os.path.join(os.path.dirname(relative), target)):
+                raise StepError("archive symlink %r points outside the release (%r)" % (name, target))
+            links.add(relative)
+        elif member.islnk():
+            target = normal_link_target(member.linkname)
+            if os.path.isabs(member.linkname) or not _inside(target) or target not in names:
+                raise StepError("archive hardlink %r points outside the release or to a later member (%r)"
+                                % (name, member.linkname))
+        if relative in names and not member.isdir():
+            raise StepError("archive member %r appears twice" % name)
+        if member.isreg():
+            total += member.size
+            if total > max_bytes:
+                raise StepError("archive unpacks to more than %d MB, over the limit" % (max_bytes // (1 << 20)))
+        names.add(relative)
+        checked.append((relative, member))
+    return checked
+
+
+def extract_checked(archive, checked, destination):
+    """Write the checked members; O_EXCL|O_NOFOLLOW so nothing is ever written through a link."""
+    os.mkdir(destination, 0o755)
+    nofollow = getattr(os, "O_NOFOLLOW", 0)
+    for relative, member in checked:
+        path = os.path.join(destination, relative)
+        parent = os.path.dirname(path)
+        if not os.path.isdir(parent):
+            os.makedirs(parent, 0o755)
+        mode = member.mode & 0o755 | 0o600 if not member.isdir() else 0o755
+        if member.isdir():
+            if not os.path.isdir(path):
+                os.mkdir(path, 0o755)
+        elif member.issym():
+            os.symlink(member.linkname, path)
+        elif member.islnk():
+            os.link(os.path.join(destination, normal_link_target(member.linkname)), path)
+        else:
+            source = archive.extractfile(member)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | nofollow, mode)
+            with os.fdopen(fd, "wb") as handle:
+                shutil.copyfileobj(source, handle, CHUNK)
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+class Agent(object):
+    def __init__(self, request, stream):
+        self.request = request
+        self.stream = stream
+        self.root = request["root"]
+        self.state_dir = os.path.join(self.root, ".golive")
+        self.releases_dir = os.path.join(self.root, "releases")
+        self.meta_dir = os.path.join(self.state_dir, "releases")
+        self.artifacts_dir = os.path.join(self.state_dir, "artifacts")
+        self.lock_dir = os.path.join(self.state_dir, "lock")
+        self.current_link = os.path.join(self.root, "current")
+        self.token = request.get("token")
+        self.vars = {}  # values steps hand to later steps: previous, target
+        self.steps = []
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def resolve(self, value):
+        if isinstance(value, str) and value.startswith("$"):
+            return self.vars.get(value[1:])
+        return value
+
+    def current(self):
+        try:
+            target = os.readlink(self.current_link)
+        except OSError:
+            return None
+        return os.path.basename(target.rstrip("/"))
+
+    def meta_path(self, release):
+        return os.path.join(self.meta_dir, release + ".json")
+
+    def meta(self, release):
+        return read_json(self.meta_path(release)) if release else None
+
+    def releases(self):
+        """Complete release directories with their metadata, newest first."""
+        found = []
+        try:
+            names = os.listdir(self.releases_dir)
+        except OSError:
+            return found
+        for name in names:
+            if name.endswith(".partial") or name.startswith("."):
+                continue
+            meta = self.meta(name) or {"id": name, "state": "unknown", "created_at": ""}
+            found.append(meta)
+        found.sort(key=lambda m: (m.get("created_at", ""), m.get("id", "")), reverse=True)
+        return found
+
+    def run_command(self, command, cwd=None, timeout=120, env_extra=None):
+        """Run a shell command with output in a file (a daemon keeping a pipe open cannot hang us)."""
+        env = dict(os.environ)
+        env.update(env_extra or {})
+        with tempfile.TemporaryFile() as output:
+            try:
+                process = subprocess.Popen(command, shell=True, cwd=cwd if cwd and os.path.isdir(cwd) else None,
+                                           stdin=subprocess.DEVNULL if hasattr(subprocess, "DEVNULL") else None,
+                                           stdout=output, stderr=subprocess.STDOUT, env=env, close_fds=True)
+                try:
+                    code = process.wait(timeout=timeout)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+                    code = -1
+            except OSError as error:
+                return 127, str(error)
+            output.seek(0)
+            text = output.read()[-OUTPUT_LIMIT:].decode("utf-8", "replace")
+        if code == -1:
+            text += "\n(timed out after %ss)" % timeout
+        return code, text
+
+    def command_env(self, release):
+        return {
+            "GOLIVE_RELEASE": release or "",
+            "GOLIVE_RELEASE_DIR": os.path.join(self.releases_dir, release) if release else "",
+            "GOLIVE_PREVIOUS_RELEASE": self.vars.get("previous") or "",
+            "GOLIVE_APP_ROOT": self.root,
+        }
+
+    # -- steps -----------------------------------------------------------------------------
+
+    def step_lock(self, args):
+        if not os.path.isdir(self.state_dir):
+            os.makedirs(self.state_dir, 0o755)
+        try:
+            os.mkdir(self.lock_dir, 0o700)
+        except OSError as error:
+            if error.errno != errno.EEXIST:
+                raise
+            holder = read_json(os.path.join(self.lock_dir, "owner.json"), {}) or {"incomplete": True}
+            holder.pop("token", None)
+            raise LockHeld(holder)
+        owner = dict(args["owner"], token=self.token, since=utc_now())
+        write_atomic(os.path.join(self.lock_dir, "owner.json"), json.dumps(owner, sort_keys=True).encode(), 0o600)
+        return {"locked": True}
+
+    def step_unlock(self, args):
+        owner = read_json(os.path.join(self.lock_dir, "owner.json"), {}) or {}
+        if not os.path.isdir(self.lock_dir):
+            return {"unlocked": False, "detail": "no lock"}
+        if not args.get("force") and owner.get("token") != self.token:
+            raise StepError("the lock belongs to another run; not removed")
+        owner.pop("token", None)
+        shutil.rmtree(self.lock_dir, ignore_errors=True)
+        return {"unlocked": True, "holder": owner}
+
+    def step_state(self, args):
+        current = self.current()
+        lock = read_json(os.path.join(self.lock_dir, "owner.json")) if os.path.isdir(self.lock_dir) else None
+        if lock is not None:
+            lock.pop("token", None)
+        elif os.path.isdir(self.lock_dir):
+            lock = {"incomplete": True}
+        meta = self.meta(current)
+        artifact = args.get("artifact")
+        cached = False
+        if artifact:
+            sidecar = read_json(os.path.join(self.artifacts_dir, artifact["name"] + ".json"), {}) or {}
+            cached = (sidecar.get("sha256") == artifact["sha256"]
+                      and os.path.isfile(os.path.join(self.artifacts_dir, artifact["name"])))
+        service_running = None
+        status_command = ((meta or {}).get("service") or {}).get("status")
+        if args.get("service_status") and current and status_command:
+            code, _ = self.run_command(status_command, cwd=os.path.join(self.releases_dir, current), timeout=10)
+            service_running = code == 0
+        live = {}
+        for dest in args.get("live_files", []):
+            path = os.path.join(self.releases_dir, current or "-", "config", dest["dest"])
+            entry = {"exists": os.path.isfile(path)}
+            if entry["exists"]:
+                with open(path, "rb") as handle:
+                    data = handle.read()
+                entry["sha256"] = hashlib.sha256(data).hexdigest()
+                if dest.get("text") and len(data) < 200000:
+                    entry["text"] = data.decode("utf-8", "replace")
+            live[dest["dest"]] = entry
+        links = self.config_link_problems(args.get("config_dir"), [d["dest"] for d in args.get("live_files", [])])
+        try:
+            partials = [n for n in os.listdir(self.releases_dir) if n.endswith(".partial")]
+        except OSError:
+            partials = []
+        try:
+            usage = os.statvfs(self.root if os.path.isdir(self.root) else "/")
+            disk_free = usage.f_bavail * usage.f_frsize
+        except OSError:
+            disk_free = None
+        desired = args.get("desired_release")
+        return {
+            "current": current,
+            "current_meta": meta,
+            "desired_live_problems": self.desired_live_problems(desired, args) if desired else None,
+            "releases": self.releases(),
+            "artifact_cached": cached,
+            "lock": lock,
+            "service_running": service_running,
+            "config_link_problems": links,
+            "live_files": live,
+            "partials": partials,
+            "disk_free": disk_free,
+            "hostname": socket.gethostname(),
+            "live_since": self.live_since(current),
+        }
+
+    def desired_live_problems(self, release, args):
+        """Why the desired release is not simply live and healthy here (empty: nothing to do)."""
+        current = self.current()
+        if current != release:
+            return ["%s is live, not %s" % (current, release) if current else "no release is live"]
+        problems = []
+        meta = self.meta(release) or {}
+        if meta.get("state") != "good":
+            problems.append("release %s is %s, not verified good" % (release, meta.get("state", "unknown")))
+        for item in args.get("live_files", []):
+            path = os.path.join(self.releases_dir, release, "config", item["dest"])
+            if not os.path.isfile(path) or sha256_file(path) != item.get("sha256"):
+                problems.append("config file %s differs from the rendered one" % item["dest"])
+        problems.extend(self.config_link_problems(args.get("config_dir"), [d["dest"] for d in args.get("live_files", [])]))
+        status_command = (meta.get("service") or {}).get("status")
+        if status_command:
+            code, _ = self.run_command(status_command, cwd=os.path.join(self.releases_dir, release), timeout=10)
+            if code != 0:
+                problems.append("the service is not running")
+        return problems
+
+    def step_finish_if_unchanged(self, args):
+        """No-change runs cost one round trip: record 'unchanged', release the lock, stop here."""
+        if self.desired_live_problems(args["desired_release"], args):
+            return {"unchanged": False}
+        self.vars["result"] = "unchanged"
+        self.step_record({"entry": args["entry"]})
+        self.step_unlock({})
+        self.vars["stop"] = True
+        return {"unchanged": True}
+
+    def config_link_problems(self, config_dir, dests):
+        problems = []
+        for dest in dests:
+            link = os.path.join(config_dir, dest)
+            expected = os.path.join(self.current_link, "config", dest)
+            if not os.path.islink(link):
+                problems.append("%s is not a symlink into %s" % (link, expected) if os.path.exists(link)
+                                else "%s is missing" % link)
+            elif os.readlink(link) != expected:
+                problems.append("%s points to %s, not %s" % (link, os.readlink(link), expected))
+        return problems
+
+    def step_upload(self, args):
+        """Receive the artifact from the request stream, hashing as it arrives."""
+        if not os.path.isdir(self.artifacts_dir):
+            os.makedirs(self.artifacts_dir, 0o755)
+        name, size, expected = args["artifact"], args["size"], args["sha256"]
+        final = os.path.join(self.artifacts_dir, name)
+        partial = final + ".part"
+        digest = hashlib.sha256()
+        remaining = size
+        try:
+            with open(partial, "wb") as handle:
+                while remaining > 0:
+                    block = self.stream.read(min(CHUNK, remaining))
+                    if not block:
+                        raise StepError("upload of %s ended early (%d of %d bytes)" % (name, size - remaining, size))
+                    digest.update(block)
+                    handle.write(block)
+                    remaining -= len(block)
+                handle.flush()
+                os.fsync(handle.fileno())
+            if digest.hexdigest() != expected:
+                raise StepError("checksum mismatch for %s on the host: got %s, expected %s"
+                                % (name, digest.hexdigest()[:16], expected[:16]))
+            os.rename(partial, final)
+        except BaseException:
+            if os.path.exists(partial):
+                os.unlink(partial)
+            raise
+        write_atomic(final + ".json", json.dumps({"sha256": expected, "size": size}).encode())
+        return {"bytes": size}
+
+    def step_unpack(self, args):
+        release = args["release"]
+        artifact = os.path.join(self.artifacts_dir, args["artifact"])
+        actual = sha256_file(artifact)
+        if actual != args["sha256"]:
+            raise StepError("checksum mismatch for cached %s: got %s, expected %s; nothing unpacked"
+                            % (args["artifact"], actual[:16], args["sha256"][:16]))
+        partial = os.path.join(self.releases_dir, release + ".partial")
+        if not os.path.isdir(self.releases_dir):
+            os.makedirs(self.releases_dir, 0o755)
+        for name in os.listdir(self.releases_dir):
+            if name.endswith(".partial"):
+                shutil.rmtree(os.path.join(self.releases_dir, name), ignore_errors=True)
+        try:
+            archive = tarfile.open(artifact, "r:*")
+        except (tarfile.TarError, OSError) as error:
+            raise StepError("%s is not a readable tar archive: %s" % (args["artifact"], error))
+        with archive:
+            checked = check_archive(archive.getmembers(), args["max_members"], args["max_bytes"])
+            extract_checked(archive, checked, partial)
+        return {"members": len(checked)}
+
+    def rewrite_config(self, release, files):
+        """Repair a live release's config files one atomic rename each (hand edits undone)."""
+        config = os.path.join(self.releases_dir, release, "config")
+        for item in files:
+            write_atomic(os.path.join(config, item["dest"]), base64.b64decode(item["data"]), int(item["mode"], 8))
+        return {"release": release, "rewritten": [f["dest"] for f in files]}
+
+    def step_configure(self, args):
+        """Write rendered config and shared links into the partial release, then publish it."""
+        release = args["release"]
+        if args.get("in_place"):
+            return self.rewrite_config(release, args["files"])
+        partial = os.path.join(self.releases_dir, release + ".partial")
+        final = os.path.join(self.releases_dir, release)
+        config = os.path.join(partial, "config")
+        if os.path.lexists(config):
+            raise StepError("the artifact contains a 'config' entry, which golive reserves for rendered config")
+        os.mkdir(config, 0o755)
+        for item in args["files"]:
+            data = base64.b64decode(item["data"])
+            fd = os.open(os.path.join(config, item["dest"]), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+            os.chmod(os.path.join(config, item["dest"]), int(item["mode"], 8))
+        for name in args.get("shared", []):
+            shared = os.path.join(self.root, "shared", name)
+            if not os.path.isdir(shared):
+                os.makedirs(shared, 0o755)
+            link = os.path.join(partial, name)
+            if os.path.isdir(link) and not os.path.islink(link):
+                shutil.rmtree(link)
+            elif os.path.lexists(link):
+                os.unlink(link)
+            os.symlink(os.path.join("..", "..", "shared", name), link)
+        meta = dict(args["meta"], id=release, state="unverified", created_at=utc_now())
+        if not os.path.isdir(self.meta_dir):
+            os.makedirs(self.meta_dir, 0o755)
+        write_atomic(self.meta_path(release), json.dumps(meta, sort_keys=True).encode())
+        fsync_dir(partial)
+        if os.path.isdir(final):
+            shutil.rmtree(final)  # an earlier run's release that never went live
+        os.rename(partial, final)
+        fsync_dir(self.releases_dir)
+        return {"release": release}
+
+    def step_hook(self, args):
+        command = args.get("command")
+        if args.get("meta_of"):
+            command = ((self.meta(self.resolve(args["meta_of"])) or {}).get("hooks") or {}).get(args["name"])
+        if not command:
+            return {"skipped": True}
+        release = self.resolve(args.get("release"))
+        code, output = self.run_command(command, cwd=os.path.join(self.releases_dir, release or ""),
+                                        timeout=args.get("timeout", 600), env_extra=self.command_env(release))
+        if code != 0:
+            raise StepError("%s hook failed (exit %d): %s" % (args["name"], code, output.strip()[-500:]))
+        return {"output": output[-500:]}
+
+    def step_cutover(self, args):
+        release = self.resolve(args["release"])
+        if not release or not os.path.isdir(os.path.join(self.releases_dir, release)):
+            raise StepError("release %s is not on this host" % release)
+        previous = self.current()
+        if "previous" not in self.vars:
+            self.vars["previous"] = previous
+        meta = self.meta(release) or {}
+        config_dir = args["config_dir"]
+        if not os.path.isdir(config_dir):
+            os.makedirs(config_dir, 0o755)
+        for item in meta.get("config_files", []):
+            link = os.path.join(config_dir, item["dest"])
+            expected = os.path.join(self.current_link, "config", item["dest"])
+            if os.path.islink(link) and os.readlink(link) == expected:
+                continue
+            if os.path.exists(link) and not os.path.islink(link):
+                os.rename(link, "%s.golive-replaced-%s" % (link, time.strftime("%Y%m%d%H%M%S")))
+            symlink_atomic(expected, link)
+        symlink_atomic(os.path.join("releases", release), self.current_link)
+        fsync_dir(self.root)
+        return {"from": previous, "to": release}
+
+    def service_command(self, release, action):
+        meta = self.meta(release) or {}
+        service = meta.get("service") or {}
+        if service.get("systemd_unit"):
+            return "systemctl %s %s" % (action, service["systemd_unit"])
+        if action == "restart" and not service.get("restart") and service.get("start"):
+            return "%s; %s" % (service.get("stop") or "true", service["start"])
+        return service.get(action)
+
+    def step_restart(self, args):
+        release = self.resolve(args.get("release")) or self.current()
+        command = self.service_command(release, "restart")
+        if not command:
+            raise StepError("release %s declares no restart command" % release)
+        code, output = self.run_command(command, cwd=os.path.join(self.releases_dir, release),
+                                        timeout=args.get("timeout", 120), env_extra=self.command_env(release))
+        if code != 0:
+            raise StepError("restart failed (exit %d): %s" % (code, output.strip()[-500:]))
+        return {}
+
+    def step_verify(self, args):
+        release = self.resolve(args.get("release")) or self.current()
+        meta = self.meta(release) or {}
+        health = meta.get("health") or {}
+        expected = {"version": meta.get("version"), "config_hash": meta.get("config_hash")}
+        attempts = max(1, int(health.get("retries", 1)))
+        timeout = float(health.get("timeout", 2))
+        interval = float(health.get("interval", 0.2))
+        last = "no attempt"
+        for attempt in range(attempts):
+            if attempt:
+                time.sleep(interval)
+            ok, last = self.health_once(health, expected, timeout, release)
+            if ok:
+                return {"attempts": attempt + 1}
+        raise StepError("health check failed after %d attempts: %s" % (attempts, last))
+
+    def health_once(self, health, expected, timeout, release):
+        if health.get("url"):
+            try:
+                response = urllib.request.urlopen(health["url"], timeout=timeout)
+                body = response.read(65536).decode("utf-8", "replace")
+            except Exception as error:  # refused, timeout, HTTP error: all mean "not healthy yet"
+                return False, "%s: %s" % (health["url"], getattr(error, "reason", error))
+        else:
+            code, body = self.run_command(health["command"], cwd=os.path.join(self.releases_dir, release),
+                                          timeout=timeout, env_extra=self.command_env(release))
+            if code != 0:
+                return False, "health command exit %d: %s" % (code, body.strip()[-200:])
+        try:
+            report = json.loads(body)
+        except ValueError:
+            return (False, "health answer is not JSON: %r" % body[:80]) if health.get("url") else (True, "")
+        for key, value in expected.items():
+            if value and report.get(key) != value:
+                return False, "health reports %s %r, expected %r" % (key, report.get(key), value)
+        return True, ""
+
+    def step_mark(self, args):
+        release = self.resolve(args["release"])
+        meta = self.meta(release)
+        if meta is None:
+            return {"skipped": True}
+        meta["state"] = args["state"]
+        meta["%s_at" % args["state"]] = utc_now()
+        write_atomic(self.meta_path(release), json.dumps(meta, sort_keys=True).encode())
+        return {"release": release, "state": args["state"]}
+
+    def step_select_rollback(self, args):
+        """Choose the rollback target on the host, from its own releases."""
+        current = self.current()
+        version = args.get("version")
+        candidates = [m for m in self.releases() if m.get("id") != current]
+        if version:
+            named = [m for m in candidates if m.get("version") == version or m.get("id") == version]
+            if not named:
+                kept = ", ".join(sorted(set(m.get("version", m["id"]) for m in candidates))) or "none"
+                raise StepError("release %s is not kept on this host (kept: %s)" % (version, kept))
+            good = [m for m in named if m.get("state") != "bad"]
+            if not good and not args.get("force"):
+                raise StepError("release %s is marked bad (it failed verification); use --force to roll back to it"
+                                % version)
+            target = (good or named)[0]
+        else:
+            good = [m for m in candidates if m.get("state") == "good"]
+            if not good:
+                raise StepError("no previous good release to roll back to")
+            target = good[0]
+        self.vars["target"] = target["id"]
+        self.vars["previous"] = current
+        return {"target": target["id"], "version": target.get("version"), "from": current}
+
+    def step_prune(self, args):
+        keep = max(2, int(args.get("keep", 5)))
+        releases = self.releases()
+        current = self.current()
+        good = [m["id"] for m in releases if m.get("state") == "good"]
+        protected = set([current] + good[:2] + [r for r in args.get("protect", []) if r])
+        kept = []
+        removed = []
+        for meta in releases:
+            if meta["id"] in protected or len(kept) < keep:
+                kept.append(meta["id"])
+                continue
+            shutil.rmtree(os.path.join(self.releases_dir, meta["id"]), ignore_errors=True)
+            if os.path.exists(self.meta_path(meta["id"])):
+                os.unlink(self.meta_path(meta["id"]))
+            removed.append(meta["id"])
+        wanted = set((self.meta(r) or {}).get("artifact") for r in kept)
+        if os.path.isdir(self.artifacts_dir):
+            for name in os.listdir(self.artifacts_dir):
+                base = name[:-5] if name.endswith(".json") else name
+                if base not in wanted and not name.endswith(".part"):
+                    os.unlink(os.path.join(self.artifacts_dir, name))
+        return {"removed": removed, "kept": kept}
+
+    def step_record(self, args):
+        entry = dict(args["entry"])
+        entry.setdefault("time", utc_now())
+        entry["steps"] = dict(entry.get("steps") or {}, **dict((s["name"], s["seconds"]) for s in self.steps))
+        entry["result"] = self.vars.get("result", entry.get("result", "ok"))
+        if self.vars.get("error") and "detail" not in entry:
+            entry["detail"] = self.vars["error"]
+        for key in ("release", "previous_release"):
+            entry[key] = self.resolve(entry.get(key))
+        target_meta = self.meta(entry.get("release")) or {}
+        for key in ("version", "artifact_sha256", "config_hash"):
+            if not entry.get(key) and target_meta.get(key):
+                entry[key] = target_meta[key]
+        if not os.path.isdir(self.state_dir):
+            os.makedirs(self.state_dir, 0o755)
+        line = (json.dumps(entry, sort_keys=True) + "\n").encode("utf-8")
+        fd = os.open(os.path.join(self.state_dir, "ledger.jsonl"), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, line)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        return {"result": entry["result"]}
+
+    def ledger_tail(self, limit):
+        path = os.path.join(self.state_dir, "ledger.jsonl")
+        try:
+            with open(path, "rb") as handle:
+                handle.seek(0, 2)
+                size = handle.tell()
+                handle.seek(max(0, size - 262144))
+                lines = handle.read().decode("utf-8", "replace").splitlines()
+        except OSError:
+            return []
+        entries = []
+        for line in lines[-limit:] if limit else lines:
+            try:
+                entries.append(json.loads(line))
+            except ValueError:
+                continue
+        return entries
+
+    def live_since(self, release):
+        """The ledger entry that made the live release live."""
+        for entry in reversed(self.ledger_tail(200)):
+            if entry.get("release") == release and entry.get("action") in ("deploy", "rollback") \
+                    and entry.get("result") in ("ok", "unchanged"):
+                return entry
+        return None
+
+    def step_history(self, args):
+        return {"entries": self.ledger_tail(int(args.get("limit", 20)))}
+
+    def step_cleanup(self, args):
+        """After a failed install: remove the partial release so nothing half-made stays."""
+        release = args.get("release")
+        partial = os.path.join(self.releases_dir, "%s.partial" % release)
+        if os.path.isdir(partial):
+            shutil.rmtree(partial, ignore_errors=True)
+        return {}
+
+    # -- batch -----------------------------------------------------------------------------
+
+    def run_step(self, step):
+        name = step.get("name") or step["op"]
+        started = time.time()
+        record = {"name": name, "op": step["op"], "ok": True}
+        try:
+            record["data"] = getattr(self, "step_" + step["op"])(step)
+        except LockHeld as held:
+            record.update(ok=False, error="locked", holder=held.holder)
+        except StepError as error:
+            record.update(ok=False, error=str(error))
+        except EnvironmentError as error:
+            record.update(ok=False, error="%s: %s" % (getattr(error, "filename", "") or name,
+                                                      error.strerror or error))
+        except Exception as error:  # a defect in the agent: still report it, never leave half a batch
+            record.update(ok=False, error="%s: %s" % (type(error).__name__, error))
+        record["seconds"] = round(time.time() - started, 4)
+        self.steps.append(record)
+        return record
+
+    def run(self):
+        failed = None
+        for step in self.request.get("steps", []):
+            record = self.run_step(step)
+            if not record["ok"]:
+                failed = record
+                break
+            if self.vars.get("stop"):
+                return self.answer(None)
+        if failed is not None:
+            self.vars["error"] = "%s: %s" % (failed["name"], failed.get("error"))
+            self.vars["result"] = "failed"
+            recovery = [s for s in self.request.get("on_failure", [])
+                        if failed["name"] in s.get("after", [failed["name"]])]
+            if recovery:
+                recovered = all(self.run_step(s)["ok"] for s in recovery)
+                self.vars["result"] = "rolled_back" if recovered else "failed"
+        elif self.request.get("result"):
+            self.vars["result"] = self.request["result"]
+        if failed is not None and failed["op"] == "lock":
+            return self.answer(failed)  # the host belongs to another run: touch nothing more
+        for step in self.request.get("always", []):
+            self.run_step(step)
+        return self.answer(failed)
+
+    def answer(self, failed):
+        return {
+            "schema": SCHEMA,
+            "ok": failed is None,
+            "failed_step": failed["name"] if failed else None,
+            "error": failed.get("error") if failed else None,
+            "holder": failed.get("holder") if failed else None,
+            "result": self.vars.get("result", "ok"),
+            "current": self.current(),
+            "vars": self.vars,
+            "steps": self.steps,
+        }
+
+
+class LockHeld(Exception):
+    def __init__(self, holder):
+        Exception.__init__(self, "locked")
+        self.holder = holder
+
+
+def main(raw_request, stream):
+    # Finish the batch even if the controller disappears: a cutover is never left half done.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    os.umask(0o022)
+    request = json.loads(raw_request.decode("utf-8"))
+    result = Agent(request, stream).run()
+    payload = json.dumps(result, sort_keys=True).encode("utf-8")
+    try:
+        sys.stdout.buffer.write(payload)
+        sys.stdout.buffer.flush()
+    except (IOError, OSError):
+        pass  # the controller is gone; the ledger has the outcome
+
+
+if __name__ == "golive_agent":
+    main(REQUEST, STREAM)  # noqa: F821 - provided by the bootstrap

@@ -1,0 +1,129 @@
+"""The library API behind the CLI. Each function returns an Outcome or raises BadInput."""
+
+from __future__ import annotations
+
+import os
+from datetime import date
+from pathlib import Path
+
+from golive.core.errors import BadInput, Problem
+from golive.core.outcome import Outcome
+from golive.core.redact import MASK
+from golive.core.release import RenderedConfig, release_id
+from golive.core.schema import check_host_vars, expired_expectations
+from golive.workspace import Workspace
+
+UNRELEASED = "unreleased"
+
+
+def validate(ws: Workspace, customer: str | None = None, today: date | None = None) -> Outcome:
+    """Load everything, check every host's variables and render every template; report all problems."""
+    names = [customer] if customer else ws.customer_names()
+    if customer and customer not in ws.customer_names():
+        ws.customer(customer)  # raises the unknown-customer message
+    problems: list[Problem] = []
+    hosts = rendered = 0
+    for name in names:
+        try:
+            loaded = ws.customer(name)
+        except BadInput as error:
+            problems.extend(error.problems)
+            continue
+        for host in loaded.hosts:
+            hosts += 1
+            host_problems = check_host_vars(ws.app, host)
+            problems.extend(host_problems)
+            if host_problems:
+                continue
+            try:
+                ws.render(host, UNRELEASED)
+                rendered += len(ws.app.templates)
+            except BadInput as error:
+                problems.extend(p for p in error.problems if p not in problems)
+    for name in expired_expectations(ws.app, today or date.today()):
+        spec = ws.app.var(name)
+        problems.append(Problem(ws.app.source, f"the expected difference for variable {name!r} expired on "
+                                               f"{spec.expires}: renew its 'expires' or remove the declaration"))
+    if problems:
+        raise BadInput(problems)
+    text = f"workspace ok: {len(names)} customer(s), {hosts} host(s), {rendered} file(s) rendered"
+    return Outcome({"ok": True, "customers": names, "hosts": hosts, "files_rendered": rendered}, text)
+
+
+def inventory(ws: Workspace, customer: str) -> Outcome:
+    """Every host with its environment, groups and merged variables, like ansible-inventory --list."""
+    loaded = ws.customer(customer)
+    hosts = {}
+    for host in loaded.hosts:
+        masked = ws.redactor.data(dict(host.vars))
+        for name in ws.app.secret_var_names & set(masked):
+            masked[name] = MASK
+        hosts[host.name] = {
+            "environment": host.environment,
+            "groups": list(host.groups),
+            "connection": {"address": host.connection.address, "port": host.connection.port,
+                           "user": host.connection.user},
+            "vars": masked,
+        }
+    lines = [f"customer {customer}"]
+    for env in loaded.environments:
+        lines.append(f"  {env.name}:")
+        for host in env.hosts:
+            lines.append(f"    {host.name}  {host.connection.user}@{host.connection.address}:{host.connection.port}"
+                         f"  groups: {', '.join(host.groups)}")
+            for key, value in sorted(hosts[host.name]["vars"].items()):
+                lines.append(f"      {key}: {value}")
+    return Outcome({"customer": customer, "hosts": hosts}, "\n".join(lines))
+
+
+def _describe_file(ws: Workspace, config: RenderedConfig, out_dir: Path | None) -> list[dict]:
+    files = []
+    for f in config.files:
+        entry = {"dest": f.dest, "mode": f"{f.mode:04o}", "secret": f.secret, "sha256": f.sha256,
+                 "size": len(f.content)}
+        if not f.secret:
+            entry["content"] = f.content.decode("utf-8", errors="replace")
+        if out_dir is not None:
+            entry["path"] = str(out_dir / config.host / f.dest)
+        files.append(entry)
+    return files
+
+
+def render(ws: Workspace, customer: str, environment: str, host: str | None = None,
+           out: str | None = None, version: str | None = None) -> Outcome:
+    """Render a customer's config for an environment; write it under OUT/<host>/ or show it."""
+    version = version or UNRELEASED
+    hosts = ws.hosts(customer, environment, [host] if host else None)
+    out_dir = Path(out).resolve() if out else None
+    data = {"customer": customer, "environment": environment, "release": version, "hosts": {}}
+    text: list[str] = []
+    for h in hosts:
+        config = ws.render(h, version)
+        if out_dir is not None:
+            write_rendered(config, out_dir / h.name)
+        data["hosts"][h.name] = {"config_hash": config.hash, "release_id": release_id(version, config.hash),
+                                 "files": _describe_file(ws, config, out_dir)}
+        if out_dir is not None:
+            text.append(f"{h.name}: {len(config.files)} file(s) -> {out_dir / h.name}  (config hash {config.hash[:12]})")
+            continue
+        text.append(f"=== {h.name} ({environment})  config hash {config.hash}")
+        for f in config.files:
+            text.append(f"--- {f.dest}  mode {f.mode:04o}  sha256 {f.sha256[:16]}")
+            if f.secret:
+                text.append(f"    (secret file, {len(f.content)} bytes, not shown)")
+            else:
+                text.append(f.content.decode("utf-8", errors="replace").rstrip("\n"))
+    return Outcome(data, "\n".join(text))
+
+
+def write_rendered(config: RenderedConfig, directory: Path) -> None:
+    """Write rendered files atomically with their modes; secret files are 0600 from the start."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for f in config.files:
+        target = directory / f.dest
+        temporary = directory / f".{f.dest}.tmp"
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if f.secret else f.mode)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(f.content)
+        os.chmod(temporary, f.mode)
+        os.replace(temporary, target)

@@ -1,0 +1,120 @@
+"""Deciding what a deploy must do on a host, from the facts the host reported.
+
+The same function serves `golive plan` and `golive deploy`, so a plan is exactly what the deploy
+then does. Facts in, steps out: tests/unit/test_plan.py runs JSON fixtures through it.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from golive.core.release import RenderedConfig
+
+DEPLOY_STEPS = ("lock", "upload", "unpack", "configure", "hooks", "cutover", "restart", "verify", "record")
+
+UNCHANGED, REPAIR, SWITCH, INSTALL = "unchanged", "repair", "switch", "install"
+
+
+@dataclass(frozen=True)
+class Desired:
+    """What the workspace says one host should run."""
+
+    release: str
+    version: str
+    artifact_name: str
+    artifact_sha256: str
+    config: RenderedConfig
+
+
+@dataclass(frozen=True)
+class HostFacts:
+    """What the host's agent reported, in one round trip."""
+
+    current: str | None
+    releases: tuple[Mapping[str, Any], ...]
+    artifact_cached: bool
+    desired_live: bool  # desired release is current, verified, config links intact, service up
+    desired_live_problems: tuple[str, ...] = ()
+    live_files: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    lock: Mapping[str, Any] | None = None
+
+    @staticmethod
+    def from_agent(data: Mapping[str, Any]) -> HostFacts:
+        return HostFacts(
+            current=data.get("current"),
+            releases=tuple(data.get("releases") or ()),
+            artifact_cached=bool(data.get("artifact_cached")),
+            desired_live=bool(data.get("desired_live")),
+            desired_live_problems=tuple(data.get("desired_live_problems") or ()),
+            live_files=data.get("live_files") or {},
+            lock=data.get("lock"),
+        )
+
+    def release(self, release_id: str) -> Mapping[str, Any] | None:
+        return next((r for r in self.releases if r.get("id") == release_id), None)
+
+
+@dataclass(frozen=True)
+class FileChange:
+    dest: str
+    change: str  # "added" | "changed" | "removed"
+    secret: bool
+    diff: str = ""  # unified diff; empty for secret files
+
+
+@dataclass(frozen=True)
+class HostPlan:
+    host: str
+    action: str  # unchanged | repair | switch | install
+    steps: tuple[str, ...]
+    from_release: str | None
+    to_release: str
+    reason: str
+    file_changes: tuple[FileChange, ...] = ()
+
+    @property
+    def changes(self) -> bool:
+        return self.action != UNCHANGED
+
+
+def file_changes(desired: RenderedConfig, live: Mapping[str, Mapping[str, Any]]) -> tuple[FileChange, ...]:
+    changes: list[FileChange] = []
+    for f in desired.files:
+        seen = live.get(f.dest) or {}
+        if seen.get("exists") and seen.get("sha256") == f.sha256:
+            continue
+        kind = "changed" if seen.get("exists") else "added"
+        diff = ""
+        if not f.secret:
+            before = (seen.get("text") or "").splitlines(keepends=True)
+            after = f.content.decode("utf-8", "replace").splitlines(keepends=True)
+            diff = "".join(difflib.unified_diff(before, after, f"live/{f.dest}", f"new/{f.dest}"))
+        changes.append(FileChange(f.dest, kind, f.secret, diff))
+    wanted = {f.dest for f in desired.files}
+    for dest, seen in sorted(live.items()):
+        if seen.get("exists") and dest not in wanted:
+            changes.append(FileChange(dest, "removed", False))
+    return tuple(changes)
+
+
+def plan_host(host: str, facts: HostFacts, desired: Desired) -> HostPlan:
+    changes = file_changes(desired.config, facts.live_files)
+    target = desired.release
+    if facts.desired_live:
+        return HostPlan(host, UNCHANGED, ("lock", "record"), facts.current, target,
+                        f"{desired.version} is live and verified with this config", ())
+    if facts.current == target:
+        problems = "; ".join(facts.desired_live_problems) or "not verified"
+        return HostPlan(host, REPAIR, ("lock", "cutover", "restart", "verify", "record"), facts.current, target,
+                        f"{desired.version} is live but {problems}", changes)
+    existing = facts.release(target)
+    if existing is not None:
+        return HostPlan(host, SWITCH, ("lock", "hooks", "cutover", "restart", "verify", "record"), facts.current,
+                        target, f"release {target} is already on the host ({existing.get('state', 'unknown')})",
+                        changes)
+    steps = tuple(s for s in DEPLOY_STEPS if s != "upload" or not facts.artifact_cached)
+    reason = "first deploy" if facts.current is None else f"{facts.current} -> {target}"
+    return HostPlan(host, INSTALL, steps, facts.current, target, reason, changes)

@@ -1,0 +1,1 @@
+"""Flows that reach hosts: deploy, plan, rollback, status, history, unlock."""

@@ -1,0 +1,412 @@
+"""golive plan / deploy / rollback over pyinfra: the controller's side of golive.flows.steps."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from golive.adapters.remote import AgentAnswer
+from golive.adapters.transport import Connected
+from golive.core.errors import BadInput, Problem
+from golive.core.model import Host
+from golive.core.outcome import Outcome
+from golive.core.plan import INSTALL, UNCHANGED, Desired, HostFacts, HostPlan, plan_host
+from golive.core.release import Artifact
+from golive.core.rollout import batches, crossed, max_fail_threshold
+from golive.flows import steps
+from golive.flows.common import (
+    HostReport,
+    HostSession,
+    check_artifact_archive,
+    chunks,
+    desired_state,
+    lock_report,
+    run_context,
+    step_seconds,
+)
+from golive.progress import Progress
+from golive.workspace import Workspace
+
+BEGIN_TIMEOUT, INSTALL_TIMEOUT, ACTIVATE_TIMEOUT = 120, 900, 1800
+
+
+@dataclass
+class Target:
+    """One host of the run: what it should become and what is known of it so far."""
+
+    host: Host
+    desired: Desired
+    meta: dict[str, Any]
+    connected: Connected | None = None
+    plan: HostPlan | None = None
+    report: HostReport | None = None
+    answers: tuple[AgentAnswer, ...] = ()
+
+
+# -- promotion gate -------------------------------------------------------------------------
+
+def promotion_problems(ws: Workspace, customer: str, environment: str, artifact: Artifact,
+                       progress: Progress) -> tuple[str | None, list[str]]:
+    """(source environment, reasons the artifact is not promotable); no source -> (None, [])."""
+    spec = ws.app.environment(environment)
+    if spec is None or not spec.promote_from:
+        return None, []
+    source = spec.promote_from
+    hosts = ws.hosts(customer, source)
+    session = HostSession(hosts, progress, ws.app)
+    problems: list[str] = []
+    try:
+        connected = session.connect()
+        requests = {}
+        for host in hosts:
+            if not connected[host.name].ok:
+                problems.append(f"cannot confirm {source} host: {connected[host.name].error}")
+                continue
+            requests[host.name] = (connected[host.name], {"steps": [steps.read_state(ws.app)]})
+        for name, answer in session.call_all(requests, BEGIN_TIMEOUT).items():
+            meta = answer.data("state").get("current_meta") or {}
+            if not answer.ok:
+                problems.append(f"{source} host {name}: {answer.error}")
+            elif meta.get("artifact_sha256") != artifact.sha256:
+                running = f"{meta.get('version')} (sha256 {str(meta.get('artifact_sha256'))[:12]})" if meta else "nothing"
+                problems.append(f"{source} host {name} runs {running}, not {artifact.version} "
+                                f"(sha256 {artifact.sha256[:12]})")
+            elif meta.get("state") != "good":
+                problems.append(f"{source} host {name} runs {artifact.version} but it is {meta.get('state')}, "
+                                f"not verified")
+    finally:
+        session.close()
+    return source, problems
+
+
+def enforce_promotion(ws: Workspace, customer: str, environment: str, artifact: Artifact, override: str | None,
+                      progress: Progress) -> dict[str, Any]:
+    if override is not None and not override.strip():
+        raise BadInput("--override-promotion needs a reason")
+    if override:
+        return {"required": ws.app.environment(environment).promote_from if ws.app.environment(environment)
+                else None, "overridden": override}
+    source, problems = promotion_problems(ws, customer, environment, artifact, progress)
+    if problems:
+        raise BadInput([Problem("promotion", f"{environment} only accepts an artifact that {source} runs and "
+                                             f"verified: {p}") for p in problems]
+                       + [Problem("promotion", "deploy and verify it on staging first, or pass "
+                                               "--override-promotion \"reason\" (recorded in the ledger)")])
+    return {"required": source, "passed": source is not None}
+
+
+# -- deploy ---------------------------------------------------------------------------------
+
+def prepare(ws: Workspace, customer: str, environment: str, version: str,
+            only: list[str] | None) -> tuple[Artifact, list[Target]]:
+    """Everything that can be refused without touching a host."""
+    hosts = ws.hosts(customer, environment, only)
+    artifact = ws.artifact(version)
+    check_artifact_archive(ws.app, artifact)
+    targets = []
+    problems: list[Problem] = []
+    for host in hosts:
+        try:
+            desired, meta = desired_state(ws, host, artifact)
+        except BadInput as error:
+            problems.extend(p for p in error.problems if p not in problems)
+            continue
+        targets.append(Target(host, desired, meta))
+    if problems:
+        raise BadInput(problems)
+    return artifact, targets
+
+
+def begin(session: HostSession, run: steps.RunContext, ws: Workspace, targets: list[Target]) -> Target | None:
+    """Lock every host, leader first: whoever holds the leader's lock owns the environment.
+    Returns the leader when another run holds it (then nothing else was touched)."""
+    reachable = [t for t in targets if t.connected and t.connected.ok]
+    if not reachable:
+        return None
+    leader, rest = reachable[0], reachable[1:]
+    _begin_one(session, run, ws, leader)
+    if leader.report is not None and leader.report.status == "locked":
+        return leader
+    session.fleet.map(lambda t: _begin_one(session, run, ws, t), rest)
+    return None
+
+
+def _begin_one(session: HostSession, run: steps.RunContext, ws: Workspace, target: Target) -> None:
+    name = target.host.name
+    session.progress.update(name, "lock", "running")
+    answer = session.call(target.connected, steps.begin_batch(run, ws.app, target.desired, name), timeout=BEGIN_TIMEOUT)
+    target.answers = (answer,)
+    if not answer.ok:
+        if answer.holder is not None or answer.error == "locked":
+            state, sentence = lock_report(answer.holder)
+            target.report = HostReport(name, run.environment, "locked", error=sentence, lock=state)
+            session.progress.update(name, "lock", "failed", "locked")
+        else:
+            target.report = HostReport(name, run.environment, "failed", error=answer.error)
+            session.progress.update(name, "lock", "failed")
+        return
+    state = answer.data("state")
+    facts = HostFacts.from_agent({**state, "desired_live": not state.get("desired_live_problems"),
+                                  "desired_live_problems": state.get("desired_live_problems") or ()})
+    target.plan = plan_host(name, facts, target.desired)
+    session.progress.update(name, "lock", "ok")
+    if target.plan.action == UNCHANGED:
+        if not answer.data("record").get("unchanged"):  # the host changed between state and finish
+            target.report = HostReport(name, run.environment, "failed", error="host state changed during the run")
+            return
+        target.report = HostReport(name, run.environment, "unchanged", UNCHANGED, facts.current,
+                                   target.desired.release, facts.current, steps=step_seconds(answer))
+        session.progress.update(name, "result", "unchanged")
+
+
+def install(session: HostSession, run: steps.RunContext, ws: Workspace, artifact: Artifact, target: Target) -> None:
+    name = target.host.name
+    request = steps.install_batch(run, ws.app, target.plan, target.desired, artifact, target.meta, name)
+    uploading = "upload" in target.plan.steps
+    session.progress.update(name, "upload" if uploading else "unpack", "running")
+    answer = session.call(target.connected, request, chunks(artifact.path) if uploading else (), INSTALL_TIMEOUT)
+    target.answers += (answer,)
+    for step in answer.steps:
+        if step.name in ("upload", "unpack", "configure"):
+            session.progress.update(name, step.name, "ok" if step.ok else "failed", f"{step.seconds:.2f}s")
+    if not answer.ok:
+        target.report = HostReport(name, run.environment, "failed", target.plan.action, target.plan.from_release,
+                                   target.desired.release, target.plan.from_release,
+                                   error=f"{answer.failed_step or 'install'}: {answer.error}",
+                                   steps=step_seconds(*target.answers))
+
+
+def activate(session: HostSession, run: steps.RunContext, ws: Workspace, target: Target) -> None:
+    name = target.host.name
+    hooks = target.meta.get("hooks", {})
+    earlier = step_seconds(*target.answers)
+    request = steps.activate_batch(run, ws.app, target.plan, target.desired, hooks, earlier, name)
+    session.progress.update(name, "cutover", "running")
+    answer = session.call(target.connected, request, timeout=ACTIVATE_TIMEOUT)
+    target.answers += (answer,)
+    for step in answer.steps:
+        if step.name in ("cutover", "restart", "verify", "switch_back"):
+            session.progress.update(name, step.name if step.name != "switch_back" else "cutover",
+                                    "ok" if step.ok else "failed", f"{step.seconds:.2f}s")
+    seconds = step_seconds(*target.answers)
+    plan = target.plan
+    if answer.ok:
+        target.report = HostReport(name, run.environment, "deployed", plan.action, plan.from_release,
+                                   target.desired.release, target.desired.release, steps=seconds)
+        session.progress.update(name, "result", "ok")
+        return
+    if answer.transport_error:
+        target.report = HostReport(name, run.environment, "unknown", plan.action, plan.from_release,
+                                   target.desired.release, None, error=answer.error, steps=seconds)
+        session.progress.update(name, "result", "failed")
+        return
+    rolled_back = answer.result == "rolled_back"
+    target.report = HostReport(
+        name, run.environment, "rolled_back" if rolled_back else "failed", plan.action, plan.from_release,
+        target.desired.release, answer.current,
+        error=f"{answer.failed_step}: {answer.error}", steps=seconds,
+        details={"marked_bad": target.desired.release} if answer.step("mark_bad") else {})
+    session.progress.update(name, "result", "rolled_back" if rolled_back else "failed")
+
+
+def deploy(ws: Workspace, customer: str, environment: str, version: str, *, serial: str | None = None,
+           max_fail: str | None = None, only: list[str] | None = None, operator: str | None = None,
+           override_promotion: str | None = None, progress: Progress) -> Outcome:
+    threshold = max_fail_threshold(max_fail)
+    artifact, targets = prepare(ws, customer, environment, version, only)
+    planned_batches = batches(targets, serial)
+    promotion = enforce_promotion(ws, customer, environment, artifact, override_promotion, progress)
+    run = run_context("deploy", customer, environment, operator, reason=override_promotion or "")
+    session = HostSession([t.host for t in targets], progress, ws.app, run.token)
+    progress.start(f"deploy {artifact.version} to {customer}/{environment}",
+                   [t.host.name for t in targets], steps.DEPLOY_COLUMNS)
+    try:
+        connected = session.connect()
+        for target in targets:
+            target.connected = connected[target.host.name]
+            if not target.connected.ok:
+                target.report = HostReport(target.host.name, environment, "unreachable", error=target.connected.error)
+                progress.update(target.host.name, "lock", "failed", "unreachable")
+        blocked_by = begin(session, run, ws, targets)
+        if blocked_by is not None:
+            for target in targets:
+                if target.report is None:
+                    target.report = HostReport(target.host.name, environment, "skipped",
+                                               error=f"not touched: the environment is locked ({blocked_by.host.name})")
+        else:
+            roll_out(session, run, ws, artifact, planned_batches, threshold, len(targets))
+    finally:
+        session.close()
+        progress.stop()
+    return deploy_outcome("deploy", customer, environment, artifact.version, targets, promotion)
+
+
+def roll_out(session: HostSession, run: steps.RunContext, ws: Workspace, artifact: Artifact,
+             planned_batches: list[list[Target]], threshold: float, total: int) -> None:
+    """Batch after batch: every host of a batch installs before any cuts over; max-fail is global."""
+    for index, batch in enumerate(planned_batches):
+        failed = sum(1 for b in planned_batches[:index] for t in b if t.report and t.report.failed)
+        if crossed(failed, total, threshold):
+            stop_remaining(session, run, [t for b in planned_batches[index:] for t in b],
+                           f"not deployed: {failed} of {total} hosts failed, over --max-fail")
+            return
+        working = [t for t in batch if t.report is None and t.plan is not None]
+        session.fleet.map(lambda t: install(session, run, ws, artifact, t),
+                          [t for t in working if t.plan.action == INSTALL])
+        session.fleet.map(lambda t: activate(session, run, ws, t), [t for t in working if t.report is None])
+
+
+def stop_remaining(session: HostSession, run: steps.RunContext, targets: list[Target], reason: str) -> None:
+    pending = [t for t in targets if t.report is None and t.plan is not None]
+    requests = {t.host.name: (t.connected, steps.abort_batch(run, t.host.name, reason)) for t in pending}
+    session.call_all(requests, BEGIN_TIMEOUT)
+    for target in pending:
+        target.report = HostReport(target.host.name, run.environment, "skipped", target.plan.action,
+                                   target.plan.from_release, target.desired.release, target.plan.from_release,
+                                   error=reason)
+        session.progress.update(target.host.name, "result", "skipped")
+
+
+def deploy_outcome(verb: str, customer: str, environment: str, version: str | None, targets: list[Target],
+                   extra: Mapping[str, Any]) -> Outcome:
+    reports = [t.report or HostReport(t.host.name, environment, "unknown", error="no result") for t in targets]
+    failed = [r for r in reports if r.failed]
+    lines = [f"{verb} {version or ''} to {customer}/{environment}: "
+             f"{len(reports) - len(failed)} of {len(reports)} host(s) ok".replace("  ", " ")]
+    for r in reports:
+        lines.append("  " + describe_report(r))
+    if failed:
+        lines.append("Hosts that failed are on the release shown; nothing is left half-switched.")
+    data = {"verb": verb, "customer": customer, "environment": environment, "release": version,
+            "ok": not failed, "hosts": [r.as_dict() for r in reports], **dict(extra)}
+    return Outcome(data, "\n".join(lines), failed=bool(failed))
+
+
+def describe_report(r: HostReport) -> str:
+    took = f" ({sum(r.steps.values()):.2f}s on host)" if r.steps else ""
+    if r.status == "deployed":
+        return f"{r.host}: {r.from_release or '(nothing)'} -> {r.to_release}, {r.action}, verified{took}"
+    if r.status == "unchanged":
+        return f"{r.host}: unchanged, {r.live_release} is live and verified{took}"
+    if r.status == "rolled_back":
+        return (f"{r.host}: FAILED at {r.error}; rolled back to {r.live_release} (verified); "
+                f"{r.to_release} marked bad")
+    if r.status == "locked":
+        return f"{r.host}: {r.error}"
+    if r.status == "unreachable":
+        return f"{r.host}: {r.error}"
+    live = f"; live: {r.live_release}" if r.live_release else ""
+    return f"{r.host}: {r.status.upper()}: {r.error}{live}"
+
+
+# -- plan -----------------------------------------------------------------------------------
+
+def plan(ws: Workspace, customer: str, environment: str, version: str, only: list[str] | None,
+         progress: Progress) -> Outcome:
+    artifact, targets = prepare(ws, customer, environment, version, only)
+    source, promotion = promotion_problems(ws, customer, environment, artifact, progress)
+    session = HostSession([t.host for t in targets], progress, ws.app)
+    try:
+        connected = session.connect()
+        requests = {}
+        for target in targets:
+            target.connected = connected[target.host.name]
+            if target.connected.ok:
+                requests[target.host.name] = (target.connected,
+                                              {"steps": [steps.read_state(ws.app, target.desired, with_text=True)]})
+            else:
+                target.report = HostReport(target.host.name, environment, "unreachable", error=target.connected.error)
+        answers = session.call_all(requests, BEGIN_TIMEOUT)
+    finally:
+        session.close()
+    host_plans = []
+    lines = [f"plan: {artifact.version} to {customer}/{environment} (artifact sha256 {artifact.sha256[:16]})"]
+    if source:
+        lines.append(f"  promotion from {source}: " + ("ok" if not promotion else "REFUSED - " + "; ".join(promotion)))
+    for target in targets:
+        name = target.host.name
+        answer = answers.get(name)
+        if answer is None or not answer.ok:
+            error = target.report.error if target.report else answer.error if answer else "no answer"
+            host_plans.append({"host": name, "error": error})
+            lines.append(f"  {name}: cannot plan: {error}")
+            continue
+        state = answer.data("state")
+        facts = HostFacts.from_agent({**state, "desired_live": not state.get("desired_live_problems")})
+        host_plan = plan_host(name, facts, target.desired)
+        lock_state, lock_sentence = lock_report(state.get("lock"))
+        host_plans.append({
+            "host": name, "action": host_plan.action, "steps": list(host_plan.steps),
+            "from_release": host_plan.from_release, "to_release": host_plan.to_release, "reason": host_plan.reason,
+            "files": [{"dest": c.dest, "change": c.change, "secret": c.secret, "diff": c.diff}
+                      for c in host_plan.file_changes],
+            "lock": lock_state if state.get("lock") else None,
+        })
+        lines.append(f"  {name}: {host_plan.action.upper()} - {host_plan.reason}")
+        if host_plan.changes:
+            lines.append(f"    steps: {' -> '.join(host_plan.steps)}")
+        for change in host_plan.file_changes:
+            lines.append(f"    {change.change} {change.dest}" + (" (secret: contents not shown)" if change.secret else ""))
+            if change.diff:
+                lines.extend("      " + line for line in change.diff.rstrip("\n").splitlines())
+        if state.get("lock"):
+            lines.append(f"    {lock_sentence}")
+    unreachable = any("error" in p for p in host_plans)
+    data = {"customer": customer, "environment": environment, "release": artifact.version,
+            "artifact_sha256": artifact.sha256, "promotion": {"source": source, "problems": promotion},
+            "hosts": host_plans}
+    return Outcome(data, "\n".join(lines), failed=unreachable)
+
+
+# -- rollback -------------------------------------------------------------------------------
+
+def rollback(ws: Workspace, customer: str, environment: str, to_version: str | None, *, force: bool = False,
+             serial: str | None = None, max_fail: str | None = None, only: list[str] | None = None,
+             operator: str | None = None, progress: Progress) -> Outcome:
+    threshold = max_fail_threshold(max_fail)
+    hosts = list(ws.hosts(customer, environment, only))
+    planned_batches = batches(hosts, serial)
+    run = run_context("rollback", customer, environment, operator)
+    session = HostSession(hosts, progress, ws.app, run.token)
+    reports: dict[str, HostReport] = {}
+    progress.start(f"rollback {customer}/{environment}" + (f" to {to_version}" if to_version else ""),
+                   [h.name for h in hosts], steps.ROLLBACK_COLUMNS)
+    try:
+        connected = session.connect()
+        for host in hosts:
+            if not connected[host.name].ok:
+                reports[host.name] = HostReport(host.name, environment, "unreachable", error=connected[host.name].error)
+        for index, batch in enumerate(planned_batches):
+            failed = sum(1 for r in reports.values() if r.failed)
+            if crossed(failed, len(hosts), threshold):
+                for host in (h for b in planned_batches[index:] for h in b):
+                    reports.setdefault(host.name, HostReport(host.name, environment, "skipped",
+                                                             error="not rolled back: over --max-fail"))
+                break
+            requests = {h.name: (connected[h.name], steps.rollback_batch(run, ws.app, to_version, force, h.name))
+                        for h in batch if h.name not in reports}
+            for name, answer in session.call_all(requests, ACTIVATE_TIMEOUT).items():
+                reports[name] = rollback_report(environment, name, answer)
+                for step in answer.steps:
+                    if step.name in steps.ROLLBACK_COLUMNS:
+                        progress.update(name, step.name, "ok" if step.ok else "failed", f"{step.seconds:.2f}s")
+                progress.update(name, "result", "ok" if answer.ok else "failed")
+    finally:
+        session.close()
+        progress.stop()
+    targets = [Target(h, None, {}, report=reports.get(h.name)) for h in hosts]  # type: ignore[arg-type]
+    return deploy_outcome("rollback", customer, environment, to_version, targets, {"to": to_version, "force": force})
+
+
+def rollback_report(environment: str, name: str, answer: AgentAnswer) -> HostReport:
+    chosen = answer.data("choose")
+    target, previous = chosen.get("target"), chosen.get("from")
+    if answer.ok:
+        return HostReport(name, environment, "deployed", "rollback", previous, target, target,
+                          steps=step_seconds(answer))
+    if answer.holder is not None or answer.error == "locked":
+        state, sentence = lock_report(answer.holder)
+        return HostReport(name, environment, "locked", error=sentence, lock=state)
+    return HostReport(name, environment, "failed", "rollback", previous, target, answer.current,
+                      error=f"{answer.failed_step}: {answer.error}", steps=step_seconds(answer))

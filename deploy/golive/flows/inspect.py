@@ -1,0 +1,204 @@
+"""golive status / history / unlock: reading (and clearing) what the hosts record."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from golive.core.errors import BadInput
+from golive.core.model import Host
+from golive.core.outcome import Outcome
+from golive.flows import steps
+from golive.flows.common import HostSession, lock_report, run_context
+from golive.progress import Progress
+from golive.workspace import Workspace
+
+TIMEOUT = 120
+
+
+def _read(ws: Workspace, hosts: list[Host], progress: Progress, request: dict[str, Any]) -> dict[str, dict]:
+    """One agent batch on every host in parallel: {host: {"ok", "error", "data": {step: data}}}."""
+    session = HostSession(hosts, progress, ws.app)
+    results: dict[str, dict] = {}
+    try:
+        connected = session.connect()
+        requests = {}
+        for host in hosts:
+            if connected[host.name].ok:
+                requests[host.name] = (connected[host.name], request)
+            else:
+                results[host.name] = {"ok": False, "error": connected[host.name].error, "reachable": False}
+        for name, answer in session.call_all(requests, TIMEOUT).items():
+            results[name] = {"ok": answer.ok, "error": answer.error, "reachable": True,
+                             "data": {s.name: s.data for s in answer.steps}}
+    finally:
+        session.close()
+    return results
+
+
+def _host_status(ws: Workspace, host: Host, result: dict) -> dict[str, Any]:
+    row: dict[str, Any] = {"customer": host.customer, "environment": host.environment, "host": host.name}
+    if not result.get("ok"):
+        row["error"] = result.get("error")
+        return row
+    state = result["data"]["state"]
+    meta = state.get("current_meta") or {}
+    row.update(release=state.get("current"), version=meta.get("version"), state=meta.get("state"),
+               artifact_sha256=meta.get("artifact_sha256"), config_hash=meta.get("config_hash"))
+    last = state.get("live_since") or {}
+    row.update(deployed_at=last.get("time") or meta.get("created_at"), deployed_by=last.get("operator"),
+               deployed_with=last.get("engine"))
+    if state.get("lock"):
+        row["lock"], row["lock_detail"] = lock_report(state["lock"])
+    if meta.get("version"):
+        try:
+            rendered = ws.render(host, meta["version"])
+            row["matches_workspace"] = rendered.hash == meta.get("config_hash")
+        except BadInput:
+            row["matches_workspace"] = None
+    return row
+
+
+def status(ws: Workspace, customer: str | None, environment: str | None, progress: Progress) -> Outcome:
+    if customer is None:
+        hosts = [h for name in ws.customer_names() for h in ws.customer(name).hosts]
+    elif environment is None:
+        hosts = list(ws.customer(customer).hosts)
+    else:
+        hosts = list(ws.hosts(customer, environment))
+    results = _read(ws, hosts, progress, {"steps": [steps.read_state(ws.app)]})
+    rows = [_host_status(ws, h, results[h.name]) for h in hosts]
+    environments = _environment_summary(ws, rows)
+    lines = []
+    if customer is None:
+        lines.append(f"{'customer':<14} {'environment':<12} {'live release':<22} {'verified':<9} note")
+        for env in environments:
+            lines.append(f"{env['customer']:<14} {env['environment']:<12} {env['live'] or '-':<22} "
+                         f"{'yes' if env['verified'] else 'no':<9} {env['note']}")
+    else:
+        lines.append(f"{'host':<14} {'env':<11} {'release':<20} {'state':<11} {'artifact':<13} {'config':<13} "
+                     f"{'deployed at':<21} {'by':<10} workspace")
+        for row in rows:
+            if "error" in row:
+                lines.append(f"{row['host']:<14} {row['environment']:<11} UNREACHABLE: {row['error']}")
+                continue
+            match = {True: "matches", False: "DIFFERS", None: "-"}[row.get("matches_workspace")]
+            lines.append(f"{row['host']:<14} {row['environment']:<11} {row.get('release') or '-':<20} "
+                         f"{row.get('state') or '-':<11} {(row.get('artifact_sha256') or '-')[:12]:<13} "
+                         f"{(row.get('config_hash') or '-')[:12]:<13} {row.get('deployed_at') or '-':<21} "
+                         f"{row.get('deployed_by') or '-':<10} {match}")
+            if row.get("lock"):
+                lines.append(f"{'':<14} {row['lock_detail']}")
+        for env in environments:
+            if env["note"]:
+                lines.append(f"{env['customer']}/{env['environment']}: {env['note']}")
+    unreachable = any("error" in r for r in rows)
+    return Outcome({"hosts": rows, "environments": environments}, "\n".join(lines), failed=unreachable)
+
+
+def _environment_summary(ws: Workspace, rows: list[dict]) -> list[dict]:
+    summary = []
+    by_env: dict[tuple[str, str], list[dict]] = {}
+    for row in rows:
+        by_env.setdefault((row["customer"], row["environment"]), []).append(row)
+    for (customer, environment), env_rows in by_env.items():
+        releases = sorted({r.get("release") for r in env_rows if r.get("release")})
+        verified = all(r.get("state") == "good" for r in env_rows)
+        notes = []
+        if len(releases) > 1:
+            notes.append("hosts run different releases: " + ", ".join(releases))
+        if any("error" in r for r in env_rows):
+            notes.append("some hosts unreachable")
+        if any(r.get("matches_workspace") is False for r in env_rows):
+            notes.append("config differs from what the workspace renders now")
+        spec = ws.app.environment(environment)
+        if spec and spec.promote_from:
+            source_rows = by_env.get((customer, spec.promote_from), [])
+            source_shas = {r.get("artifact_sha256") for r in source_rows if r.get("state") == "good"}
+            shas = {r.get("artifact_sha256") for r in env_rows if r.get("artifact_sha256")}
+            if shas and source_rows:
+                if shas <= source_shas:
+                    notes.append(f"runs what {spec.promote_from} verified")
+                else:
+                    notes.append(f"NOT what {spec.promote_from} verified")
+        summary.append({"customer": customer, "environment": environment,
+                        "live": ", ".join(releases) if releases else None, "verified": verified and bool(releases),
+                        "note": "; ".join(notes)})
+    return summary
+
+
+def history(ws: Workspace, customer: str, environment: str, only: list[str] | None, limit: int,
+            progress: Progress) -> Outcome:
+    hosts = list(ws.hosts(customer, environment, only))
+    results = _read(ws, hosts, progress, {"steps": [{"op": "history", "name": "history", "limit": limit}]})
+    entries = []
+    errors = {}
+    for host in hosts:
+        result = results[host.name]
+        if not result.get("ok"):
+            errors[host.name] = result.get("error")
+            continue
+        entries.extend(result["data"]["history"]["entries"])
+    entries.sort(key=lambda e: (e.get("time", ""), e.get("host", "")), reverse=True)
+    lines = [f"{'time':<21} {'host':<13} {'action':<9} {'result':<12} {'release':<20} {'by':<10} detail"]
+    for e in entries[: limit * max(1, len(hosts))]:
+        detail = e.get("reason") or e.get("detail") or ""
+        lines.append(f"{e.get('time', ''):<21} {e.get('host', ''):<13} {e.get('action', ''):<9} "
+                     f"{e.get('result', ''):<12} {e.get('release') or '-':<20} {e.get('operator', ''):<10} {detail}")
+    for name, error in errors.items():
+        lines.append(f"{name}: UNREACHABLE: {error}")
+    return Outcome({"customer": customer, "environment": environment, "entries": entries, "errors": errors},
+                   "\n".join(lines), failed=bool(errors))
+
+
+def unlock(ws: Workspace, customer: str, environment: str, reason: str, force: bool, only: list[str] | None,
+           operator: str | None, progress: Progress) -> Outcome:
+    if not reason.strip():
+        raise BadInput("unlock needs --reason, recorded in the history")
+    hosts = list(ws.hosts(customer, environment, only))
+    run = run_context("unlock", customer, environment, operator, reason=reason)
+    found = _read(ws, hosts, progress, {"steps": [steps.read_state(ws.app)]})
+    to_clear = []
+    rows = []
+    for host in hosts:
+        result = found[host.name]
+        if not result.get("ok"):
+            rows.append({"host": host.name, "result": "unreachable", "error": result.get("error")})
+            continue
+        holder = result["data"]["state"].get("lock")
+        if not holder:
+            rows.append({"host": host.name, "result": "no lock"})
+            continue
+        liveness, sentence = lock_report(holder)
+        if liveness == "alive" and not force:
+            rows.append({"host": host.name, "result": "refused", "lock": liveness,
+                         "error": f"{sentence}; pass --force to clear it anyway"})
+            continue
+        to_clear.append(host)
+        rows.append({"host": host.name, "result": "cleared", "lock": liveness, "holder": holder})
+    if to_clear:
+        request = {"steps": [steps.unlock(force=True)],
+                   "always": [steps.record(run.entry("$host", result="ok"))]}
+        cleared = {}
+        session = HostSession(to_clear, progress, ws.app, run.token)
+        try:
+            connected = session.connect()
+            cleared = session.call_all({h.name: (connected[h.name], _for_host(request, h.name)) for h in to_clear
+                                        if connected[h.name].ok}, TIMEOUT)
+        finally:
+            session.close()
+        for row in rows:
+            answer = cleared.get(row["host"])
+            if row["result"] == "cleared" and (answer is None or not answer.ok):
+                row.update(result="failed", error=answer.error if answer else "unreachable")
+    lines = [f"unlock {customer}/{environment} (reason: {reason})"]
+    for row in rows:
+        lines.append(f"  {row['host']}: {row['result']}" + (f" - {row['error']}" if row.get("error") else ""))
+    failed = any(r["result"] in ("unreachable", "refused", "failed") for r in rows)
+    return Outcome({"customer": customer, "environment": environment, "reason": reason, "hosts": rows},
+                   "\n".join(lines), failed=failed)
+
+
+def _for_host(request: dict[str, Any], host: str) -> dict[str, Any]:
+    always = [{**s, "entry": {**s["entry"], "host": host}} if s.get("op") == "record" else s
+              for s in request.get("always", [])]
+    return {**request, "always": always}

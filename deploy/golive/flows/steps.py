@@ -1,0 +1,243 @@
+"""The deploy and rollback flows, as named steps. Read this file to know what golive does.
+
+Deploy, per host:
+
+    lock -> upload -> unpack -> configure -> hooks -> cutover -> restart -> verify -> record
+    on failure in hooks .. verify: mark bad -> switch back -> restart -> verify -> on_rollback hook
+
+Rollback, per host (the same skeleton):
+
+    lock -> choose target -> on_rollback hook -> cutover -> restart -> verify -> record
+
+Steps travel to the host in batches, one round trip each (the host agent runs them in order):
+
+    begin    = lock + state, and when nothing changed: record 'unchanged' + unlock
+    install  = upload + unpack + configure      (all hosts of a batch finish before any cutover)
+    activate = hooks + cutover + restart + verify + record + prune + unlock
+    rollback = lock + choose + hook + cutover + restart + verify + record + unlock
+
+Each function below builds one step of a request for golive.agent.hostagent.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from golive.core.model import AppDefinition
+from golive.core.plan import INSTALL, REPAIR, Desired, HostPlan
+from golive.core.release import Artifact
+
+DEPLOY_COLUMNS = ("lock", "upload", "unpack", "configure", "cutover", "restart", "verify", "result")
+ROLLBACK_COLUMNS = ("lock", "choose", "cutover", "restart", "verify", "result")
+ACTIVATE_FAILURES = ("before_cutover", "cutover", "restart", "verify", "after_cutover")
+SWITCHED_FAILURES = ("cutover", "restart", "verify", "after_cutover")
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """Who is running what, written into the lock and every ledger entry."""
+
+    action: str  # deploy | rollback | unlock
+    customer: str
+    environment: str
+    operator: str
+    controller: str
+    pid: int
+    pid_start: str
+    token: str
+    engine: str = "pyinfra"
+    reason: str = ""
+
+    def owner(self) -> dict[str, Any]:
+        return {"operator": self.operator, "controller": self.controller, "pid": self.pid,
+                "pid_start": self.pid_start, "action": self.action, "customer": self.customer,
+                "environment": self.environment, "engine": self.engine}
+
+    def entry(self, host: str, **fields: Any) -> dict[str, Any]:
+        entry = {"action": self.action, "customer": self.customer, "environment": self.environment,
+                 "host": host, "operator": self.operator, "controller": self.controller, "engine": self.engine}
+        if self.reason:
+            entry["reason"] = self.reason
+        entry.update({k: v for k, v in fields.items() if v is not None})
+        return entry
+
+
+# -- the steps ------------------------------------------------------------------------------
+
+def lock(run: RunContext) -> dict[str, Any]:
+    return {"op": "lock", "owner": run.owner()}
+
+
+def read_state(app: AppDefinition, desired: Desired | None = None, with_text: bool = False) -> dict[str, Any]:
+    step: dict[str, Any] = {"op": "state", "name": "state", "config_dir": app.config_dir}
+    if desired is not None:
+        step.update(_desired_fields(app, desired))
+        step["artifact"] = {"name": desired.artifact_name, "sha256": desired.artifact_sha256}
+        for item in step["live_files"]:
+            item["text"] = with_text and not item["secret"]
+    return step
+
+
+def _desired_fields(app: AppDefinition, desired: Desired) -> dict[str, Any]:
+    return {
+        "desired_release": desired.release,
+        "config_dir": app.config_dir,
+        "live_files": [{"dest": f.dest, "sha256": f.sha256, "secret": f.secret} for f in desired.config.files],
+    }
+
+
+def finish_if_unchanged(run: RunContext, app: AppDefinition, desired: Desired, host: str) -> dict[str, Any]:
+    return {"op": "finish_if_unchanged", "name": "record", **_desired_fields(app, desired),
+            "entry": run.entry(host, **_release_fields(desired))}
+
+
+def upload(artifact: Artifact) -> dict[str, Any]:
+    """The artifact follows the request on the same channel; the host hashes it as it arrives."""
+    return {"op": "upload", "artifact": artifact.name, "size": artifact.size, "sha256": artifact.sha256}
+
+
+def unpack(app: AppDefinition, desired: Desired) -> dict[str, Any]:
+    return {"op": "unpack", "release": desired.release, "artifact": desired.artifact_name,
+            "sha256": desired.artifact_sha256, "max_members": app.store.max_members,
+            "max_bytes": app.store.max_unpacked_bytes}
+
+
+def configure(app: AppDefinition, desired: Desired, release_meta: Mapping[str, Any],
+              in_place: bool = False) -> dict[str, Any]:
+    files = [{"dest": f.dest, "mode": f"{f.mode:04o}", "data": base64.b64encode(f.content).decode()}
+             for f in desired.config.files]
+    return {"op": "configure", "release": desired.release, "files": files, "shared": list(app.shared),
+            "meta": dict(release_meta), "in_place": in_place}
+
+
+def hook(name: str, command: str, release: str) -> dict[str, Any]:
+    return {"op": "hook", "name": name, "command": command, "release": release}
+
+
+def cutover(app: AppDefinition, release: str, name: str = "cutover") -> dict[str, Any]:
+    return {"op": "cutover", "name": name, "release": release, "config_dir": app.config_dir}
+
+
+def restart(release: str, name: str = "restart") -> dict[str, Any]:
+    return {"op": "restart", "name": name, "release": release}
+
+
+def verify(release: str, name: str = "verify") -> dict[str, Any]:
+    return {"op": "verify", "name": name, "release": release}
+
+
+def mark(release: str, state: str, name: str) -> dict[str, Any]:
+    return {"op": "mark", "name": name, "release": release, "state": state}
+
+
+def record(entry: dict[str, Any]) -> dict[str, Any]:
+    return {"op": "record", "name": "record", "entry": entry}
+
+
+def prune(app: AppDefinition, protect: list[str]) -> dict[str, Any]:
+    return {"op": "prune", "name": "prune", "keep": app.keep_releases, "protect": protect}
+
+
+def unlock(force: bool = False) -> dict[str, Any]:
+    return {"op": "unlock", "name": "unlock", "force": force}
+
+
+def choose_rollback_target(version: str | None, force: bool) -> dict[str, Any]:
+    return {"op": "select_rollback", "name": "choose", "version": version, "force": force}
+
+
+def after(step: dict[str, Any], failures: tuple[str, ...]) -> dict[str, Any]:
+    """A recovery step that runs only when one of these steps failed."""
+    return {**step, "after": list(failures)}
+
+
+def _release_fields(desired: Desired) -> dict[str, Any]:
+    return {"release": desired.release, "version": desired.version,
+            "artifact_sha256": desired.artifact_sha256, "config_hash": desired.config.hash}
+
+
+def release_meta(app: AppDefinition, desired: Desired, service: Mapping[str, str],
+                 health: Mapping[str, Any], hooks: Mapping[str, str]) -> dict[str, Any]:
+    """Everything a release needs to be restarted, verified or rolled back to, by either engine."""
+    return {
+        "version": desired.version,
+        "artifact": desired.artifact_name,
+        "artifact_sha256": desired.artifact_sha256,
+        "config_hash": desired.config.hash,
+        "config_files": [{"dest": f.dest, "mode": f"{f.mode:04o}", "sha256": f.sha256, "secret": f.secret}
+                         for f in desired.config.files],
+        "service": dict(service),
+        "health": dict(health),
+        "hooks": dict(hooks),
+        "app": app.name,
+    }
+
+
+# -- the batches ----------------------------------------------------------------------------
+
+def begin_batch(run: RunContext, app: AppDefinition, desired: Desired, host: str) -> dict[str, Any]:
+    return {"steps": [lock(run), read_state(app, desired), finish_if_unchanged(run, app, desired, host)]}
+
+
+def install_batch(run: RunContext, app: AppDefinition, plan: HostPlan, desired: Desired, artifact: Artifact,
+                  meta: Mapping[str, Any], host: str) -> dict[str, Any]:
+    steps = []
+    if "upload" in plan.steps:
+        steps.append(upload(artifact))
+    steps += [unpack(app, desired), configure(app, desired, meta)]
+    failed_entry = run.entry(host, previous_release=plan.from_release, **_release_fields(desired))
+    return {"steps": steps, "on_failure": [{"op": "cleanup", "name": "cleanup", "release": desired.release},
+                                           record(failed_entry), unlock()]}
+
+
+def activate_batch(run: RunContext, app: AppDefinition, plan: HostPlan, desired: Desired,
+                   hooks: Mapping[str, str], earlier_steps: Mapping[str, float], host: str) -> dict[str, Any]:
+    target = desired.release
+    steps: list[dict[str, Any]] = []
+    if plan.action == REPAIR and plan.file_changes:
+        steps.append({**configure(app, desired, {}, in_place=True), "name": "configure"})
+    if plan.action != REPAIR:
+        steps.append(hook("before_cutover", hooks.get("before_cutover", ""), target))
+    steps += [cutover(app, target), restart(target), verify(target)]
+    if plan.action != REPAIR:
+        steps.append(hook("after_cutover", hooks.get("after_cutover", ""), target))
+    steps.append(mark(target, "good", "mark_good"))
+    on_failure = [
+        after(mark(target, "bad", "mark_bad"), ACTIVATE_FAILURES),
+        after(cutover(app, "$previous", "switch_back"), SWITCHED_FAILURES),
+        after(restart("$previous", "restart_previous"), SWITCHED_FAILURES),
+        after(verify("$previous", "verify_previous"), SWITCHED_FAILURES),
+        after(hook("on_rollback", hooks.get("on_rollback", ""), "$previous"), ACTIVATE_FAILURES),
+    ] if plan.action != REPAIR else []
+    entry = run.entry(host, previous_release=plan.from_release, steps=dict(earlier_steps), **_release_fields(desired))
+    return {"steps": steps, "on_failure": on_failure,
+            "always": [record(entry), prune(app, [plan.from_release or ""]), unlock()]}
+
+
+def rollback_batch(run: RunContext, app: AppDefinition, version: str | None, force: bool,
+                   host: str) -> dict[str, Any]:
+    entry = run.entry(host, release="$target", previous_release="$previous")
+    return {
+        "steps": [lock(run), choose_rollback_target(version, force),
+                  {"op": "hook", "name": "on_rollback", "meta_of": "$previous", "release": "$target"},
+                  cutover(app, "$target"), restart("$target"), verify("$target"), mark("$target", "good", "mark_good")],
+        "on_failure": [
+            after(mark("$target", "bad", "mark_bad"), ("verify",)),
+            after(cutover(app, "$previous", "switch_back"), ("restart", "verify")),
+            after(restart("$previous", "restart_previous"), ("restart", "verify")),
+            after(verify("$previous", "verify_previous"), ("restart", "verify")),
+        ],
+        "always": [record(entry), unlock()],
+    }
+
+
+def abort_batch(run: RunContext, host: str, reason: str) -> dict[str, Any]:
+    """Release a host locked at begin but never deployed (max-fail crossed)."""
+    return {"steps": [], "always": [record(run.entry(host, detail=reason)), unlock()], "result": "skipped"}
+
+
+def install_needed(plan: HostPlan) -> bool:
+    return plan.action == INSTALL

@@ -1,0 +1,101 @@
+"""A workspace on disk: the application definition, the customers' inventories, templates and
+the release store. Everything that reads the workspace goes through here."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from functools import cached_property
+from pathlib import Path
+
+from golive.adapters.appdef import load_app_definition
+from golive.adapters.render import Renderer
+from golive.core.errors import BadInput, Problem
+from golive.core.model import AppDefinition, Customer, Environment, Host
+from golive.core.redact import Redactor
+from golive.core.release import VERSION_PATTERN, Artifact, RenderedConfig, parse_sha256_file
+
+VAULT_PASSWORD_ENV = "GOLIVE_VAULT_PASSWORD_FILE"
+
+
+class Workspace:
+    def __init__(self, root: str | Path = ".", vault_password_file: str | None = None) -> None:
+        self.root = Path(root).resolve()
+        if not self.root.is_dir():
+            raise BadInput(f"workspace {root} is not a directory")
+        self.vault_password_file = vault_password_file or os.environ.get(VAULT_PASSWORD_ENV) or None
+        self.app: AppDefinition = load_app_definition(self.root)
+        self.renderer = Renderer(self.root, self.app)
+        self.redactor = Redactor()
+        self._customers: dict[str, Customer] = {}
+
+    @cached_property
+    def inventory(self):  # -> AnsibleInventory; imported lazily, ansible-core costs ~0.2 s
+        from golive.adapters.inventory import AnsibleInventory, VaultPassword
+
+        return AnsibleInventory(self.root, VaultPassword(self.vault_password_file))
+
+    def customer_names(self) -> list[str]:
+        return self.inventory.customers()
+
+    def customer(self, name: str) -> Customer:
+        if name not in self._customers:
+            customer = self.inventory.load(self.app, name)
+            self.redactor.add(customer.secret_values)
+            self._customers[name] = customer
+        return self._customers[name]
+
+    def environment(self, customer: str, environment: str) -> Environment:
+        found = self.customer(customer).environment(environment)
+        if found is None:
+            known = ", ".join(e.name for e in self.app.environments)
+            raise BadInput(f"unknown environment {environment!r} for customer {customer!r} (known: {known})")
+        if not found.hosts:
+            raise BadInput(f"environment {environment!r} of customer {customer!r} has no hosts in its inventory")
+        return found
+
+    def hosts(self, customer: str, environment: str, only: list[str] | None = None) -> tuple[Host, ...]:
+        hosts = self.environment(customer, environment).hosts
+        if only:
+            unknown = [n for n in only if n not in {h.name for h in hosts}]
+            if unknown:
+                raise BadInput(f"unknown host {', '.join(unknown)} in {customer}/{environment} "
+                               f"(known: {', '.join(h.name for h in hosts)})")
+            hosts = tuple(h for h in hosts if h.name in only)
+        return hosts
+
+    def render(self, host: Host, version: str) -> RenderedConfig:
+        return self.renderer.render(host, version)
+
+    def render_string(self, text: str, host: Host, version: str = "", what: str = "") -> str:
+        return self.renderer.render_string(text, host, version, what)
+
+    @property
+    def store(self) -> Path:
+        return (self.root / self.app.store.path).resolve()
+
+    def artifact(self, version: str) -> Artifact:
+        """The release artifact, its checksum file read and the artifact verified against it."""
+        if not VERSION_PATTERN.match(version):
+            raise BadInput(f"release version {version!r} is not a valid version (letters, digits, . _ + -)")
+        name = self.app.store.artifact_name(self.app.name, version)
+        path = self.store / name
+        shown = os.path.relpath(path, self.root)
+        if not path.is_file():
+            available = sorted(p.name for p in self.store.glob("*.sha256")) if self.store.is_dir() else []
+            hint = f" (the store has: {', '.join(a.removesuffix('.sha256') for a in available)})" if available else ""
+            raise BadInput(f"release {version}: artifact {shown} not found{hint}; build it with scripts/build-release {version}")
+        sha_path = path.with_name(name + ".sha256")
+        if not sha_path.is_file():
+            raise BadInput(f"release {version}: checksum file {shown}.sha256 is missing")
+        expected = parse_sha256_file(sha_path.read_text(errors="replace"), name)
+        if expected is None:
+            raise BadInput(Problem(f"{shown}.sha256", f"malformed checksum file: expected '<64 hex digits>  {name}'"))
+        digest = hashlib.sha256()
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        if digest.hexdigest() != expected:
+            raise BadInput(Problem(shown, f"checksum mismatch: the file hashes to {digest.hexdigest()[:16]}..., "
+                                          f"{name}.sha256 says {expected[:16]}..."))
+        return Artifact(version=version, name=name, path=str(path), sha256=expected, size=path.stat().st_size)

@@ -1,0 +1,141 @@
+"""Shared fixtures: real SSH test hosts, a copy of the example workspace pointed at them, and a way
+to run the golive CLI exactly as a user does (a subprocess, exit code and all).
+
+Test hosts: one set per pytest session at GOLIVE_TEST_NET (default 127.0.50), first address .11,
+state under GOLIVE_TEST_DIR (default /tmp/golive-tests-<net>). Several engineers (or CI stages) can
+run the suite at once on one machine by choosing different nets.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "deploy"))
+
+from golive.testhosts import TestHosts  # noqa: E402
+
+TEST_NET = os.environ.get("GOLIVE_TEST_NET", "127.0.50")
+TEST_DIR = os.environ.get("GOLIVE_TEST_DIR", f"/tmp/golive-tests-{TEST_NET}")
+HOST_COUNT = 6  # the example customers use 5 (127.0.0.11-15); one spare
+EXAMPLE_NET = "127.0.0"
+EXAMPLE_KEYS = "/tmp/golive-testhosts"
+WORKSPACE_FILES = ("golive.yml", "ansible.cfg", "vault-password.example", "inventories", "config_templates",
+                   "checks", "roles", "playbooks")
+# Small releases keep the suite fast; the benchmark uses the realistic 5 MB / 200 files.
+RELEASE_FILES, RELEASE_KB = "20", "200"
+VAULT_SECRETS = ("Hx-Db-2026!example", "Lnd-Crm-2026!example")
+
+
+@dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+    def json(self) -> dict:
+        return json.loads(self.stdout)
+
+
+def run_golive(workspace: Path, *args: str, env: dict | None = None, timeout: float = 300,
+               check: int | None = None) -> Result:
+    """Run `python -m golive --workspace WS ...` the way a user (or a script) would."""
+    verb, rest = args[0], args[1:]
+    full_env = {**os.environ, "PYTHONPATH": str(REPO / "deploy"), **(env or {})}
+    completed = subprocess.run([sys.executable, "-m", "golive", verb, "--workspace", str(workspace), *rest],
+                               capture_output=True, text=True, timeout=timeout, env=full_env, cwd=str(workspace))
+    result = Result(completed.returncode, completed.stdout, completed.stderr)
+    if check is not None:
+        assert result.returncode == check, f"golive {' '.join(args)} exited {result.returncode}:\n{result.output}"
+    return result
+
+
+@pytest.fixture(scope="session")
+def release_store(tmp_path_factory) -> Path:
+    """Releases 1.0, 1.1 and a broken 9.9 (its /health answers 503), built once per session."""
+    store = tmp_path_factory.mktemp("releases")
+    for version, extra in (("1.0", []), ("1.1", []), ("9.9", ["--broken-health"])):
+        subprocess.run([str(REPO / "scripts" / "build-release"), version, "--store", str(store),
+                        "--files", RELEASE_FILES, "--size-kb", RELEASE_KB, *extra],
+                       check=True, capture_output=True)
+    return store
+
+
+@pytest.fixture(scope="session")
+def test_hosts():
+    hosts = TestHosts(TEST_DIR, net=TEST_NET, first=11)
+    if hosts.is_up():
+        hosts.down()
+    hosts.up(HOST_COUNT)
+    yield hosts
+    hosts.down()
+
+
+def copy_workspace(destination: Path, hosts: TestHosts, releases: Path | None) -> Path:
+    """The example workspace, its inventories pointed at these test hosts."""
+    destination.mkdir(parents=True, exist_ok=True)
+    for name in WORKSPACE_FILES:
+        source = REPO / name
+        if source.is_dir():
+            shutil.copytree(source, destination / name, ignore=shutil.ignore_patterns("__pycache__", ".pytest_cache"))
+        elif source.exists():
+            shutil.copy2(source, destination / name)
+    net = re.escape(EXAMPLE_NET + ".")
+    for path in (destination / "inventories").rglob("*.yml"):
+        text = path.read_text()
+        if text.startswith("$ANSIBLE_VAULT"):
+            continue
+        text = re.sub(net + r"(\d+)", lambda m: f"{hosts.net}.{m.group(1)}", text)
+        text = text.replace(EXAMPLE_KEYS + "/client_key", hosts.client_key)
+        text = text.replace(EXAMPLE_KEYS + "/known_hosts", hosts.known_hosts)
+        path.write_text(text)
+    if releases is not None:
+        store = destination / "build" / "releases"
+        store.mkdir(parents=True)
+        for artifact in releases.iterdir():
+            shutil.copy2(artifact, store / artifact.name)
+    return destination
+
+
+@pytest.fixture
+def workspace(tmp_path, test_hosts, release_store) -> Path:
+    """A fresh example workspace on freshly reset hosts (no release, no daemon, empty app root)."""
+    test_hosts.reset()
+    return copy_workspace(tmp_path / "ws", test_hosts, release_store)
+
+
+@pytest.fixture
+def offline_workspace(tmp_path) -> Path:
+    """The example workspace for tests that never reach a host."""
+    destination = tmp_path / "ws"
+    destination.mkdir()
+    for name in WORKSPACE_FILES:
+        source = REPO / name
+        if source.is_dir():
+            shutil.copytree(source, destination / name, ignore=shutil.ignore_patterns("__pycache__"))
+        elif source.exists():
+            shutil.copy2(source, destination / name)
+    return destination
+
+
+def host_path(hosts: TestHosts, address_suffix: int, path: str) -> Path:
+    """Where a path on a test host lives on the controller's disk (for assertions only)."""
+    for info in hosts.hosts:
+        if info.address.endswith(f".{address_suffix}"):
+            for target, source in info.binds.items():
+                if path == target or path.startswith(target + "/"):
+                    return Path(source) / path[len(target):].lstrip("/")
+    raise KeyError(f"{path} is not a bind path of host .{address_suffix}")

@@ -1,0 +1,306 @@
+"""golive.testhosts against real sshd processes, and a deploy of the example app by hand.
+
+Needs root (namespaces, bind mounts, port 22). The hosts live on 127.0.77.x so that they never
+collide with a developer's default set on 127.0.0.x.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "deploy"))  # test the working tree, installed or not
+
+from golive.testhosts import HostInfo, TestHosts, TestHostsError  # noqa: E402
+
+NET = "127.0.77"
+APP_PORT = 18080
+
+
+@pytest.fixture
+def hosts(tmp_path):
+    test_hosts = TestHosts(tmp_path / "testhosts", net=NET)
+    test_hosts.up(3)
+    yield test_hosts
+    test_hosts.down()
+
+
+def ssh(
+    hosts: TestHosts, host: HostInfo, command: str, stdin: bytes | None = None
+) -> subprocess.CompletedProcess:
+    """OpenSSH with strict host key checking against the generated known_hosts, nothing else."""
+    return subprocess.run(
+        [
+            "ssh",
+            "-F",
+            "/dev/null",
+            "-i",
+            hosts.client_key,
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            f"UserKnownHostsFile={hosts.known_hosts}",
+            "-o",
+            "GlobalKnownHostsFile=/dev/null",
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "ConnectTimeout=5",
+            f"root@{host.address}",
+            command,
+        ],
+        input=stdin,
+        capture_output=True,
+        timeout=60,
+    )
+
+
+def ssh_ok(hosts: TestHosts, host: HostInfo, command: str, stdin: bytes | None = None) -> str:
+    result = ssh(hosts, host, command, stdin)
+    assert result.returncode == 0, result.stderr.decode()
+    return result.stdout.decode()
+
+
+def running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
+def recorded_state(hosts: TestHosts) -> dict:
+    return json.loads((hosts.dir / "hosts.json").read_text())
+
+
+def processes_in(namespaces: set[str]) -> list[int]:
+    pids = []
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if os.readlink(f"/proc/{entry}/ns/mnt") in namespaces and running(int(entry)):
+                pids.append(int(entry))
+        except OSError:
+            pass
+    return pids
+
+
+def test_strict_host_key_ssh_reaches_every_host_by_its_own_name(hosts):
+    assert [h.name for h in hosts.hosts] == ["h11", "h12", "h13"]
+    assert [h.address for h in hosts.hosts] == [f"{NET}.11", f"{NET}.12", f"{NET}.13"]
+    known = Path(hosts.known_hosts).read_text().splitlines()
+    assert [line.split()[0] for line in known] == [h.address for h in hosts.hosts]
+    for host in hosts.hosts:
+        name, home, home_files = ssh_ok(hosts, host, "hostname; echo $HOME; ls -A ~ | wc -l").split()
+        assert (name, home, home_files) == (host.name, "/root", "0")
+
+
+def test_hosts_json_records_every_host(hosts):
+    state = recorded_state(hosts)
+    assert state["net"] == NET and state["dir"] == str(hosts.dir)
+    assert state["client_key"] == hosts.client_key and state["known_hosts"] == hosts.known_hosts
+    for record, host in zip(state["hosts"], hosts.hosts, strict=True):
+        assert record["port"] == 22 and running(record["pid"])
+        assert os.path.basename(os.readlink(f"/proc/{record['pid']}/exe")) == "sshd"
+        assert set(record["binds"]) == {"/opt/northwind", "/etc/northwind", "/root"}
+        assert host.root == str(hosts.dir / "hosts" / host.address)
+
+
+def test_each_host_has_a_private_filesystem(hosts):
+    h11, h12, h13 = hosts.hosts
+    name = f"isolation-{uuid.uuid4().hex}"
+    ssh_ok(hosts, h11, f"echo from-h11 > /opt/northwind/{name}; echo cfg > /etc/northwind/{name}")
+    assert ssh_ok(hosts, h11, f"cat /opt/northwind/{name}") == "from-h11\n"
+    assert Path(h11.binds["/opt/northwind"], name).read_text() == "from-h11\n"
+    for other in (h12, h13):
+        assert (
+            ssh(hosts, other, f"test -e /opt/northwind/{name} || test -e /etc/northwind/{name}").returncode
+            == 1
+        )
+    assert not Path("/opt/northwind", name).exists()
+    assert not Path("/etc/northwind", name).exists()
+
+
+def test_exec_runs_inside_the_hosts_namespaces(hosts):
+    h11 = hosts.hosts[0]
+    ssh_ok(hosts, h11, "echo seen > /etc/northwind/probe")
+    assert hosts.exec("h11", ["hostname"]).stdout == "h11\n"
+    assert hosts.exec(h11.address, ["cat", "/etc/northwind/probe"]).stdout == "seen\n"
+
+
+def test_rekeyed_host_is_refused_by_strict_checking(hosts):
+    h11, h12, _ = hosts.hosts
+    known_before = Path(hosts.known_hosts).read_text()
+    hosts.rekey("h11")
+    refused = ssh(hosts, h11, "true")
+    assert refused.returncode == 255
+    assert b"Host key verification failed" in refused.stderr
+    assert Path(hosts.known_hosts).read_text() == known_before
+    assert ssh_ok(hosts, h12, "hostname") == "h12\n"
+
+
+def test_stopped_host_refuses_connections_until_started(hosts):
+    h12 = hosts.hosts[1]
+    hosts.stop("h12")
+    assert hosts.status() == {"h11": True, "h12": False, "h13": True}
+    assert b"Connection refused" in ssh(hosts, h12, "true").stderr
+    hosts.start("h12")
+    assert ssh_ok(hosts, h12, "hostname") == "h12\n"
+
+
+def test_up_again_returns_the_running_set_and_refuses_another_size(hosts):
+    before = hosts.hosts
+    assert hosts.up(3) == before
+    with pytest.raises(TestHostsError, match="already up"):
+        hosts.up(2)
+
+
+def test_reset_kills_processes_and_empties_the_bind_directories(hosts):
+    h11, h12, _ = hosts.hosts
+    pids = []
+    for host in (h11, h12):
+        pids.append(int(ssh_ok(hosts, host, "setsid sleep 600 </dev/null >/dev/null 2>&1 & echo $!")))
+        ssh_ok(
+            hosts,
+            host,
+            "mkdir -p /opt/northwind/releases/a && ln -s releases/a /opt/northwind/current"
+            " && echo x > /etc/northwind/northwind.ini && touch ~/.bash_history",
+        )
+    assert all(running(pid) for pid in pids)
+    started = time.monotonic()
+    hosts.reset()
+    assert time.monotonic() - started < 1
+    assert not any(running(pid) for pid in pids)
+    for host in (h11, h12):
+        assert all(not any(Path(source).iterdir()) for source in host.binds.values())
+        assert ssh_ok(hosts, host, "find /opt/northwind /etc/northwind ~ -mindepth 1 | wc -l") == "0\n"
+
+
+def test_down_leaves_no_process_behind(hosts):
+    state = recorded_state(hosts)
+    namespaces = {record["mnt_ns"] for record in state["hosts"]}
+    daemon = int(ssh_ok(hosts, hosts.hosts[2], "setsid sleep 600 </dev/null >/dev/null 2>&1 & echo $!"))
+    recorded = [record[key] for record in state["hosts"] for key in ("pid", "holder_pid")]
+    assert len(processes_in(namespaces)) >= 7  # 3 holders, 3 sshd, the daemon
+    hosts.down()
+    assert processes_in(namespaces) == []
+    assert not any(running(pid) for pid in [*recorded, daemon])
+    assert hosts.status() == {"h11": False, "h12": False, "h13": False}
+    assert hosts.dir.is_dir()
+
+
+def test_cli_status_reports_every_host(hosts):
+    result = subprocess.run(
+        [str(REPO / "scripts" / "testhosts"), "status", "--dir", str(hosts.dir), "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    report = json.loads(result.stdout)
+    assert [(h["name"], h["address"], h["up"]) for h in report["hosts"]] == [
+        ("h11", f"{NET}.11", True),
+        ("h12", f"{NET}.12", True),
+        ("h13", f"{NET}.13", True),
+    ]
+
+
+# ------------------------------------------------------------------ the example app, deployed by hand
+
+
+def build_release(store: Path, version: str, *options: str) -> bytes:
+    subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "scripts" / "build-release"),
+            version,
+            "--store",
+            str(store),
+            "--files",
+            "5",
+            "--size-kb",
+            "50",
+            *options,
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return (store / f"northwind-{version}.tar.gz").read_bytes()
+
+
+def expected_config_hash(files: dict[str, bytes]) -> str:
+    digest = hashlib.sha256()
+    for name in sorted(files):
+        digest.update(f"{name}\0{hashlib.sha256(files[name]).hexdigest()}\n".encode())
+    return digest.hexdigest()
+
+
+def get(url: str) -> tuple[int, dict]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as error:
+        return error.code, json.load(error)
+
+
+def test_example_app_deployed_by_hand(hosts, tmp_path):
+    host = hosts.hosts[0]
+    ctl = "/opt/northwind/current/bin/northwind-ctl"
+    health = f"http://{host.address}:{APP_PORT}/health"
+    config = {
+        "northwind.ini": (
+            f"[server]\nlisten_address = {host.address}\nport = {APP_PORT}\n\n"
+            "[company]\nname = Acme Manufacturing\ntimezone = Europe/Berlin\nlocale = de_DE.UTF-8\n"
+        ).encode(),
+        "features.json": b'{"shop_floor": true}\n',
+    }
+
+    def install(release: str, artifact: bytes) -> None:
+        ssh_ok(
+            hosts,
+            host,
+            f"mkdir -p /opt/northwind/releases/{release}"
+            f" && tar -xzf - -C /opt/northwind/releases/{release}"
+            f" && ln -sfn releases/{release} /opt/northwind/current",
+            stdin=artifact,
+        )
+
+    for name, content in config.items():
+        ssh_ok(hosts, host, f"cat > /etc/northwind/{name}", stdin=content)
+    install("x", build_release(tmp_path, "1.0"))
+    started = time.monotonic()
+    assert "started" in ssh_ok(hosts, host, f"{ctl} start")
+    assert time.monotonic() - started < 5  # the daemon is detached: the session does not wait for it
+    status, body = get(health)
+    assert status == 200
+    assert (body["status"], body["version"], body["release"]) == ("ok", "1.0", "x")
+    assert body["config_hash"] == expected_config_hash(config)
+    assert body["company"]["name"] == "Acme Manufacturing"
+    assert ssh(hosts, host, f"{ctl} status").returncode == 0
+    assert Path(host.binds["/opt/northwind"], "shared/run/northwind.pid").is_file()
+
+    # A restart after `current` moved runs the release it points to now.
+    install("y", build_release(tmp_path, "1.1"))
+    ssh_ok(hosts, host, f"{ctl} restart")
+    assert get(health)[1]["version"] == "1.1" and get(health)[1]["release"] == "y"
+
+    install("z", build_release(tmp_path, "1.2", "--broken-health"))
+    ssh_ok(hosts, host, f"{ctl} restart")
+    status, body = get(health)
+    assert (status, body["status"], body["release"]) == (503, "failing", "z")
+
+    ssh_ok(hosts, host, f"{ctl} stop")
+    assert ssh(hosts, host, f"{ctl} status").returncode == 3
+    with pytest.raises(urllib.error.URLError):
+        urllib.request.urlopen(health, timeout=2)
