@@ -56,8 +56,9 @@ class Progress:
             return
         if self.live is not None:
             self.live.update(self._table())
-        elif status != "running":
-            print(self.redactor.text(f"  {host:<16} {column:<14} {cell}"), file=sys.stderr, flush=True)
+        elif column == "result":  # plain output: one line per host, once it is done
+            steps = " · ".join(f"{c} {self.rows[host][c]}" for c in self.columns if c in self.rows[host])
+            print(self.redactor.text(f"  {host}: {steps}"), file=sys.stderr, flush=True)
 
     def note(self, text: str) -> None:
         if self.quiet:

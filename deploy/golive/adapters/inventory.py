@@ -201,20 +201,19 @@ def _ansible_problem(error: Exception, workspace: Path) -> Problem:
     """Ansible's error as one line naming the file and line, without its internals."""
     from ansible._internal._datatag._tags import Origin
 
-    message = getattr(error, "message", None) or str(error)
-    message = str(message).split("\n")[0].strip()
-    origin = getattr(error, "obj", None)
-    tag = Origin.get_tag(origin) if origin is not None else None
+    message = str(getattr(error, "message", None) or error).split("\n")[0].strip()
     where = ""
-    if tag is not None and tag.path:
-        where = _relative(tag.path, workspace) + (f":{tag.line_num}" if tag.line_num else "")
-    else:
-        where_tag = getattr(error, "_origin", None)
-        if where_tag is not None and getattr(where_tag, "path", None):
-            where = _relative(where_tag.path, workspace) + (f":{where_tag.line_num}" if where_tag.line_num else "")
-    cause = error.__cause__ or error.__context__
-    if cause is not None and not where:
-        return _ansible_problem(cause, workspace) if hasattr(cause, "message") else Problem("", f"{message}: {cause}")
+    cause: BaseException | None = error
+    while cause is not None and not where:
+        origin = getattr(cause, "obj", None)
+        tag = origin if isinstance(origin, Origin) else Origin.get_tag(origin) if origin is not None else None
+        if tag is not None and tag.path:
+            where = _relative(tag.path, workspace) + (f":{tag.line_num}" if tag.line_num else "")
+        cause = cause.__cause__ or cause.__context__
+    # Ansible repeats the cause after a colon ("X: X"); say it once.
+    head, _, tail = message.partition(": ")
+    if tail and tail.startswith(head):
+        message = tail
     return Problem(where, message.replace(str(workspace) + "/", ""))
 
 

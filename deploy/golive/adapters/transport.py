@@ -169,6 +169,7 @@ class Fleet:
                 pyinfra_host.connect(show_errors=False, raise_exceptions=True)
             except (ConnectError, OSError, EOFError) as error:
                 return Connected(host, None, explain_connect_error(host, error), time.monotonic() - started)
+            self.state.activate_host(pyinfra_host)  # so pyinfra's own fact and op APIs see it
             return Connected(host, pyinfra_host, None, time.monotonic() - started)
 
         for result in self.map(connect_one, wanted):

@@ -190,7 +190,7 @@ def extract_checked(archive, checked, destination):
 # ---------------------------------------------------------------------------------------------
 
 
-class Agent(object):
+class Agent:
     def __init__(self, request, stream):
         self.request = request
         self.stream = stream
@@ -721,7 +721,7 @@ class Agent(object):
             record.update(ok=False, error="locked", holder=held.holder)
         except StepError as error:
             record.update(ok=False, error=str(error))
-        except EnvironmentError as error:
+        except OSError as error:
             record.update(ok=False, error="%s: %s" % (getattr(error, "filename", "") or name,
                                                       error.strerror or error))
         except Exception as error:  # a defect in the agent: still report it, never leave half a batch
@@ -786,7 +786,7 @@ def main(raw_request, stream):
     try:
         sys.stdout.buffer.write(payload)
         sys.stdout.buffer.flush()
-    except (IOError, OSError):
+    except OSError:
         pass  # the controller is gone; the ledger has the outcome
 
 

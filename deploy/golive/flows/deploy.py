@@ -272,8 +272,8 @@ def deploy_outcome(verb: str, customer: str, environment: str, version: str | No
                    extra: Mapping[str, Any]) -> Outcome:
     reports = [t.report or HostReport(t.host.name, environment, "unknown", error="no result") for t in targets]
     failed = [r for r in reports if r.failed]
-    lines = [f"{verb} {version or ''} to {customer}/{environment}: "
-             f"{len(reports) - len(failed)} of {len(reports)} host(s) ok".replace("  ", " ")]
+    what = f"{verb} {version} to" if version else verb
+    lines = [f"{what} {customer}/{environment}: {len(reports) - len(failed)} of {len(reports)} host(s) ok"]
     for r in reports:
         lines.append("  " + describe_report(r))
     if failed:

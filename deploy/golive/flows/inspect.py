@@ -101,11 +101,13 @@ def _environment_summary(ws: Workspace, rows: list[dict]) -> list[dict]:
     for row in rows:
         by_env.setdefault((row["customer"], row["environment"]), []).append(row)
     for (customer, environment), env_rows in by_env.items():
-        releases = sorted({r.get("release") for r in env_rows if r.get("release")})
+        # Release ids differ per host (each host's config differs); the version and artifact must not.
+        versions = sorted({f"{r.get('version')} ({(r.get('artifact_sha256') or '')[:8]})"
+                           for r in env_rows if r.get("release")})
         verified = all(r.get("state") == "good" for r in env_rows)
         notes = []
-        if len(releases) > 1:
-            notes.append("hosts run different releases: " + ", ".join(releases))
+        if len(versions) > 1:
+            notes.append("hosts run different versions: " + ", ".join(versions))
         if any("error" in r for r in env_rows):
             notes.append("some hosts unreachable")
         if any(r.get("matches_workspace") is False for r in env_rows):
@@ -121,7 +123,7 @@ def _environment_summary(ws: Workspace, rows: list[dict]) -> list[dict]:
                 else:
                     notes.append(f"NOT what {spec.promote_from} verified")
         summary.append({"customer": customer, "environment": environment,
-                        "live": ", ".join(releases) if releases else None, "verified": verified and bool(releases),
+                        "live": ", ".join(versions) if versions else None, "verified": verified and bool(versions),
                         "note": "; ".join(notes)})
     return summary
 
@@ -140,7 +142,8 @@ def history(ws: Workspace, customer: str, environment: str, only: list[str] | No
         entries.extend(result["data"]["history"]["entries"])
     entries.sort(key=lambda e: (e.get("time", ""), e.get("host", "")), reverse=True)
     lines = [f"{'time':<21} {'host':<13} {'action':<9} {'result':<12} {'release':<20} {'by':<10} detail"]
-    for e in entries[: limit * max(1, len(hosts))]:
+    entries = entries[:limit]
+    for e in entries:
         detail = e.get("reason") or e.get("detail") or ""
         lines.append(f"{e.get('time', ''):<21} {e.get('host', ''):<13} {e.get('action', ''):<9} "
                      f"{e.get('result', ''):<12} {e.get('release') or '-':<20} {e.get('operator', ''):<10} {detail}")
