@@ -104,7 +104,8 @@ def render(ws: Workspace, customer: str, environment: str, host: str | None = No
         data["hosts"][h.name] = {"config_hash": config.hash, "release_id": release_id(version, config.hash),
                                  "files": _describe_file(ws, config, out_dir)}
         if out_dir is not None:
-            text.append(f"{h.name}: {len(config.files)} file(s) -> {out_dir / h.name}  (config hash {config.hash[:12]})")
+            written = f"{len(config.files)} file(s) -> {out_dir / h.name}"
+            text.append(f"{h.name}: {written}  (config hash {config.hash[:12]})")
             continue
         text.append(f"=== {h.name} ({environment})  config hash {config.hash}")
         for f in config.files:

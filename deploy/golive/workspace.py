@@ -84,7 +84,8 @@ class Workspace:
         if not path.is_file():
             available = sorted(p.name for p in self.store.glob("*.sha256")) if self.store.is_dir() else []
             hint = f" (the store has: {', '.join(a.removesuffix('.sha256') for a in available)})" if available else ""
-            raise BadInput(f"release {version}: artifact {shown} not found{hint}; build it with scripts/build-release {version}")
+            raise BadInput(f"release {version}: artifact {shown} not found{hint}; "
+                           f"build it with scripts/build-release {version}")
         sha_path = path.with_name(name + ".sha256")
         if not sha_path.is_file():
             raise BadInput(f"release {version}: checksum file {shown}.sha256 is missing")

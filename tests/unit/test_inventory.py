@@ -7,9 +7,9 @@ import os
 import subprocess
 
 import pytest
-from tests.conftest import VAULT_SECRETS, run_golive
 
 from golive.core.redact import MASK
+from tests.conftest import VAULT_SECRETS, run_golive
 
 CUSTOMERS = ("manufacturer", "retailer")
 

@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
+
 from tests.conftest import run_golive
 
 
@@ -29,7 +30,8 @@ BROKEN = {
         lambda ws: edit(ws / "inventories/manufacturer/group_vars/staging.yml", "workers: 2", "workers: [2"),
         [r"inventories/manufacturer/group_vars/staging\.yml:\d+"]),
     "wrong type": (
-        lambda ws: edit(ws / "inventories/manufacturer/group_vars/all/main.yml", "http_port: 8080", "http_port: eighty"),
+        lambda ws: edit(ws / "inventories/manufacturer/group_vars/all/main.yml", "http_port: 8080",
+                        "http_port: eighty"),
         [r"inventories/manufacturer/group_vars/all/main\.yml:\d+", r"'http_port'.*must be int"]),
     "value not allowed": (
         lambda ws: edit(ws / "inventories/retailer/group_vars/all/main.yml", "log_level: warning", "log_level: loud"),

@@ -135,10 +135,12 @@ def _variables(reader: _Reader, data: YamlMap) -> tuple[VarSpec, ...]:
             reader.problem(section, name, f"variables.{name} must be a mapping like {{type: str, required: true}}")
             continue
         for unknown in sorted(set(entry) - _VAR_KEYS):
-            reader.problem(entry, unknown, f"unknown key variables.{name}.{unknown} (known: {', '.join(sorted(_VAR_KEYS))})")
+            known = ", ".join(sorted(_VAR_KEYS))
+            reader.problem(entry, unknown, f"unknown key variables.{name}.{unknown} (known: {known})")
         var_type = reader.get(entry, "type", str, "any", f"variables.{name}.type")
         if var_type not in VAR_TYPES:
-            reader.problem(entry, "type", f"variables.{name}.type must be one of {', '.join(VAR_TYPES)}, got {var_type!r}")
+            reader.problem(entry, "type",
+                           f"variables.{name}.type must be one of {', '.join(VAR_TYPES)}, got {var_type!r}")
             var_type = "any"
         allowed = entry.get("allowed")
         if allowed is not None and not isinstance(allowed, list):
@@ -146,7 +148,8 @@ def _variables(reader: _Reader, data: YamlMap) -> tuple[VarSpec, ...]:
             allowed = None
         differs_by = entry.get("differs_by")
         if differs_by not in (None, "environment", "host"):
-            reader.problem(entry, "differs_by", f"variables.{name}.differs_by must be 'environment' or 'host', got {differs_by!r}")
+            reader.problem(entry, "differs_by",
+                           f"variables.{name}.differs_by must be 'environment' or 'host', got {differs_by!r}")
             differs_by = None
         reason = reader.get(entry, "reason", str, "", f"variables.{name}.reason")
         if differs_by and not reason.strip():
@@ -188,7 +191,8 @@ def _environments(reader: _Reader, data: YamlMap) -> tuple[EnvironmentSpec, ...]
             reader.problem(entry, unknown, f"unknown key environments.{name}.{unknown}")
         source = entry.get("promote_from")
         if source is not None and source not in raw:
-            reader.problem(entry, "promote_from", f"environments.{name}.promote_from names unknown environment {source!r}")
+            reader.problem(entry, "promote_from",
+                           f"environments.{name}.promote_from names unknown environment {source!r}")
         specs.append(EnvironmentSpec(str(name), source))
     return tuple(specs)
 

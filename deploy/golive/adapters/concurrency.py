@@ -1,11 +1,35 @@
-"""gevent must patch the standard library before paramiko (through pyinfra) is imported,
-or paramiko's transport threads would be real threads beside gevent's hub. golive.cli calls
-this first thing for verbs that reach hosts, as pyinfra's own CLI does."""
+"""Process set-up for verbs that reach hosts, done once before pyinfra and paramiko are imported.
+
+- gevent must patch the standard library before paramiko is imported, or paramiko's transport
+  threads would be real threads beside gevent's hub (pyinfra's own CLI does the same).
+- gevent (25 times while patching) and pyinfra (3 times per inventory) ask importlib.metadata for
+  entry points, and every ask scans all installed distributions (~7 ms each here): scan once.
+- paramiko imports `invoke` (~45 ms) only to run `Match exec` lines of an ssh_config, which golive
+  never reads (the inventory is the only source of connection settings).
+"""
 
 from __future__ import annotations
 
+import sys
+
+
+def _scan_entry_points_once() -> None:
+    from importlib import metadata
+
+    if getattr(metadata.entry_points, "golive_memo", False):
+        return
+    every = metadata.entry_points()
+
+    def entry_points(**selection):
+        return every.select(**selection) if selection else every
+
+    entry_points.golive_memo = True
+    metadata.entry_points = entry_points
+
 
 def patch_for_parallel_ssh() -> None:
+    _scan_entry_points_once()
+    sys.modules.setdefault("invoke", None)  # makes paramiko.config skip it (ImportError path)
     # ansible-core probes socket.getaddrinfo when first imported; under gevent's thread-pool
     # resolver that probe prints a spurious error, so let it probe the real one first.
     import ansible.module_utils._internal._datatag  # noqa: F401

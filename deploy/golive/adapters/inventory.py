@@ -194,7 +194,8 @@ def _origin(value: Any, workspace: Path) -> str | None:
     origin = Origin.get_tag(value)
     if origin is None or not origin.path:
         return None
-    return f"{_relative(origin.path, workspace)}:{origin.line_num}" if origin.line_num else _relative(origin.path, workspace)
+    path = _relative(origin.path, workspace)
+    return f"{path}:{origin.line_num}" if origin.line_num else path
 
 
 def _ansible_problem(error: Exception, workspace: Path) -> Problem:

@@ -52,6 +52,8 @@ class Renderer:
         self.workspace = workspace
         self.app = app
         self._environments: dict[str, jinja2.Environment] = {}
+        self._contexts: dict[tuple[str, str, str], dict[str, Any]] = {}
+        self._strings: dict[tuple[str, str], jinja2.Template] = {}
 
     def environment(self, customer: str) -> jinja2.Environment:
         if customer not in self._environments:
@@ -61,6 +63,19 @@ class Renderer:
 
     def context(self, host: Host, version: str) -> dict[str, Any]:
         """The host's variables with templated values (`"{{ ansible_host }}"`) resolved, as Ansible does."""
+        key = (host.customer, host.name, version)
+        if key not in self._contexts:
+            self._contexts[key] = self._resolved_context(host, version)
+        return self._contexts[key]
+
+    def _from_string(self, env: jinja2.Environment, customer: str, text: str) -> jinja2.Template:
+        """Compiling is most of the cost of a small template; the same strings recur for every host."""
+        key = (customer, text)
+        if key not in self._strings:
+            self._strings[key] = env.from_string(text)
+        return self._strings[key]
+
+    def _resolved_context(self, host: Host, version: str) -> dict[str, Any]:
         env = self.environment(host.customer)
         context: dict[str, Any] = {**host.vars, **golive_context(self.app, host, version)}
         for _ in range(_MAX_VARIABLE_NESTING):
@@ -77,7 +92,7 @@ class Renderer:
     def _resolve(self, env: jinja2.Environment, value: Any, context: Mapping[str, Any], host: Host, key: str) -> Any:
         if isinstance(value, str) and ("{{" in value or "{%" in value):
             try:
-                return env.from_string(value).render(context)
+                return self._from_string(env, host.customer, value).render(context)
             except jinja2.TemplateError as error:
                 raise BadInput(Problem(host.where(key), f"variable {key!r}: {_jinja_message(error)}")) from None
         if isinstance(value, dict):
@@ -90,7 +105,8 @@ class Renderer:
         if not text:
             return ""
         try:
-            return self.environment(host.customer).from_string(text).render(self.context(host, version))
+            template = self._from_string(self.environment(host.customer), host.customer, text)
+            return template.render(self.context(host, version))
         except jinja2.TemplateError as error:
             raise BadInput(Problem(f"{self.app.source}", f"{what or text!r}: {_jinja_message(error)}")) from None
 
@@ -111,7 +127,8 @@ class Renderer:
             try:
                 text = env.get_template(spec.src).render(context)
             except jinja2.TemplateNotFound:
-                problems.append(Problem(self.app.source, f"template {spec.src!r} not found in {shown.rsplit('/', 1)[0]}/"))
+                folder = shown.rsplit("/", 1)[0]
+                problems.append(Problem(self.app.source, f"template {spec.src!r} not found in {folder}/"))
                 continue
             except jinja2.TemplateSyntaxError as error:
                 problems.append(Problem(f"{shown}:{error.lineno}", f"template syntax error: {error.message}"))

@@ -13,6 +13,7 @@ gevent must be monkey-patched before paramiko is imported (see golive.adapters.c
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import time
@@ -183,8 +184,6 @@ class Fleet:
     def close(self) -> None:
         for connected in self.connected.values():
             if connected.pyinfra_host is not None:
-                try:
+                with contextlib.suppress(Exception):  # closing a broken connection is best effort
                     connected.pyinfra_host.connector.client.close()
-                except Exception:  # closing a broken connection is best effort
-                    pass
         self.connected.clear()

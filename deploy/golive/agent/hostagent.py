@@ -118,7 +118,7 @@ def check_archive(members, max_members, max_bytes):
         try:
             name.encode("utf-8")
         except UnicodeEncodeError:
-            raise StepError("archive member name %r is not valid UTF-8" % name)
+            raise StepError("archive member name %r is not valid UTF-8" % name) from None
         if "\x00" in name or "\\" in name:
             raise StepError("archive member name %r has a NUL or backslash" % name)
         if name.startswith("/") or os.path.isabs(name):
@@ -132,8 +132,9 @@ def check_archive(members, max_members, max_bytes):
             raise StepError("archive member %r has a '..' component" % name)
         relative = "/".join(parts)
         if member.type not in ALLOWED_TYPES:
-            kind = {tarfile.CHRTYPE: "a character device", tarfile.BLKTYPE: "a block device",
-                    tarfile.FIFOTYPE: "a FIFO", tarfile.CONTTYPE: "a contiguous file"}.get(member.type, "a special file")
+            kinds = {tarfile.CHRTYPE: "a character device", tarfile.BLKTYPE: "a block device",
+                     tarfile.FIFOTYPE: "a FIFO", tarfile.CONTTYPE: "a contiguous file"}
+            kind = kinds.get(member.type, "a special file")
             raise StepError("archive member %r is %s" % (name, kind))
         if member.mode & (stat.S_ISUID | stat.S_ISGID):
             raise StepError("archive member %r has a setuid/setgid bit" % name)
@@ -283,7 +284,7 @@ class Agent:
                 raise
             holder = read_json(os.path.join(self.lock_dir, "owner.json"), {}) or {"incomplete": True}
             holder.pop("token", None)
-            raise LockHeld(holder)
+            raise LockHeld(holder) from None
         owner = dict(args["owner"], token=self.token, since=utc_now())
         write_atomic(os.path.join(self.lock_dir, "owner.json"), json.dumps(owner, sort_keys=True).encode(), 0o600)
         return {"locked": True}
@@ -368,7 +369,8 @@ class Agent:
             path = os.path.join(self.releases_dir, release, "config", item["dest"])
             if not os.path.isfile(path) or sha256_file(path) != item.get("sha256"):
                 problems.append("config file %s differs from the rendered one" % item["dest"])
-        problems.extend(self.config_link_problems(args.get("config_dir"), [d["dest"] for d in args.get("live_files", [])]))
+        dests = [d["dest"] for d in args.get("live_files", [])]
+        problems.extend(self.config_link_problems(args.get("config_dir"), dests))
         status_command = (meta.get("service") or {}).get("status")
         if status_command:
             code, _ = self.run_command(status_command, cwd=os.path.join(self.releases_dir, release), timeout=10)
@@ -445,7 +447,7 @@ class Agent:
         try:
             archive = tarfile.open(artifact, "r:*")
         except (tarfile.TarError, OSError) as error:
-            raise StepError("%s is not a readable tar archive: %s" % (args["artifact"], error))
+            raise StepError("%s is not a readable tar archive: %s" % (args["artifact"], error)) from None
         with archive:
             checked = check_archive(archive.getmembers(), args["max_members"], args["max_bytes"])
             extract_checked(archive, checked, partial)

@@ -126,7 +126,7 @@ class HostSession:
             return self.call(connected, request, timeout=timeout)
 
         answers = self.fleet.map(one, names)
-        return {name: _as_answer(answer) for name, answer in zip(names, answers)}
+        return {name: _as_answer(answer) for name, answer in zip(names, answers, strict=True)}
 
     def close(self) -> None:
         self.fleet.close()

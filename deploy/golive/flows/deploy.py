@@ -69,7 +69,8 @@ def promotion_problems(ws: Workspace, customer: str, environment: str, artifact:
             if not answer.ok:
                 problems.append(f"{source} host {name}: {answer.error}")
             elif meta.get("artifact_sha256") != artifact.sha256:
-                running = f"{meta.get('version')} (sha256 {str(meta.get('artifact_sha256'))[:12]})" if meta else "nothing"
+                sha = str(meta.get("artifact_sha256"))[:12]
+                running = f"{meta.get('version')} (sha256 {sha})" if meta else "nothing"
                 problems.append(f"{source} host {name} runs {running}, not {artifact.version} "
                                 f"(sha256 {artifact.sha256[:12]})")
             elif meta.get("state") != "good":
@@ -347,7 +348,8 @@ def plan(ws: Workspace, customer: str, environment: str, version: str, only: lis
         if host_plan.changes:
             lines.append(f"    steps: {' -> '.join(host_plan.steps)}")
         for change in host_plan.file_changes:
-            lines.append(f"    {change.change} {change.dest}" + (" (secret: contents not shown)" if change.secret else ""))
+            hidden = " (secret: contents not shown)" if change.secret else ""
+            lines.append(f"    {change.change} {change.dest}{hidden}")
             if change.diff:
                 lines.extend("      " + line for line in change.diff.rstrip("\n").splitlines())
         if state.get("lock"):
