@@ -139,3 +139,108 @@ def host_path(hosts: TestHosts, address_suffix: int, path: str) -> Path:
                 if path == target or path.startswith(target + "/"):
                     return Path(source) / path[len(target):].lstrip("/")
     raise KeyError(f"{path} is not a bind path of host .{address_suffix}")
+
+
+# -- what the fault, hostile-input and bad-input suites assert about hosts --------------------------
+
+def snapshot_hosts(hosts: TestHosts) -> dict[str, dict[str, tuple]]:
+    """Every file under every host's private paths (app root with its ledger, config dir, home):
+    kind, mode, size, mtime and link target. Two equal snapshots mean no host was written to."""
+    snapshot: dict[str, dict[str, tuple]] = {}
+    for info in hosts.hosts:
+        files: dict[str, tuple] = {}
+        for target, source in info.binds.items():
+            for directory, names, filenames in os.walk(source):
+                for name in names + filenames:
+                    path = os.path.join(directory, name)
+                    st = os.lstat(path)
+                    link = os.readlink(path) if os.path.islink(path) else None
+                    files[target + path[len(source):]] = (st.st_mode, st.st_size, st.st_mtime_ns, link)
+        snapshot[info.name] = files
+    return snapshot
+
+
+def snapshot_difference(before: dict[str, dict[str, tuple]], after: dict[str, dict[str, tuple]]) -> list[str]:
+    """What changed between two snapshots, one line per path (empty: nothing was touched)."""
+    changes = []
+    for host in sorted(set(before) | set(after)):
+        old, new = before.get(host, {}), after.get(host, {})
+        for path in sorted(set(old) | set(new)):
+            if path not in new:
+                changes.append(f"{host}: removed {path}")
+            elif path not in old:
+                changes.append(f"{host}: created {path}")
+            elif old[path] != new[path]:
+                changes.append(f"{host}: changed {path}")
+    return changes
+
+
+def host_view(hosts: TestHosts, address_suffix: int, path: str) -> Path:
+    """A path as the host itself sees it, through its namespace's root (/proc/<pid>/root): unlike
+    host_path this shows what a test mounted inside the host (a tmpfs, a read-only bind)."""
+    state = json.loads((hosts.dir / "hosts.json").read_text())
+    record = next(r for r in state["hosts"] if r["address"].endswith(f".{address_suffix}"))
+    return Path(f"/proc/{record['holder_pid']}/root") / path.lstrip("/")
+
+
+def health_of(address: str, port: int = 8080, timeout: float = 3) -> dict | None:
+    """The service's /health answer (any HTTP status), or None when nothing answers."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://{address}:{port}/health", timeout=timeout) as response:
+            return json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return json.loads(error.read())
+    except OSError:
+        return None
+
+
+def live_release_problems(hosts: TestHosts, suffix: int, root: str = "/opt/northwind") -> list[str]:
+    """Why host .suffix is not on one complete release served whole (empty: it is).
+
+    Complete: `current` points to releases/<id>, a directory (never a .partial) with its VERSION,
+    metadata, and every rendered config file with the hash its metadata records. Served whole: the
+    running service reports that release, its version and its config hash - never code of one
+    release with config of another."""
+    import hashlib
+
+    link = host_view(hosts, suffix, f"{root}/current")
+    if not link.is_symlink():
+        return ["current is missing or not a symlink"]
+    target = os.readlink(link)
+    release = target.rstrip("/").rsplit("/", 1)[-1]
+    directory = host_view(hosts, suffix, f"{root}/releases/{release}")
+    if target != f"releases/{release}" or release.endswith(".partial") or not directory.is_dir():
+        return [f"current points to {target!r}, not a complete release directory"]
+    meta_path = host_view(hosts, suffix, f"{root}/.golive/releases/{release}.json")
+    if not meta_path.is_file():
+        return [f"release {release} has no metadata"]
+    meta = json.loads(meta_path.read_text())
+    problems = []
+    if (directory / "VERSION").read_text().strip() != meta["version"]:
+        problems.append(f"release {release}: VERSION is not {meta['version']}")
+    for item in meta["config_files"]:
+        path = directory / "config" / item["dest"]
+        if not path.is_file() or hashlib.sha256(path.read_bytes()).hexdigest() != item["sha256"]:
+            problems.append(f"release {release}: config file {item['dest']} is missing or differs")
+    health = health_of(f"{hosts.net}.{suffix}")
+    if health is None:
+        problems.append(f"release {release} is live but the service does not answer")
+    elif (health.get("release"), health.get("version"), health.get("config_hash")) != \
+            (release, meta["version"], meta["config_hash"]):
+        problems.append(f"the service runs release {health.get('release')} version {health.get('version')} with "
+                        f"config {str(health.get('config_hash'))[:12]}, but current is {release} "
+                        f"(version {meta['version']}, config {meta['config_hash'][:12]})")
+    return problems
+
+
+def live_version(hosts: TestHosts, suffix: int, root: str = "/opt/northwind") -> str | None:
+    link = host_view(hosts, suffix, f"{root}/current")
+    return os.readlink(link).rsplit("/", 1)[-1].rsplit("-", 1)[0] if link.is_symlink() else None
+
+
+def build_release(store: Path, version: str, *extra: str) -> None:
+    subprocess.run([str(REPO / "scripts" / "build-release"), version, "--store", str(store), *extra],
+                   check=True, capture_output=True)

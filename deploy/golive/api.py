@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from datetime import date
 from pathlib import Path
@@ -72,7 +73,8 @@ def inventory(ws: Workspace, customer: str) -> Outcome:
             lines.append(f"    {host.name}  {host.connection.user}@{host.connection.address}:{host.connection.port}"
                          f"  groups: {', '.join(host.groups)}")
             for key, value in sorted(hosts[host.name]["vars"].items()):
-                lines.append(f"      {key}: {value}")
+                shown = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+                lines.append(f"      {key}: {shown}")
     return Outcome({"customer": customer, "hosts": hosts}, "\n".join(lines))
 
 

@@ -168,10 +168,14 @@ def main(argv: list[str] | None = None) -> int:
         print(redactor.text(f"golive: internal error: {type(error).__name__}: {error} (run with -v for details)"),
               file=sys.stderr)
         return EXIT_HOST_FAILURE
-    if args.json:
-        print(redactor.text(json.dumps(redactor.data(outcome.data), indent=2, sort_keys=True, default=str)))
-    elif outcome.text:
-        print(redactor.text(outcome.text))
+    try:
+        if args.json:
+            print(redactor.text(json.dumps(redactor.data(outcome.data), indent=2, sort_keys=True, default=str)))
+        elif outcome.text:
+            print(redactor.text(outcome.text))
+        sys.stdout.flush()
+    except BrokenPipeError:  # `golive ... | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     if outcome.failed:
         return EXIT_HOST_FAILURE
     return EXIT_FINDING if outcome.finding else EXIT_OK

@@ -9,7 +9,9 @@ from functools import cached_property
 from pathlib import Path
 
 from golive.adapters.appdef import load_app_definition
+from golive.adapters.inventory_cache import InventoryCache
 from golive.adapters.render import Renderer
+from golive.adapters.vault import VaultPassword, customer_names, inventory_versions, vault_password_file
 from golive.core.errors import BadInput, Problem
 from golive.core.model import AppDefinition, Customer, Environment, Host
 from golive.core.redact import Redactor
@@ -30,17 +32,28 @@ class Workspace:
         self._customers: dict[str, Customer] = {}
 
     @cached_property
-    def inventory(self):  # -> AnsibleInventory; imported lazily, ansible-core costs ~0.2 s
-        from golive.adapters.inventory import AnsibleInventory, VaultPassword
+    def vault_password(self) -> bytes | None:
+        return VaultPassword(vault_password_file(self.root, self.vault_password_file)).read()
 
-        return AnsibleInventory(self.root, VaultPassword(self.vault_password_file))
+    @cached_property
+    def inventory(self):  # -> AnsibleInventory; imported lazily, ansible-core costs ~0.2 s
+        from golive.adapters.inventory import AnsibleInventory
+
+        return AnsibleInventory(self.root, self.vault_password)
+
+    @cached_property
+    def inventory_cache(self) -> InventoryCache:
+        return InventoryCache(self.root, self.vault_password, inventory_versions())
 
     def customer_names(self) -> list[str]:
-        return self.inventory.customers()
+        return customer_names(self.root)
 
     def customer(self, name: str) -> Customer:
         if name not in self._customers:
-            customer = self.inventory.load(self.app, name)
+            customer = self.inventory_cache.load(name)
+            if customer is None:
+                customer = self.inventory.load(self.app, name)
+                self.inventory_cache.store(customer)
             self.redactor.add(customer.secret_values)
             self._customers[name] = customer
         return self._customers[name]
@@ -65,6 +78,13 @@ class Workspace:
         return hosts
 
     def render(self, host: Host, version: str) -> RenderedConfig:
+        """The host's config files; a variable that breaks the schema (a port that is not a number)
+        is refused here, so render, plan and deploy stop before a host is touched, like validate."""
+        from golive.core.schema import check_host_vars
+
+        problems = check_host_vars(self.app, host)
+        if problems:
+            raise BadInput(problems)
         return self.renderer.render(host, version)
 
     def render_string(self, text: str, host: Host, version: str = "", what: str = "") -> str:

@@ -180,6 +180,7 @@ def test_path_traversal_archive_is_refused_with_nothing_written(workspace, test_
 
 def test_unreachable_host_is_reported_while_the_others_deploy(workspace, test_hosts):
     run_golive(workspace, "deploy", "manufacturer", "staging", "--release", "1.0", check=0)
+    run_golive(workspace, "check", "manufacturer", "staging", check=0)
     test_hosts.stop("h13")
     try:
         result = deploy(workspace, "production", "1.0", check=3)
@@ -200,7 +201,10 @@ def test_promotion_gate_refuses_then_override_is_recorded(workspace, test_hosts)
     entry = ledger(test_hosts, PROD1)[-1]
     assert entry["result"] == "ok" and entry["reason"] == "hotfix approved by CAB-1234"
     deploy(workspace, "staging", "1.1")
-    deploy(workspace, "production", "1.1")  # staging runs and verified 1.1: accepted without override
+    unchecked = deploy(workspace, "production", "1.1", check=2)  # verified on staging, but not checked
+    assert "no check has run" in unchecked.stderr and "golive check manufacturer staging" in unchecked.stderr
+    run_golive(workspace, "check", "manufacturer", "staging", check=0)
+    deploy(workspace, "production", "1.1")  # staging runs, verified and checked 1.1: accepted
 
 
 def test_plan_is_exactly_what_deploy_then_does(workspace, test_hosts):

@@ -3,6 +3,7 @@ plan diffs and the ledgers on the hosts."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from tests.conftest import VAULT_SECRETS, host_path, run_golive
@@ -54,3 +55,120 @@ def test_no_verb_prints_a_secret(workspace, test_hosts):
     for suffix in (11, 12, 13):
         ledger = host_path(test_hosts, suffix, "/opt/northwind/.golive/ledger.jsonl").read_text()
         assert all(s not in ledger for s in (*VAULT_SECRETS, PLAIN_SECRET)), f"secret in the ledger of .{suffix}"
+
+
+# -- every verb, every failure path ------------------------------------------------------------------
+
+SECRETS = (*VAULT_SECRETS, PLAIN_SECRET)
+
+
+def leaks(text: str) -> list[str]:
+    return [s for s in SECRETS if s in text]
+
+
+def host_files_with_a_secret(test_hosts, suffixes=(11, 12, 13)) -> list[str]:
+    """Files on the hosts, other than the rendered secret files themselves, that hold a secret:
+    ledgers, release metadata, locks, logs, anything."""
+    found = []
+    for info in test_hosts.hosts:
+        if int(info.address.rsplit(".", 1)[1]) not in suffixes:
+            continue
+        for source in info.binds.values():
+            for directory, _, files in os.walk(source):
+                for name in files:
+                    path = os.path.join(directory, name)
+                    if name == "secrets.env" and "/config" in directory:
+                        continue  # the one place a secret belongs (mode 0600)
+                    try:
+                        data = Path(path).read_bytes().decode("utf-8", "replace")
+                    except OSError:
+                        continue
+                    found += [f"{path}: {s}" for s in leaks(data)]
+    return found
+
+
+def test_every_verb_and_failure_path_keeps_secrets_out_of_every_output(workspace, test_hosts, tmp_path):
+    plant(workspace)
+    ws = workspace
+    app = ws / "golive.yml"
+    runs: list[tuple[str, ...]] = []
+
+    def run(*args: str, env: dict | None = None):
+        result = run_golive(ws, *args, env=env)
+        runs.append(args)
+        assert leaks(result.output) == [], f"secret leaked by golive {' '.join(args)}:\n{result.output}"
+        return result
+
+    for verbose in ((), ("-v",), ("-vv",)):
+        for flags in ((), ("--json",)):
+            extra = (*verbose, *flags)
+            run("inventory", "manufacturer", *extra)
+            run("validate", *extra)
+            run("render", "manufacturer", "staging", *extra)
+            run("render", "manufacturer", "staging", "--out", str(tmp_path / "out"), *extra)
+            run("plan", "manufacturer", "staging", "--release", "1.0", *extra)
+    for flags in ((), ("--json",), ("-v",)):
+        run("deploy", "manufacturer", "staging", "--release", "1.0", *flags)
+        run("plan", "manufacturer", "production", "--release", "1.0", *flags)
+        run("status", "manufacturer", "staging", *flags)
+        run("history", "manufacturer", "staging", *flags)
+        run("check", "manufacturer", "staging", "--junit", str(tmp_path / "junit.xml"), *flags)
+        run("drift", "manufacturer", *flags)
+        run("preflight", "manufacturer", "--release", "1.0", "--report", str(tmp_path / "report"), *flags)
+    run("deploy", "manufacturer", "production", "--release", "1.0", "-v")
+    run("deploy", "manufacturer", "staging", "--release", "1.1", "-v")
+    run("rollback", "manufacturer", "staging", "-v")
+    run("rollback", "manufacturer", "staging", "--to", "1.1", "--json")
+    for path in (tmp_path / "report").rglob("*"):
+        if path.is_file():
+            assert leaks(path.read_text(errors="replace")) == [], f"secret in the preflight report {path}"
+    assert leaks((tmp_path / "junit.xml").read_text()) == [], "secret in the JUnit report"
+
+    # failure paths: a hook that prints the secret file and fails, then a restart that does the same
+    original = app.read_text()
+    app.write_text(original.replace('before_cutover: ""', 'before_cutover: "cat config/secrets.env; exit 1"'))
+    run("deploy", "manufacturer", "staging", "--release", "1.0", "-v")
+    run("deploy", "manufacturer", "staging", "--release", "1.0", "--json")
+    app.write_text(original.replace('restart: "{{ golive_app_root }}/current/bin/northwind-ctl restart"',
+                                    'restart: "cat {{ golive_app_root }}/current/config/secrets.env; exit 1"'))
+    run("deploy", "manufacturer", "staging", "--release", "1.1", "-v")
+    app.write_text(original)
+    # a lock held by another run, an unreachable host, a health check that fails (9.9)
+    lock = host_path(test_hosts, 11, "/opt/northwind/.golive/lock")
+    lock.mkdir(parents=True)
+    (lock / "owner.json").write_text('{"operator": "zoe", "controller": "elsewhere", "pid": 1}')
+    run("deploy", "manufacturer", "staging", "--release", "1.1", "-v", "--json")
+    run("unlock", "manufacturer", "staging", "--reason", "test", "-v")
+    test_hosts.stop("h13")
+    try:
+        run("deploy", "manufacturer", "production", "--release", "1.1", "--override-promotion", "t", "-v")
+        run("status", "manufacturer", "-v")
+        run("drift", "manufacturer", "--json")
+        run("preflight", "manufacturer", "-v")
+    finally:
+        test_hosts.start("h13")
+    run("deploy", "manufacturer", "staging", "--release", "9.9", "-v", "--json")
+
+    # bad input that puts the secret right into the error: as a dict key, with a wrong type, next to
+    # a YAML syntax error, in a template that indexes with it
+    staging = ws / "inventories/manufacturer/group_vars/staging.yml"
+    clean = staging.read_text()
+    template = ws / "config_templates/northwind/secrets.env.j2"
+    clean_template = template.read_text()
+    template.write_text("NORTHWIND_DB_PASSWORD={{ {}[db_password] }}\n")
+    for verb in (("render", "manufacturer", "staging"), ("deploy", "manufacturer", "staging", "--release", "1.0"),
+                 ("validate",)):
+        assert run(*verb, "-v").returncode == 2
+    template.write_text(clean_template)
+    staging.write_text(clean + "log_level: " + PLAIN_SECRET + "\n")  # a value not allowed
+    assert run("validate", "-v").returncode == 2
+    assert run("deploy", "manufacturer", "staging", "--release", "1.0", "-v").returncode == 2
+    staging.write_text(clean.replace(f"db_password: {PLAIN_SECRET}", f"db_password: [{PLAIN_SECRET}]"))
+    assert run("validate", "-v").returncode == 2
+    staging.write_text(clean + f"broken: [{PLAIN_SECRET}\n")
+    assert run("validate", "-v").returncode == 2
+    assert run("deploy", "manufacturer", "staging", "--release", "1.0", "--json").returncode == 2
+    staging.write_text(clean)
+
+    assert host_files_with_a_secret(test_hosts) == []
+    assert len(runs) >= 60

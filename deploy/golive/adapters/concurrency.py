@@ -6,10 +6,12 @@
   entry points, and every ask scans all installed distributions (~7 ms each here): scan once.
 - paramiko imports `invoke` (~45 ms) only to run `Match exec` lines of an ssh_config, which golive
   never reads (the inventory is the only source of connection settings).
+- gevent resolves host names with the system's blocking resolver (see below).
 """
 
 from __future__ import annotations
 
+import os
 import sys
 
 
@@ -30,9 +32,9 @@ def _scan_entry_points_once() -> None:
 def patch_for_parallel_ssh() -> None:
     _scan_entry_points_once()
     sys.modules.setdefault("invoke", None)  # makes paramiko.config skip it (ImportError path)
-    # ansible-core probes socket.getaddrinfo when first imported; under gevent's thread-pool
-    # resolver that probe prints a spurious error, so let it probe the real one first.
-    import ansible.module_utils._internal._datatag  # noqa: F401
+    # Resolve names with the blocking system resolver: inventories mostly hold addresses, and
+    # gevent's thread-pool resolver prints a spurious error when ansible-core probes getaddrinfo.
+    os.environ.setdefault("GEVENT_RESOLVER", "block")
     from gevent import monkey
 
     if not monkey.is_module_patched("socket"):

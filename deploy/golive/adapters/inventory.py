@@ -3,55 +3,34 @@ so variable precedence is Ansible's by construction."""
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import shlex
 from collections.abc import Iterable
+from datetime import date, datetime
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
 from golive.adapters.ansible_env import import_ansible
+from golive.adapters.vault import INVENTORIES, customer_names
 from golive.core.errors import BadInput, Problem
 from golive.core.model import AppDefinition, Connection, Customer, Environment, Host
 
-INVENTORIES = "inventories"
 VAULT_HEADER = b"$ANSIBLE_VAULT;"
-
-
-class VaultPassword:
-    """Where the vault password comes from: a flag, GOLIVE_VAULT_PASSWORD_FILE, or ansible.cfg."""
-
-    def __init__(self, file: str | None) -> None:
-        self.file = file
-
-    def read(self) -> bytes | None:
-        if not self.file:
-            return None
-        path = Path(self.file)
-        try:
-            secret = path.read_bytes().strip()
-        except OSError as error:
-            raise BadInput(f"vault password file {self.file}: {error.strerror}") from None
-        if not secret:
-            raise BadInput(f"vault password file {self.file} is empty")
-        return secret
 
 
 class AnsibleInventory:
     """One process-wide ansible-core loader for a workspace (vault secrets are process-wide too)."""
 
-    def __init__(self, workspace: Path, vault: VaultPassword) -> None:
+    def __init__(self, workspace: Path, password: bytes | None) -> None:
         import_ansible(workspace)
-        from ansible import constants as C
         from ansible.parsing.dataloader import DataLoader
         from ansible.parsing.vault import VaultSecret, VaultSecretsContext
 
         self.workspace = workspace
         self.loader = DataLoader()
         self.loader.set_basedir(str(workspace))
-        password = vault.read()
-        if password is None and C.DEFAULT_VAULT_PASSWORD_FILE:
-            password = VaultPassword(str(C.DEFAULT_VAULT_PASSWORD_FILE)).read()
         secrets = [("default", VaultSecret(password))] if password else []
         self.loader.set_vault_secrets(secrets)
         # ansible-core 2.19 decrypts vault values lazily through a process-wide context that can
@@ -63,12 +42,6 @@ class AnsibleInventory:
             context.secrets[:] = secrets
         self._encrypted_files: dict[str, bool] = {}
 
-    def customers(self) -> list[str]:
-        base = self.workspace / INVENTORIES
-        if not base.is_dir():
-            return []
-        return sorted(p.name for p in base.iterdir() if p.is_dir() and not p.name.startswith("."))
-
     def load(self, app: AppDefinition, customer: str) -> Customer:
         from ansible.errors import AnsibleError
         from ansible.inventory.manager import InventoryManager
@@ -76,17 +49,22 @@ class AnsibleInventory:
 
         inventory_dir = self.workspace / INVENTORIES / customer
         if not inventory_dir.is_dir():
-            known = ", ".join(self.customers()) or "none"
+            known = ", ".join(customer_names(self.workspace)) or "none"
             raise BadInput(f"unknown customer {customer!r}: no {INVENTORIES}/{customer}/ (known: {known})")
+        parse_failures: list[tuple[str, BaseException]] = []
         try:
-            inventory = InventoryManager(loader=self.loader, sources=[str(inventory_dir)])
+            with _parse_failures_collected(parse_failures):
+                inventory = InventoryManager(loader=self.loader, sources=[str(inventory_dir)])
             variables = VariableManager(loader=self.loader, inventory=inventory)
             hosts = [
                 self._host(app, customer, host, variables.get_vars(host=host, include_hostvars=False, stage="all"))
                 for host in inventory.get_hosts()
             ]
         except AnsibleError as error:
-            raise BadInput(_ansible_problem(error, self.workspace)) from None
+            problem = _ansible_problem(_parse_cause(error, parse_failures), self.workspace)
+            if not problem.where and parse_failures:  # e.g. a group cycle: Ansible names only the source
+                problem = Problem(_failed_source(parse_failures, self.workspace), problem.message)
+            raise BadInput(problem) from None
         problems = [p for h in hosts if isinstance(h, Problem) for p in [h]]
         if problems:
             raise BadInput(problems)
@@ -110,8 +88,10 @@ class AnsibleInventory:
                 return Problem(where, f"host {host.name} is in no environment group ({names})")
             return Problem(where, f"host {host.name} is in several environment groups: {', '.join(env_names)}")
         secrets: set[str] = set()
+        vaulted: set[str] = set()
         origins: dict[str, str] = {}
-        plain = {key: self._plain(value, secrets, key in app.secret_var_names) for key, value in raw.items()}
+        plain = {key: self._plain(value, secrets, key in app.secret_var_names, vaulted, key)
+                 for key, value in raw.items()}
         for key, value in raw.items():
             origin = _origin(value, self.workspace)
             if origin:
@@ -126,11 +106,13 @@ class AnsibleInventory:
             vars=MappingProxyType(plain),
             connection=connection_for(host.name, plain),
             secret_values=frozenset(secrets),
+            vault_paths=frozenset(vaulted),
             var_origins=MappingProxyType(origins),
         )
 
-    def _plain(self, value: Any, secrets: set[str], secret: bool) -> Any:
-        """Ansible's tagged values as plain Python, decrypting vault values and noting them."""
+    def _plain(self, value: Any, secrets: set[str], secret: bool, vaulted: set[str], path: str) -> Any:
+        """Ansible's tagged values as plain Python, decrypting vault values and noting them (and, in
+        `vaulted`, the path of each inline `!vault` value)."""
         from ansible.errors import AnsibleError
         from ansible.parsing.vault import EncryptedString
 
@@ -141,18 +123,23 @@ class AnsibleInventory:
                 where = _origin(value, self.workspace) or "a vault value"
                 raise BadInput(f"{where}: cannot decrypt the vault value (wrong or missing vault password)") from None
             secrets.add(text)
+            vaulted.add(path)
             return text
         if isinstance(value, bool) or value is None:
             return value
         if isinstance(value, dict):
-            return {str(k): self._plain(v, secrets, secret) for k, v in value.items()}
+            return {str(k): self._plain(v, secrets, secret, vaulted, f"{path}.{k}") for k, v in value.items()}
         if isinstance(value, (list, tuple)):
-            return [self._plain(v, secrets, secret) for v in value]
+            return [self._plain(v, secrets, secret, vaulted, f"{path}[{i}]") for i, v in enumerate(value)]
         for plain_type in (str, int, float):
             if isinstance(value, plain_type):
                 if secret and plain_type is str:
                     secrets.add(str(value))
                 return plain_type(value)
+        if isinstance(value, datetime):  # YAML timestamps: plain values, as Ansible hands them over
+            return datetime.fromisoformat(value.isoformat())
+        if isinstance(value, date):
+            return date.fromisoformat(value.isoformat())
         return value
 
     def _from_encrypted_file(self, value: Any) -> bool:
@@ -196,6 +183,45 @@ def _origin(value: Any, workspace: Path) -> str | None:
         return None
     path = _relative(origin.path, workspace)
     return f"{path}:{origin.line_num}" if origin.line_num else path
+
+
+@contextlib.contextmanager
+def _parse_failures_collected(failures: list[tuple[str, BaseException]]):
+    """While inventory sources are parsed, keep each plugin's failure instead of letting Ansible
+    print it as a multi-line warning: golive reports one line, from the plugin that fits the file."""
+    from ansible.utils.display import Display
+
+    original = Display.error_as_warning
+
+    def collect(self, msg, exception, *args, **kwargs):
+        failures.append((str(msg), exception))
+
+    Display.error_as_warning = collect
+    try:
+        yield
+    finally:
+        Display.error_as_warning = original
+
+
+def _parse_cause(error: Exception, failures: list[tuple[str, BaseException]]) -> Exception:
+    """For an inventory file no plugin could parse, the YAML plugin's reason (hosts.yml is YAML)
+    rather than Ansible's summary or the INI plugin's complaint about YAML syntax."""
+    if not failures or "failed to parse inventory source" not in str(error):
+        return error
+    preferred = [exc for msg, exc in failures if "'yaml'" in msg]
+    cause = (preferred or [failures[0][1]])[0]
+    return cause if isinstance(cause, Exception) else error
+
+
+def _failed_source(failures: list[tuple[str, BaseException]], workspace: Path) -> str:
+    """The inventory file Ansible failed to parse, from its "<inventory plugin .. with source '..'>"."""
+    import re
+
+    for _, exception in failures:
+        found = re.search(r"with source '([^']+)'", str(getattr(getattr(exception, "obj", None), "description", "")))
+        if found:
+            return _relative(found.group(1), workspace)
+    return ""
 
 
 def _ansible_problem(error: Exception, workspace: Path) -> Problem:

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from golive import faultpoints
 from golive.adapters.transport import Connected
 from golive.agent import command_line, request_header
 
@@ -46,17 +47,26 @@ def call_agent(connected: Connected, request: dict[str, Any], payload: Iterable[
                timeout: float | None = 300, module: str = "hostagent") -> AgentAnswer:
     host = connected.host
     command = command_line(host.connection.python, sudo=bool(host.vars.get("ansible_become")))
+    watch = None
+    if faultpoints.armed():  # test hook only: see golive.faultpoints
+        request = {**request, "fault_point": faultpoints.armed()}
+        watch = faultpoints.watch_agent_output
     try:
         code, stdout, stderr = connected.pyinfra_host.connector.exec_stream(
-            command, request_header(request, module), payload, timeout=timeout)
+            command, request_header(request, module), payload, timeout=timeout, on_output=watch)
     except Exception as error:  # the connection broke mid-batch: the host finishes or rolls back alone
         return AgentAnswer(False, [], "unknown", error=f"connection lost: {error or type(error).__name__}",
                            transport_error=True)
     if code == 127 or (code != 0 and b"not found" in stderr):
         return AgentAnswer(False, [], "failed", error=f"{host.connection.python} not found on the host "
                                                       f"(set ansible_python_interpreter)", transport_error=True)
+    if code == -1 and not stdout.strip():  # the channel closed without an exit status or an answer
+        return AgentAnswer(False, [], "unknown", error="connection lost: the SSH session ended before the host "
+                                                      "answered (sshd stopped, host down or network failure)",
+                           transport_error=True)
     try:
-        answer = json.loads(stdout.decode("utf-8"))
+        # The answer is the last line (a fault-point announcement may precede it, see golive.faultpoints).
+        answer = json.loads(stdout.strip().rsplit(b"\n", 1)[-1].decode("utf-8"))
     except ValueError:
         detail = stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or ["no output"]
         return AgentAnswer(False, [], "unknown", error=f"agent failed (exit {code}): {detail[0]}",

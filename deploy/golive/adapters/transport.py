@@ -53,7 +53,9 @@ class GoliveSSHConnector(SSHConnector):
         return kwargs
 
     def exec_stream(self, command: str, header: bytes, payload: Iterable[bytes] = (),
-                    timeout: float | None = None) -> tuple[int, bytes, bytes]:
+                    timeout: float | None = None,
+                    on_output: Callable[[bytes], None] | None = None) -> tuple[int, bytes, bytes]:
+        """Run command with header + payload on its stdin; on_output sees stdout so far as it arrives."""
         assert self.client is not None, "not connected"
         transport = self.client.get_transport()
         assert transport is not None
@@ -72,6 +74,8 @@ class GoliveSSHConnector(SSHConnector):
                 if not data:
                     break
                 stdout += data
+                if on_output is not None:
+                    on_output(bytes(stdout))
             while channel.recv_stderr_ready() or not channel.exit_status_ready():
                 data = channel.recv_stderr(65536)
                 if not data:
@@ -126,6 +130,8 @@ class Fleet:
         inventory = Inventory((names_data, {}))
         self.state = State(inventory, Config(CONNECT_TIMEOUT=connect_timeout, PARALLEL=max(1, len(self.hosts))))
         self.connected: dict[str, Connected] = {}
+        self._connecting: dict[str, Any] = {}  # host name -> greenlet
+        self._pyinfra_hosts = {h.name: h for h in self.state.inventory}
 
     @staticmethod
     def _pyinfra_data(host: Host) -> dict[str, Any]:
@@ -159,27 +165,39 @@ class Fleet:
         gevent.joinall(greenlets)
         return [g.value for g in greenlets]
 
-    def connect(self, hosts: Iterable[Host] | None = None) -> dict[str, Connected]:
-        wanted = [h for h in (hosts or self.hosts) if h.name not in self.connected]
-        by_name = {h.name: h for h in self.state.inventory}
+    def start_connecting(self, hosts: Iterable[Host] | None = None) -> None:
+        """Open connections in the background; wait_connected(host) collects each one. Work on a
+        host can then start as soon as it is connected, not when the slowest host is."""
+        import gevent
 
-        def connect_one(host: Host) -> Connected:
-            started = time.monotonic()
-            pyinfra_host = by_name[host.name]
+        for host in hosts or self.hosts:
+            if host.name not in self.connected and host.name not in self._connecting:
+                self._connecting[host.name] = gevent.spawn(self._connect_one, host)
+
+    def wait_connected(self, host: Host) -> Connected:
+        if host.name not in self.connected:
+            self.start_connecting([host])
             try:
-                pyinfra_host.connect(show_errors=False, raise_exceptions=True)
-            except (ConnectError, OSError, EOFError) as error:
-                return Connected(host, None, explain_connect_error(host, error), time.monotonic() - started)
-            self.state.activate_host(pyinfra_host)  # so pyinfra's own fact and op APIs see it
-            return Connected(host, pyinfra_host, None, time.monotonic() - started)
+                result = self._connecting.pop(host.name).get()
+            except Exception:  # a defect in connecting: the host is reported, not lost
+                result = Connected(host, None, f"{host.name}: cannot connect")
+            self.connected[host.name] = result
+        return self.connected[host.name]
 
-        for result in self.map(connect_one, wanted):
-            if isinstance(result, Connected):
-                self.connected[result.host.name] = result
-        for host in wanted:
-            if host.name not in self.connected:  # an unexpected exception in connect_one
-                self.connected[host.name] = Connected(host, None, f"{host.name}: cannot connect")
-        return {h.name: self.connected[h.name] for h in (hosts or self.hosts)}
+    def connect(self, hosts: Iterable[Host] | None = None) -> dict[str, Connected]:
+        wanted = list(hosts or self.hosts)
+        self.start_connecting(wanted)
+        return {h.name: self.wait_connected(h) for h in wanted}
+
+    def _connect_one(self, host: Host) -> Connected:
+        started = time.monotonic()
+        pyinfra_host = self._pyinfra_hosts[host.name]
+        try:
+            pyinfra_host.connect(show_errors=False, raise_exceptions=True)
+        except (ConnectError, OSError, EOFError) as error:
+            return Connected(host, None, explain_connect_error(host, error), time.monotonic() - started)
+        self.state.activate_host(pyinfra_host)  # so pyinfra's own fact and op APIs see it
+        return Connected(host, pyinfra_host, None, time.monotonic() - started)
 
     def close(self) -> None:
         for connected in self.connected.values():

@@ -128,6 +128,8 @@ class Host:
     vars: Mapping[str, Any]  # merged inventory variables, secrets decrypted (never print raw)
     connection: Connection
     secret_values: frozenset[str] = frozenset()  # every decrypted secret string of this host
+    # where inline `!vault` values are (`name`, `name.key`, `name[0]`): Ansible never templates them
+    vault_paths: frozenset[str] = frozenset()
     var_origins: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
     def where(self, var: str) -> str:

@@ -10,6 +10,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from golive import faultpoints
 from golive.adapters.locks import controller_name, describe, liveness, process_start
 from golive.adapters.remote import AgentAnswer, call_agent
 from golive.adapters.transport import Connected, Fleet
@@ -76,7 +77,9 @@ def check_artifact_archive(app: AppDefinition, artifact: Artifact) -> None:
     except StepError as error:
         raise BadInput(Problem(artifact.name, f"refused, nothing was sent to any host: {error}")) from None
     except (tarfile.TarError, OSError, EOFError) as error:
-        raise BadInput(Problem(artifact.name, f"not a readable tar archive: {error}")) from None
+        reason = str(error).splitlines()[0].rstrip(":")  # tarfile lists every method it tried, one a line
+        raise BadInput(Problem(artifact.name, f"not a readable tar archive ({reason}); nothing was sent to any "
+                                              f"host")) from None
 
 
 def rendered_meta(ws: Workspace, host: Host, version: str, desired: Desired) -> dict[str, Any]:
@@ -115,7 +118,11 @@ class HostSession:
 
     def call(self, connected: Connected, request: dict[str, Any], payload: Iterable[bytes] = (),
              timeout: float = 300) -> AgentAnswer:
-        return call_agent(connected, {**request, "root": self.root, "token": self.token}, payload, timeout)
+        # The host's secret values travel (over SSH, to a host that holds them anyway) so that the agent
+        # can mask them in what it records and answers: command output may echo a rendered secret.
+        mask = sorted(connected.host.secret_values)
+        return call_agent(connected, {**request, "root": self.root, "token": self.token, "mask": mask}, payload,
+                          timeout)
 
     def call_all(self, requests: Mapping[str, tuple[Connected, dict[str, Any]]],
                  timeout: float = 300) -> dict[str, AgentAnswer]:
@@ -144,6 +151,10 @@ def lock_report(holder: Mapping[str, Any] | None) -> tuple[str, str]:
 
 
 def chunks(path: str, size: int = 1 << 18) -> Iterable[bytes]:
+    half, sent = os.path.getsize(path) // 2, 0
     with open(path, "rb") as handle:
         while block := handle.read(size):
             yield block
+            sent += len(block)
+            if sent >= half:
+                faultpoints.reached("upload:half")  # test hook; see golive.faultpoints

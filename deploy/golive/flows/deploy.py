@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from golive import faultpoints
 from golive.adapters.remote import AgentAnswer
 from golive.adapters.transport import Connected
 from golive.core.errors import BadInput, Problem
@@ -42,6 +43,7 @@ class Target:
     plan: HostPlan | None = None
     report: HostReport | None = None
     answers: tuple[AgentAnswer, ...] = ()
+    leads: bool = False  # the run's leader: its lock is the environment's, held until the run ends
 
 
 # -- promotion gate -------------------------------------------------------------------------
@@ -63,9 +65,10 @@ def promotion_problems(ws: Workspace, customer: str, environment: str, artifact:
             if not connected[host.name].ok:
                 problems.append(f"cannot confirm {source} host: {connected[host.name].error}")
                 continue
-            requests[host.name] = (connected[host.name], {"steps": [steps.read_state(ws.app)]})
+            requests[host.name] = (connected[host.name], {"steps": [steps.read_state(ws.app, history=True)]})
         for name, answer in session.call_all(requests, BEGIN_TIMEOUT).items():
             meta = answer.data("state").get("current_meta") or {}
+            check = answer.data("state").get("last_check") or {}
             if not answer.ok:
                 problems.append(f"{source} host {name}: {answer.error}")
             elif meta.get("artifact_sha256") != artifact.sha256:
@@ -76,6 +79,10 @@ def promotion_problems(ws: Workspace, customer: str, environment: str, artifact:
             elif meta.get("state") != "good":
                 problems.append(f"{source} host {name} runs {artifact.version} but it is {meta.get('state')}, "
                                 f"not verified")
+            elif check.get("result") != "passed":
+                done = f"its last check run {check.get('result')}" if check else "no check has run"
+                problems.append(f"{source} host {name} runs {artifact.version}, but {done}: "
+                                f"run golive check {customer} {source}")
     finally:
         session.close()
     return source, problems
@@ -90,9 +97,9 @@ def enforce_promotion(ws: Workspace, customer: str, environment: str, artifact: 
                 else None, "overridden": override}
     source, problems = promotion_problems(ws, customer, environment, artifact, progress)
     if problems:
-        raise BadInput([Problem("promotion", f"{environment} only accepts an artifact that {source} runs and "
-                                             f"verified: {p}") for p in problems]
-                       + [Problem("promotion", "deploy and verify it on staging first, or pass "
+        raise BadInput([Problem("promotion", f"{environment} only accepts an artifact that {source} runs, "
+                                             f"verified and checked: {p}") for p in problems]
+                       + [Problem("promotion", "deploy it to staging and run golive check there first, or pass "
                                                "--override-promotion \"reason\" (recorded in the ledger)")])
     return {"required": source, "passed": source is not None}
 
@@ -120,23 +127,61 @@ def prepare(ws: Workspace, customer: str, environment: str, version: str,
 
 
 def begin(session: HostSession, run: steps.RunContext, ws: Workspace, targets: list[Target]) -> Target | None:
-    """Lock every host, leader first: whoever holds the leader's lock owns the environment.
-    Returns the leader when another run holds it (then nothing else was touched)."""
-    reachable = [t for t in targets if t.connected and t.connected.ok]
-    if not reachable:
+    """Lock every host, leader first: whoever holds the leader's lock owns the environment. Each
+    host's round trip starts as soon as it is connected (connections open in the background).
+
+    Returns the host another run holds, when there is one; then this run has released every lock
+    it took and changed nothing (a host held by another run, even a stale lock of a crashed one,
+    means the environment is not this run's to change until `golive unlock`)."""
+    session.fleet.start_connecting([t.host for t in targets])
+    leader = next((t for t in targets if _reachable(session, t)), None)
+    if leader is None:
         return None
-    leader, rest = reachable[0], reachable[1:]
+    leader.leads = True
     _begin_one(session, run, ws, leader)
     if leader.report is not None and leader.report.status == "locked":
         return leader
-    session.fleet.map(lambda t: _begin_one(session, run, ws, t), rest)
-    return None
+    rest = targets[targets.index(leader) + 1:]
+    session.fleet.map(lambda t: _begin_one(session, run, ws, t) if _reachable(session, t) else None, rest)
+    blocked = [t for t in rest if t.report is not None and t.report.status == "locked"]
+    if not blocked:
+        return None
+    ours = [t for t in rest if t.plan is not None and t.report is None]
+    session.call_all({t.host.name: (t.connected, steps.release_batch()) for t in ours}, BEGIN_TIMEOUT)
+    return blocked[0]
+
+
+def _reachable(session: HostSession, target: Target) -> bool:
+    target.connected = session.fleet.wait_connected(target.host)
+    if not target.connected.ok:
+        target.report = HostReport(target.host.name, target.host.environment, "unreachable",
+                                   error=target.connected.error)
+        session.progress.update(target.host.name, "lock", "failed", "unreachable")
+    return target.connected.ok
+
+
+def holds_lock(target: Target) -> bool:
+    """This run took the target's lock (its begin batch got past the lock step)."""
+    lock_step = target.answers[0].step("lock") if target.answers else None
+    return bool(lock_step and lock_step.ok)
+
+
+def release_leader(session: HostSession, targets: list[Target]) -> None:
+    """The last round trip of a run: free the environment lock the leader held throughout."""
+    leader = next((t for t in targets if t.leads and holds_lock(t)), None)
+    if leader is None:
+        return
+    answer = session.call(leader.connected, steps.release_batch(), timeout=BEGIN_TIMEOUT)
+    if not answer.ok:
+        session.progress.note(f"{leader.host.name}: could not release the environment lock ({answer.error}); "
+                              f"`golive status` will show it, `golive unlock` clears it")
 
 
 def _begin_one(session: HostSession, run: steps.RunContext, ws: Workspace, target: Target) -> None:
     name = target.host.name
     session.progress.update(name, "lock", "running")
-    answer = session.call(target.connected, steps.begin_batch(run, ws.app, target.desired, name), timeout=BEGIN_TIMEOUT)
+    answer = session.call(target.connected, steps.begin_batch(run, ws.app, target.desired, name, target.leads),
+                          timeout=BEGIN_TIMEOUT)
     target.answers = (answer,)
     if not answer.ok:
         if answer.holder is not None or answer.error == "locked":
@@ -163,7 +208,8 @@ def _begin_one(session: HostSession, run: steps.RunContext, ws: Workspace, targe
 
 def install(session: HostSession, run: steps.RunContext, ws: Workspace, artifact: Artifact, target: Target) -> None:
     name = target.host.name
-    request = steps.install_batch(run, ws.app, target.plan, target.desired, artifact, target.meta, name)
+    request = steps.install_batch(run, ws.app, target.plan, target.desired, artifact, target.meta, name,
+                                  keep_lock=target.leads)
     uploading = "upload" in target.plan.steps
     session.progress.update(name, "upload" if uploading else "unpack", "running")
     answer = session.call(target.connected, request, chunks(artifact.path) if uploading else (), INSTALL_TIMEOUT)
@@ -182,7 +228,8 @@ def activate(session: HostSession, run: steps.RunContext, ws: Workspace, target:
     name = target.host.name
     hooks = target.meta.get("hooks", {})
     earlier = step_seconds(*target.answers)
-    request = steps.activate_batch(run, ws.app, target.plan, target.desired, hooks, earlier, name)
+    request = steps.activate_batch(run, ws.app, target.plan, target.desired, hooks, earlier, name,
+                                   keep_lock=target.leads)
     session.progress.update(name, "cutover", "running")
     answer = session.call(target.connected, request, timeout=ACTIVATE_TIMEOUT)
     target.answers += (answer,)
@@ -198,8 +245,11 @@ def activate(session: HostSession, run: steps.RunContext, ws: Workspace, target:
         session.progress.update(name, "result", "ok")
         return
     if answer.transport_error:
+        # The agent goes on without us: it finishes the batch or rolls it back, and records which.
         target.report = HostReport(name, run.environment, "unknown", plan.action, plan.from_release,
-                                   target.desired.release, None, error=answer.error, steps=seconds)
+                                   target.desired.release, None, steps=seconds,
+                                   error=f"{answer.error}; the host finishes or rolls back the cutover on its "
+                                         f"own and records the outcome: see `golive status` once it is reachable")
         session.progress.update(name, "result", "failed")
         return
     rolled_back = answer.result == "rolled_back"
@@ -223,21 +273,18 @@ def deploy(ws: Workspace, customer: str, environment: str, version: str, *, seri
     progress.start(f"deploy {artifact.version} to {customer}/{environment}",
                    [t.host.name for t in targets], steps.DEPLOY_COLUMNS)
     try:
-        connected = session.connect()
-        for target in targets:
-            target.connected = connected[target.host.name]
-            if not target.connected.ok:
-                target.report = HostReport(target.host.name, environment, "unreachable", error=target.connected.error)
-                progress.update(target.host.name, "lock", "failed", "unreachable")
         blocked_by = begin(session, run, ws, targets)
+        faultpoints.reached("begin:done")
         if blocked_by is not None:
+            held = f"{blocked_by.host.name}: {blocked_by.report.error}"
             for target in targets:
                 if target.report is None:
                     target.report = HostReport(target.host.name, environment, "skipped",
-                                               error=f"not touched: the environment is locked ({blocked_by.host.name})")
+                                               error=f"not touched: the environment is locked ({held})")
         else:
             roll_out(session, run, ws, artifact, planned_batches, threshold, len(targets))
     finally:
+        release_leader(session, targets)
         session.close()
         progress.stop()
     return deploy_outcome("deploy", customer, environment, artifact.version, targets, promotion)
@@ -255,12 +302,15 @@ def roll_out(session: HostSession, run: steps.RunContext, ws: Workspace, artifac
         working = [t for t in batch if t.report is None and t.plan is not None]
         session.fleet.map(lambda t: install(session, run, ws, artifact, t),
                           [t for t in working if t.plan.action == INSTALL])
+        faultpoints.reached("install:done")
         session.fleet.map(lambda t: activate(session, run, ws, t), [t for t in working if t.report is None])
+        faultpoints.reached("activate:done")
 
 
 def stop_remaining(session: HostSession, run: steps.RunContext, targets: list[Target], reason: str) -> None:
     pending = [t for t in targets if t.report is None and t.plan is not None]
-    requests = {t.host.name: (t.connected, steps.abort_batch(run, t.host.name, reason)) for t in pending}
+    requests = {t.host.name: (t.connected, steps.abort_batch(run, t.host.name, reason, keep_lock=t.leads))
+                for t in pending}
     session.call_all(requests, BEGIN_TIMEOUT)
     for target in pending:
         target.report = HostReport(target.host.name, run.environment, "skipped", target.plan.action,
@@ -366,12 +416,15 @@ def plan(ws: Workspace, customer: str, environment: str, version: str, only: lis
 def rollback(ws: Workspace, customer: str, environment: str, to_version: str | None, *, force: bool = False,
              serial: str | None = None, max_fail: str | None = None, only: list[str] | None = None,
              operator: str | None = None, progress: Progress) -> Outcome:
+    """The leader's lock first (the environment's, held to the end), then every host locks and rolls
+    back in one round trip: a rollback during a cutover costs little more than one round trip."""
     threshold = max_fail_threshold(max_fail)
     hosts = list(ws.hosts(customer, environment, only))
     planned_batches = batches(hosts, serial)
     run = run_context("rollback", customer, environment, operator)
     session = HostSession(hosts, progress, ws.app, run.token)
     reports: dict[str, HostReport] = {}
+    leader: Host | None = None
     progress.start(f"rollback {customer}/{environment}" + (f" to {to_version}" if to_version else ""),
                    [h.name for h in hosts], steps.ROLLBACK_COLUMNS)
     try:
@@ -379,14 +432,16 @@ def rollback(ws: Workspace, customer: str, environment: str, to_version: str | N
         for host in hosts:
             if not connected[host.name].ok:
                 reports[host.name] = HostReport(host.name, environment, "unreachable", error=connected[host.name].error)
-        for index, batch in enumerate(planned_batches):
+        leader = take_environment_lock(session, run, [h for h in hosts if h.name not in reports], connected, reports)
+        for index, batch in enumerate(planned_batches if leader else []):
             failed = sum(1 for r in reports.values() if r.failed)
             if crossed(failed, len(hosts), threshold):
                 for host in (h for b in planned_batches[index:] for h in b):
                     reports.setdefault(host.name, HostReport(host.name, environment, "skipped",
                                                              error="not rolled back: over --max-fail"))
                 break
-            requests = {h.name: (connected[h.name], steps.rollback_batch(run, ws.app, to_version, force, h.name))
+            requests = {h.name: (connected[h.name], steps.rollback_batch(run, ws.app, to_version, force, h.name,
+                                                                         keep_lock=h is leader))
                         for h in batch if h.name not in reports}
             for name, answer in session.call_all(requests, ACTIVATE_TIMEOUT).items():
                 reports[name] = rollback_report(environment, name, answer)
@@ -395,10 +450,38 @@ def rollback(ws: Workspace, customer: str, environment: str, to_version: str | N
                         progress.update(name, step.name, "ok" if step.ok else "failed", f"{step.seconds:.2f}s")
                 progress.update(name, "result", "ok" if answer.ok else "failed")
     finally:
+        if leader is not None:
+            answer = session.call(connected[leader.name], steps.release_batch(), timeout=BEGIN_TIMEOUT)
+            if not answer.ok:
+                progress.note(f"{leader.name}: could not release the environment lock ({answer.error}); "
+                              f"`golive unlock` clears it")
         session.close()
         progress.stop()
     targets = [Target(h, None, {}, report=reports.get(h.name)) for h in hosts]  # type: ignore[arg-type]
     return deploy_outcome("rollback", customer, environment, to_version, targets, {"to": to_version, "force": force})
+
+
+def take_environment_lock(session: HostSession, run: steps.RunContext, hosts: list[Host],
+                          connected: Mapping[str, Connected], reports: dict[str, HostReport]) -> Host | None:
+    """Lock the first reachable host, the environment's leader, and keep it to the end of the run:
+    of two runs started together exactly one gets it. When another run holds it, every host is
+    reported untouched and None is returned."""
+    if not hosts:
+        return None
+    leader = hosts[0]
+    answer = session.call(connected[leader.name], steps.lock_batch(run), timeout=BEGIN_TIMEOUT)
+    if answer.ok:
+        return leader
+    if answer.holder is not None or answer.error == "locked":
+        state, held = lock_report(answer.holder)
+        reports[leader.name] = HostReport(leader.name, run.environment, "locked", error=held, lock=state)
+    else:
+        reports[leader.name] = HostReport(leader.name, run.environment, "failed", error=answer.error)
+    for host in hosts[1:]:
+        reports[host.name] = HostReport(host.name, run.environment, "skipped",
+                                        error=f"not touched: the environment is locked ({leader.name}: "
+                                              f"{reports[leader.name].error})")
+    return None
 
 
 def rollback_report(environment: str, name: str, answer: AgentAnswer) -> HostReport:

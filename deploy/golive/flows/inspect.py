@@ -65,7 +65,7 @@ def status(ws: Workspace, customer: str | None, environment: str | None, progres
         hosts = list(ws.customer(customer).hosts)
     else:
         hosts = list(ws.hosts(customer, environment))
-    results = _read(ws, hosts, progress, {"steps": [steps.read_state(ws.app)]})
+    results = _read(ws, hosts, progress, {"steps": [steps.read_state(ws.app, history=True)]})
     rows = [_host_status(ws, h, results[h.name]) for h in hosts]
     environments = _environment_summary(ws, rows)
     lines = []
@@ -76,7 +76,7 @@ def status(ws: Workspace, customer: str | None, environment: str | None, progres
                          f"{'yes' if env['verified'] else 'no':<9} {env['note']}")
     else:
         lines.append(f"{'host':<14} {'env':<11} {'release':<20} {'state':<11} {'artifact':<13} {'config':<13} "
-                     f"{'deployed at':<21} {'by':<10} workspace")
+                     f"{'deployed at':<25} {'by':<10} workspace")
         for row in rows:
             if "error" in row:
                 lines.append(f"{row['host']:<14} {row['environment']:<11} UNREACHABLE: {row['error']}")
@@ -84,7 +84,7 @@ def status(ws: Workspace, customer: str | None, environment: str | None, progres
             match = {True: "matches", False: "DIFFERS", None: "-"}[row.get("matches_workspace")]
             lines.append(f"{row['host']:<14} {row['environment']:<11} {row.get('release') or '-':<20} "
                          f"{row.get('state') or '-':<11} {(row.get('artifact_sha256') or '-')[:12]:<13} "
-                         f"{(row.get('config_hash') or '-')[:12]:<13} {row.get('deployed_at') or '-':<21} "
+                         f"{(row.get('config_hash') or '-')[:12]:<13} {row.get('deployed_at') or '-':<25} "
                          f"{row.get('deployed_by') or '-':<10} {match}")
             if row.get("lock"):
                 lines.append(f"{'':<14} {row['lock_detail']}")
@@ -139,13 +139,14 @@ def history(ws: Workspace, customer: str, environment: str, only: list[str] | No
         if not result.get("ok"):
             errors[host.name] = result.get("error")
             continue
-        entries.extend(result["data"]["history"]["entries"])
-    entries.sort(key=lambda e: (e.get("time", ""), e.get("host", "")), reverse=True)
-    lines = [f"{'time':<21} {'host':<13} {'action':<9} {'result':<12} {'release':<20} {'by':<10} detail"]
+        entries.extend((e, index) for index, e in enumerate(result["data"]["history"]["entries"]))
+    # Newest first; entries of one host keep their ledger order when their times tie.
+    entries = [e for e, _ in sorted(entries, key=lambda p: (p[0].get("time", ""), p[1]), reverse=True)]
+    lines = [f"{'time':<25} {'host':<13} {'action':<9} {'result':<12} {'release':<20} {'by':<10} detail"]
     entries = entries[:limit]
     for e in entries:
         detail = e.get("reason") or e.get("detail") or ""
-        lines.append(f"{e.get('time', ''):<21} {e.get('host', ''):<13} {e.get('action', ''):<9} "
+        lines.append(f"{e.get('time', ''):<25} {e.get('host', ''):<13} {e.get('action', ''):<9} "
                      f"{e.get('result', ''):<12} {e.get('release') or '-':<20} {e.get('operator', ''):<10} {detail}")
     for name, error in errors.items():
         lines.append(f"{name}: UNREACHABLE: {error}")

@@ -16,6 +16,10 @@ Steps travel to the host in batches, one round trip each (the host agent runs th
     activate = hooks + cutover + restart + verify + record + prune + unlock
     rollback = lock + choose + hook + cutover + restart + verify + record + unlock
 
+The environment lock: the run's first host (its leader) is locked before any other host and
+stays locked until the whole run ends (its batches are built with keep_lock, and `release_batch`
+frees it last), so of two runs started together the second stops at the leader, touching nothing.
+
 Each function below builds one step of a request for golive.agent.hostagent.
 """
 
@@ -71,8 +75,10 @@ def lock(run: RunContext) -> dict[str, Any]:
     return {"op": "lock", "owner": run.owner()}
 
 
-def read_state(app: AppDefinition, desired: Desired | None = None, with_text: bool = False) -> dict[str, Any]:
-    step: dict[str, Any] = {"op": "state", "name": "state", "config_dir": app.config_dir}
+def read_state(app: AppDefinition, desired: Desired | None = None, with_text: bool = False,
+               history: bool = False) -> dict[str, Any]:
+    """The host's facts; `history` adds the ledger entry that made the live release live."""
+    step: dict[str, Any] = {"op": "state", "name": "state", "config_dir": app.config_dir, "history": history}
     if desired is not None:
         step.update(_desired_fields(app, desired))
         step["artifact"] = {"name": desired.artifact_name, "sha256": desired.artifact_sha256}
@@ -89,9 +95,10 @@ def _desired_fields(app: AppDefinition, desired: Desired) -> dict[str, Any]:
     }
 
 
-def finish_if_unchanged(run: RunContext, app: AppDefinition, desired: Desired, host: str) -> dict[str, Any]:
+def finish_if_unchanged(run: RunContext, app: AppDefinition, desired: Desired, host: str,
+                        keep_lock: bool = False) -> dict[str, Any]:
     return {"op": "finish_if_unchanged", "name": "record", **_desired_fields(app, desired),
-            "entry": run.entry(host, **_release_fields(desired))}
+            "entry": run.entry(host, **_release_fields(desired)), "keep_lock": keep_lock}
 
 
 def upload(artifact: Artifact) -> dict[str, Any]:
@@ -178,23 +185,31 @@ def release_meta(app: AppDefinition, desired: Desired, service: Mapping[str, str
 
 # -- the batches ----------------------------------------------------------------------------
 
-def begin_batch(run: RunContext, app: AppDefinition, desired: Desired, host: str) -> dict[str, Any]:
-    return {"steps": [lock(run), read_state(app, desired), finish_if_unchanged(run, app, desired, host)]}
+def _unlock_unless(keep_lock: bool) -> list[dict[str, Any]]:
+    return [] if keep_lock else [unlock()]
+
+
+def begin_batch(run: RunContext, app: AppDefinition, desired: Desired, host: str,
+                keep_lock: bool = False) -> dict[str, Any]:
+    return {"steps": [lock(run), read_state(app, desired), finish_if_unchanged(run, app, desired, host, keep_lock)],
+            # a lock this batch took is not left behind when reading the state fails
+            "on_failure": [after(u, ("state", "record")) for u in _unlock_unless(keep_lock)]}
 
 
 def install_batch(run: RunContext, app: AppDefinition, plan: HostPlan, desired: Desired, artifact: Artifact,
-                  meta: Mapping[str, Any], host: str) -> dict[str, Any]:
+                  meta: Mapping[str, Any], host: str, keep_lock: bool = False) -> dict[str, Any]:
     steps = []
     if "upload" in plan.steps:
         steps.append(upload(artifact))
     steps += [unpack(app, desired), configure(app, desired, meta)]
     failed_entry = run.entry(host, previous_release=plan.from_release, **_release_fields(desired))
     return {"steps": steps, "on_failure": [{"op": "cleanup", "name": "cleanup", "release": desired.release},
-                                           record(failed_entry), unlock()]}
+                                           record(failed_entry), *_unlock_unless(keep_lock)]}
 
 
 def activate_batch(run: RunContext, app: AppDefinition, plan: HostPlan, desired: Desired,
-                   hooks: Mapping[str, str], earlier_steps: Mapping[str, float], host: str) -> dict[str, Any]:
+                   hooks: Mapping[str, str], earlier_steps: Mapping[str, float], host: str,
+                   keep_lock: bool = False) -> dict[str, Any]:
     target = desired.release
     steps: list[dict[str, Any]] = []
     if plan.action == REPAIR and plan.file_changes:
@@ -214,11 +229,11 @@ def activate_batch(run: RunContext, app: AppDefinition, plan: HostPlan, desired:
     ] if plan.action != REPAIR else []
     entry = run.entry(host, previous_release=plan.from_release, steps=dict(earlier_steps), **_release_fields(desired))
     return {"steps": steps, "on_failure": on_failure,
-            "always": [record(entry), prune(app, [plan.from_release or ""]), unlock()]}
+            "always": [record(entry), prune(app, [plan.from_release or ""]), *_unlock_unless(keep_lock)]}
 
 
 def rollback_batch(run: RunContext, app: AppDefinition, version: str | None, force: bool,
-                   host: str) -> dict[str, Any]:
+                   host: str, keep_lock: bool = False) -> dict[str, Any]:
     entry = run.entry(host, release="$target", previous_release="$previous")
     return {
         "steps": [lock(run), choose_rollback_target(version, force),
@@ -230,13 +245,25 @@ def rollback_batch(run: RunContext, app: AppDefinition, version: str | None, for
             after(restart("$previous", "restart_previous"), ("restart", "verify")),
             after(verify("$previous", "verify_previous"), ("restart", "verify")),
         ],
-        "always": [record(entry), unlock()],
+        "always": [record(entry), *_unlock_unless(keep_lock)],
     }
 
 
-def abort_batch(run: RunContext, host: str, reason: str) -> dict[str, Any]:
+def abort_batch(run: RunContext, host: str, reason: str, keep_lock: bool = False) -> dict[str, Any]:
     """Release a host locked at begin but never deployed (max-fail crossed)."""
-    return {"steps": [], "always": [record(run.entry(host, detail=reason)), unlock()], "result": "skipped"}
+    return {"steps": [], "always": [record(run.entry(host, detail=reason)), *_unlock_unless(keep_lock)],
+            "result": "skipped"}
+
+
+def lock_batch(run: RunContext) -> dict[str, Any]:
+    """Take a host's lock and nothing else (rollback takes every lock before it changes anything)."""
+    return {"steps": [lock(run)]}
+
+
+def release_batch() -> dict[str, Any]:
+    """Free a lock this run holds (the leader's, at the end of the run; or every one, when the run
+    stops before changing anything because another run holds some host)."""
+    return {"steps": [unlock()]}
 
 
 def install_needed(plan: HostPlan) -> bool:

@@ -1,0 +1,20 @@
+"""The host runs the release golive says it should, and its history agrees."""
+
+import json
+
+
+def test_live_release_is_the_desired_one(golive):
+    assert golive.current == golive.release, (
+        f"`current` points to {golive.current}, but the workspace makes {golive.release} live for "
+        f"{golive.version} (a different release, or config rendered differently now)")
+
+
+def test_ledger_says_the_live_release_is_live(golive):
+    assert golive.ledger_release == golive.current, (
+        f"the ledger's last deploy/rollback made {golive.ledger_release} live, but `current` points to "
+        f"{golive.current}: it was switched outside golive")
+
+
+def test_live_release_passed_its_health_check(host, golive):
+    meta = json.loads(host.check_output("cat %s", f"{golive.root}/.golive/releases/{golive.current}.json") or "{}")
+    assert meta.get("state") == "good", f"release {golive.current} is {meta.get('state')!r}, not verified good"

@@ -1,0 +1,514 @@
+"""golive fingerprint collector: what one host really runs, in one round trip.
+
+Sent like the host agent (see golive.agent) and run with the host's python3, standard library
+only. It only reads: the live release and every file in it, the rendered config files (hashes,
+modes, owners; never their contents), the config links, the ledger's view of what is live, the
+platform, the runtime packages, the service and its /health answer, the listening ports on the
+host's own addresses, time zone, locale, free disk, the lock and the kept releases. The answer has
+the host agent's shape (one step named "fingerprint"), so golive.adapters.remote.call_agent reads it.
+
+Every section is collected on its own: a section that fails reports its error and the others
+still arrive, so one unreadable file does not hide the rest of the host.
+"""
+
+import hashlib
+import json
+import os
+import socket
+import stat
+import struct
+import sys
+import time
+
+# Imported where used (subprocess, urllib, grp, pwd): every module costs each host CPU time, and
+# drift runs this on every host of two environments at once.
+
+SCHEMA = 1
+CHUNK = 1 << 20
+LEDGER_TAIL_BYTES = 262144
+# Byte code the running service writes next to its sources: not part of what was shipped.
+IGNORED_DIRS = ("__pycache__",)
+TCP_LISTEN = "0A"
+
+
+def read_json(path, default=None):
+    try:
+        with open(path, "rb") as handle:
+            return json.loads(handle.read().decode("utf-8"))
+    except (OSError, ValueError):
+        return default
+
+
+def sha256_file(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(CHUNK), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+_NAMES = {}
+
+
+def user_name(uid):
+    if ("u", uid) not in _NAMES:
+        import pwd
+
+        try:
+            _NAMES[("u", uid)] = pwd.getpwuid(uid).pw_name
+        except KeyError:
+            _NAMES[("u", uid)] = str(uid)
+    return _NAMES[("u", uid)]
+
+
+def group_name(gid):
+    if ("g", gid) not in _NAMES:
+        import grp
+
+        try:
+            _NAMES[("g", gid)] = grp.getgrgid(gid).gr_name
+        except KeyError:
+            _NAMES[("g", gid)] = str(gid)
+    return _NAMES[("g", gid)]
+
+
+def describe_stat(info):
+    return {"mode": "%04o" % stat.S_IMODE(info.st_mode), "owner": user_name(info.st_uid),
+            "group": group_name(info.st_gid)}
+
+
+def run(command, timeout=10, cwd=None):
+    """(exit code, output) of a shell command; output in a file so a daemon cannot hang us."""
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryFile() as output:
+        try:
+            process = subprocess.Popen(command, shell=True, stdin=subprocess.DEVNULL, stdout=output,
+                                       stderr=subprocess.STDOUT, close_fds=True,
+                                       cwd=cwd if cwd and os.path.isdir(cwd) else None)
+            try:
+                code = process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+                code = -1
+        except OSError as error:
+            return 127, str(error)
+        output.seek(0)
+        return code, output.read()[-4000:].decode("utf-8", "replace")
+
+
+class Collector(object):
+    def __init__(self, request):
+        self.request = request
+        self.root = request["root"]
+        self.config_dir = request.get("config_dir") or ""
+        self.releases_dir = os.path.join(self.root, "releases")
+        self.state_dir = os.path.join(self.root, ".golive")
+        self.current = None
+        self.meta = None
+        self.errors = {}
+
+    def section(self, name, function):
+        started = time.time()
+        try:
+            value = function()
+        except Exception as error:  # reported per section; the other sections still count
+            self.errors[name] = "%s: %s" % (type(error).__name__, error)
+            value = None
+        return value, round(time.time() - started, 4)
+
+    # -- the live release ------------------------------------------------------------------
+
+    def release(self):
+        try:
+            target = os.readlink(os.path.join(self.root, "current"))
+        except OSError:
+            target = None
+        self.current = os.path.basename(target.rstrip("/")) if target else None
+        self.meta = read_json(os.path.join(self.state_dir, "releases", "%s.json" % self.current)) \
+            if self.current else None
+        directory = os.path.join(self.releases_dir, self.current) if self.current else None
+        owner = describe_stat(os.stat(directory)) if directory and os.path.isdir(directory) else None
+        return {"id": self.current, "link_target": target, "exists": bool(owner), "dir": owner,
+                "meta": self.meta}
+
+    def releases(self):
+        kept = []
+        try:
+            names = os.listdir(self.releases_dir)
+        except OSError:
+            return kept
+        for name in sorted(names):
+            if name.endswith(".partial") or name.startswith("."):
+                continue
+            meta = read_json(os.path.join(self.state_dir, "releases", name + ".json"), {}) or {}
+            kept.append({"id": name, "version": meta.get("version"), "state": meta.get("state", "unknown"),
+                         "artifact_sha256": meta.get("artifact_sha256"), "created_at": meta.get("created_at")})
+        return kept
+
+    def code(self):
+        """sha256 of every shipped file of the live release (config/ and shared links excluded)."""
+        if not self.current:
+            return None
+        base = os.path.join(self.releases_dir, self.current)
+        skip_top = set(["config"]) | set(self.request.get("shared") or [])
+        files = {}
+        for folder, dirs, names in os.walk(base):
+            relative_folder = os.path.relpath(folder, base)
+            if relative_folder == ".":
+                dirs[:] = [d for d in dirs if d not in skip_top]
+                names = [n for n in names if n not in skip_top]
+            dirs[:] = sorted(d for d in dirs if d not in IGNORED_DIRS)
+            for name in dirs:  # symlinked directories are walked as links, never followed
+                path = os.path.join(folder, name)
+                if os.path.islink(path):
+                    files[self._relative(base, path)] = {"link": os.readlink(path)}
+            for name in sorted(names):
+                path = os.path.join(folder, name)
+                relative = self._relative(base, path)
+                info = os.lstat(path)
+                if stat.S_ISLNK(info.st_mode):
+                    files[relative] = {"link": os.readlink(path)}
+                elif stat.S_ISREG(info.st_mode):
+                    files[relative] = {"sha256": sha256_file(path), "mode": "%04o" % stat.S_IMODE(info.st_mode)}
+                else:
+                    files[relative] = {"special": True}
+        return files
+
+    @staticmethod
+    def _relative(base, path):
+        return os.path.relpath(path, base).replace(os.sep, "/")
+
+    def config(self):
+        """The rendered files in the live release and the links that publish them in config_dir."""
+        dests = set(self.request.get("config_files") or [])
+        for item in (self.meta or {}).get("config_files", []):
+            dests.add(item.get("dest"))
+        config = os.path.join(self.releases_dir, self.current, "config") if self.current else None
+        if config and os.path.isdir(config):
+            dests.update(os.listdir(config))
+        files = {}
+        links = {}
+        for dest in sorted(d for d in dests if d):
+            path = os.path.join(config, dest) if config else None
+            if path and os.path.isfile(path):
+                entry = describe_stat(os.stat(path))
+                entry.update(exists=True, sha256=sha256_file(path))
+            else:
+                entry = {"exists": False}
+            files[dest] = entry
+            if self.config_dir:
+                links[dest] = self._published(dest)
+        return {"files": files, "links": links,
+                "config_dir": describe_stat(os.stat(self.config_dir))
+                if self.config_dir and os.path.isdir(self.config_dir) else None}
+
+    def _published(self, dest):
+        link = os.path.join(self.config_dir, dest)
+        if os.path.islink(link):
+            return {"type": "link", "target": os.readlink(link)}
+        if os.path.isfile(link):
+            entry = describe_stat(os.stat(link))
+            entry.update(type="file", sha256=sha256_file(link))
+            return entry
+        return {"type": "missing"}
+
+    # -- history -------------------------------------------------------------------------------
+
+    def ledger(self):
+        path = os.path.join(self.state_dir, "ledger.jsonl")
+        try:
+            with open(path, "rb") as handle:
+                handle.seek(0, 2)
+                handle.seek(max(0, handle.tell() - LEDGER_TAIL_BYTES))
+                lines = handle.read().decode("utf-8", "replace").splitlines()
+        except OSError:
+            return {"exists": False}
+        live = None
+        checks = []
+        for line in lines:
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if entry.get("action") in ("deploy", "rollback") and entry.get("result") in ("ok", "unchanged"):
+                live = entry
+            elif entry.get("action") == "check":
+                checks.append(entry)
+        keep = ("time", "action", "result", "release", "version", "artifact_sha256", "config_hash",
+                "operator", "engine", "detail")
+        last_check = dict((k, checks[-1].get(k)) for k in keep) if checks else None
+        current_checks = [c for c in checks if c.get("release") == self.current]
+        check_for_current = dict((k, current_checks[-1].get(k)) for k in keep) if current_checks else None
+        return {"exists": True, "live": dict((k, live.get(k)) for k in keep) if live else None,
+                "last_check": last_check, "check_for_current": check_for_current}
+
+    def lock(self):
+        lock_dir = os.path.join(self.state_dir, "lock")
+        if not os.path.isdir(lock_dir):
+            return None
+        owner = read_json(os.path.join(lock_dir, "owner.json")) or {"incomplete": True}
+        owner.pop("token", None)
+        return owner
+
+    # -- the platform --------------------------------------------------------------------------
+
+    def platform(self):
+        os_release = {}
+        for path in ("/etc/os-release", "/usr/lib/os-release"):
+            try:
+                with open(path) as handle:
+                    for line in handle:
+                        if "=" in line:
+                            key, value = line.rstrip("\n").split("=", 1)
+                            os_release[key] = value.strip().strip('"')
+                break
+            except OSError:
+                continue
+        uname = os.uname()
+        return {"os": os_release.get("PRETTY_NAME") or os_release.get("NAME"),
+                "os_id": os_release.get("ID"), "os_version": os_release.get("VERSION_ID"),
+                "kernel": uname.release, "machine": uname.machine, "python": "%d.%d.%d" % sys.version_info[:3],
+                "hostname": socket.gethostname(), "timezone": self.timezone(), "locale": self.locale()}
+
+    @staticmethod
+    def timezone():
+        try:
+            with open("/etc/timezone") as handle:
+                name = handle.read().strip()
+                if name:
+                    return name
+        except OSError:
+            pass
+        try:
+            target = os.readlink("/etc/localtime")
+            marker = "zoneinfo/"
+            return target.split(marker, 1)[1] if marker in target else target
+        except OSError:
+            return os.environ.get("TZ") or "UTC"
+
+    @staticmethod
+    def locale():
+        for path in ("/etc/default/locale", "/etc/locale.conf"):
+            try:
+                with open(path) as handle:
+                    for line in handle:
+                        if line.startswith("LANG="):
+                            return line.split("=", 1)[1].strip().strip('"')
+            except OSError:
+                continue
+        return os.environ.get("LANG") or "C"
+
+    def packages(self):
+        names = [n for n in self.request.get("runtime_packages") or [] if n]
+        if not names:
+            return {}
+        try:
+            return dpkg_versions(names)
+        except OSError:
+            pass  # not a dpkg system
+        found = dict((n, None) for n in names)
+        quoted = " ".join("'%s'" % n.replace("'", "") for n in names)
+        code, output = run("rpm -q --qf '%%{NAME}\\t%%{VERSION}-%%{RELEASE}\\tinstalled\\n' %s 2>/dev/null" % quoted)
+        for line in output.splitlines():
+            parts = line.split("\t")
+            if len(parts) == 3 and parts[0] in found:
+                found[parts[0]] = parts[1]
+        return found
+
+    # -- the service ---------------------------------------------------------------------------
+
+    def service(self):
+        """Running, and what it serves. A service that answers /health with a release is running;
+        only when it does not is the (slower) status command asked."""
+        service = (self.meta or {}).get("service") or {}
+        if not self.current or not service:
+            return {"defined": False, "running": None}
+        health = self.health()
+        if health is not None and (health.get("report") or {}).get("release"):
+            return {"defined": True, "running": True, "exit_code": None, "health": health}
+        if service.get("systemd_unit"):
+            command = "systemctl is-active --quiet %s" % service["systemd_unit"]
+        else:
+            command = service.get("status")
+        if not command:
+            return {"defined": False, "running": None, "health": health}
+        code, output = run(command, timeout=10, cwd=os.path.join(self.releases_dir, self.current))
+        return {"defined": True, "running": code == 0, "exit_code": code, "output": output.strip()[-200:],
+                "health": health}
+
+    def health(self):
+        url = ((self.meta or {}).get("health") or {}).get("url")
+        if not url:
+            return None
+        try:
+            status, body = http_get(url, float(self.request.get("health_timeout", 2)))
+        except Exception as error:  # refused or timed out: the service does not answer
+            return {"url": url, "error": str(getattr(error, "reason", error))}
+        try:
+            report = json.loads(body.decode("utf-8", "replace"))
+        except ValueError:
+            return {"url": url, "status": status, "error": "not JSON"}
+        keep = ("status", "version", "config_hash", "release", "company")
+        return {"url": url, "status": status, "report": dict((k, report.get(k)) for k in keep)}
+
+    def ports(self):
+        """TCP ports listening on this host's own addresses or on every address."""
+        own = set(self.request.get("addresses") or [])
+        try:
+            listening = listening_netlink()
+        except (OSError, ValueError, AttributeError):
+            listening = listening_proc()
+        found = set()
+        for address, port in listening:
+            if address in ("0.0.0.0", "::"):
+                found.add((port, "any"))
+            elif address in own or address.replace("::ffff:", "") in own:
+                found.add((port, "own"))
+        return [{"port": port, "address": where} for port, where in sorted(found)]
+
+    def disk(self):
+        usage = os.statvfs(self.root if os.path.isdir(self.root) else "/")
+        return {"free_bytes": usage.f_bavail * usage.f_frsize, "total_bytes": usage.f_blocks * usage.f_frsize}
+
+    # -- all of it -----------------------------------------------------------------------------
+
+    def collect(self):
+        sections = ("release", "releases", "code", "config", "ledger", "lock", "platform", "packages",
+                    "service", "ports", "disk")
+        data = {"schema": SCHEMA}
+        seconds = {}
+        for name in sections:
+            data[name], seconds[name] = self.section(name, getattr(self, name))
+        data["errors"] = self.errors
+        data["seconds"] = seconds
+        return data
+
+
+def decode_address(address_hex, family):
+    raw = bytes.fromhex(address_hex)
+    if family == socket.AF_INET:
+        return socket.inet_ntop(family, struct.pack("<I", struct.unpack(">I", raw)[0]))
+    # /proc/net/tcp6 prints four host-order 32-bit words
+    words = struct.unpack(">4I", raw)
+    return socket.inet_ntop(family, struct.pack("<4I", *words))
+
+
+def listening_proc():
+    """Listening TCP sockets from /proc (slow on a host with many connections: every one is listed)."""
+    found = []
+    for path, family in (("/proc/net/tcp", socket.AF_INET), ("/proc/net/tcp6", socket.AF_INET6)):
+        try:
+            with open(path) as table:
+                lines = table.readlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if len(fields) >= 4 and fields[3] == TCP_LISTEN:
+                address_hex, port_hex = fields[1].split(":")
+                found.append((decode_address(address_hex, family), int(port_hex, 16)))
+    return found
+
+
+def listening_netlink():
+    """Listening TCP sockets from the kernel's sock_diag, filtered in the kernel (as `ss -l` does)."""
+    sock_diag, by_family, request_flags, done, error = 4, 20, 0x1 | 0x300, 3, 2
+    listen_state = 10
+    found = []
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, sock_diag) as link:
+        for sequence, family in enumerate((socket.AF_INET, socket.AF_INET6), 1):
+            # inet_diag_req_v2: family, protocol, ext, pad, states, then a zeroed inet_diag_sockid (48 bytes)
+            request = struct.pack("=BBBBI", family, socket.IPPROTO_TCP, 0, 0, 1 << listen_state) + b"\0" * 48
+            link.send(struct.pack("=IHHII", 16 + len(request), by_family, request_flags, sequence, 0) + request)
+            finished = False
+            while not finished:
+                data = link.recv(1 << 16)
+                offset = 0
+                while offset + 16 <= len(data):
+                    length, kind = struct.unpack_from("=IH", data, offset)
+                    if kind == done:
+                        finished = True
+                        break
+                    if kind == error or length < 16:
+                        raise ValueError("sock_diag refused the request")
+                    # inet_diag_msg: family, state, timer, retrans, then sport (be16) at 4, source at 8
+                    message = offset + 16
+                    port = struct.unpack_from(">H", data, message + 4)[0]
+                    raw = data[message + 8:message + 24]
+                    address = socket.inet_ntop(family, raw[:4] if family == socket.AF_INET else raw)
+                    found.append((address, port))
+                    offset += (length + 3) & ~3
+    return found
+
+
+def dpkg_versions(names):
+    """Installed versions from dpkg's status file (what dpkg-query reads), without a process."""
+    found = dict((n, None) for n in names)
+    with open("/var/lib/dpkg/status", "rb") as handle:
+        text = handle.read().decode("utf-8", "replace")
+    for name in names:
+        start = text.find("Package: %s\n" % name)
+        while start > 0 and text[start - 1] != "\n":
+            start = text.find("Package: %s\n" % name, start + 1)
+        if start < 0:
+            continue
+        end = text.find("\n\n", start)
+        block = text[start:end if end > 0 else len(text)]
+        fields = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line and not line.startswith(" "))
+        if fields.get("Status", "").endswith(" installed"):
+            found[name] = fields.get("Version")
+    return found
+
+
+def http_get(url, timeout):
+    """(status, body) of a GET: a plain socket for http:// (urllib costs every host its import time)."""
+    if not url.startswith("http://"):
+        import urllib.error
+        import urllib.request
+
+        try:
+            response = urllib.request.urlopen(url, timeout=timeout)
+            return response.status, response.read(65536)
+        except urllib.error.HTTPError as error:
+            return error.code, error.read(65536)
+    rest = url[len("http://"):]
+    authority, _, path = rest.partition("/")
+    host, _, port = authority.rpartition(":") if ":" in authority.strip("[]").split("]")[-1] else (authority, "", "")
+    host = host.strip("[]") or authority
+    connection = socket.create_connection((host, int(port or 80)), timeout=timeout)
+    try:
+        connection.sendall(("GET /%s HTTP/1.0\r\nHost: %s\r\nConnection: close\r\n\r\n" % (path, authority)).encode())
+        chunks = []
+        while True:
+            chunk = connection.recv(65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        connection.close()
+    head, _, body = b"".join(chunks).partition(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1])
+    return status, body
+
+
+def main(raw_request):
+    started = time.time()
+    request = json.loads(raw_request.decode("utf-8"))
+    data = Collector(request).collect()
+    step = {"name": "fingerprint", "op": "fingerprint", "ok": True, "data": data,
+            "seconds": round(time.time() - started, 4)}
+    answer = {"schema": SCHEMA, "ok": True, "failed_step": None, "error": None, "holder": None, "result": "ok",
+              "current": (data.get("release") or {}).get("id"), "vars": {}, "steps": [step]}
+    payload = json.dumps(answer, sort_keys=True).encode("utf-8")
+    try:
+        sys.stdout.buffer.write(payload)
+        sys.stdout.buffer.flush()
+    except (IOError, OSError):
+        pass
+
+
+if __name__ == "golive_agent":
+    main(REQUEST)  # noqa: F821 - provided by the bootstrap

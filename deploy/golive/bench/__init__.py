@@ -1,0 +1,1 @@
+"""scripts/bench: golive against tuned Ansible and the SSH floor (see runner.py)."""

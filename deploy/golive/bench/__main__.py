@@ -1,0 +1,3 @@
+from golive.bench.runner import main
+
+raise SystemExit(main())

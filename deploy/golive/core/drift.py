@@ -1,0 +1,585 @@
+"""Drift: each host against its desired state, and one environment against another.
+
+Pure: fingerprints (what golive.agent.collector saw on each host) and the workspace's view (what
+each host should run, its variables, and the same host's variables as the source environment would
+set them) go in; a DriftReport comes out. tests/unit/test_drift_core.py runs fixtures through it.
+
+Every difference is reported once, where its cause is:
+- on a host ("host" scope): a hand-edited or stale config file, a patched code file, a changed mode
+  or owner, a stopped service, a port not listening, a release the ledger does not know;
+- between environments ("environment" scope): the release, a variable (with the file:line that sets
+  it and the config files it changes), the platform, a runtime package, the service definition, a
+  port, a permission. A difference that follows from a host finding is not repeated here.
+A variable difference is *expected* only when golive.yml declares it (`differs_by`) and its `expires`
+date has not passed; everything else is drift. Secret values are compared by digest and shown masked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from datetime import date
+from typing import Any
+
+from golive.core.redact import MASK
+
+KINDS = ("release", "code_file", "config", "variable", "platform", "package", "service", "port", "permission")
+SEVERITIES = ("high", "medium", "low", "info")
+HOST, ENVIRONMENT = "host", "environment"
+NOT_SET = "(not set)"
+# Platform facts and how much a difference matters for the application.
+PLATFORM_FIELDS = (("machine", "high"), ("os", "medium"), ("os_version", "medium"), ("python", "medium"),
+                   ("timezone", "medium"), ("locale", "medium"), ("kernel", "low"))
+GROUP_OR_OTHER_ACCESS = 0o077
+
+
+@dataclass(frozen=True)
+class Expectation:
+    """A declared expected difference (golive.yml `differs_by`), like an audit waiver."""
+
+    variable: str
+    differs_by: str  # "environment" | "host"
+    reason: str
+    expires: date | None = None
+
+    def expired(self, today: date) -> bool:
+        return self.expires is not None and self.expires < today
+
+
+@dataclass(frozen=True)
+class Value:
+    """A variable's value as drift may handle it: compared by digest, shown only when not secret."""
+
+    digest: str
+    shown: str
+    origin: str = ""  # file:line that sets it
+    secret: bool = False
+
+
+@dataclass(frozen=True)
+class DesiredFile:
+    dest: str
+    sha256: str
+    mode: int
+    secret: bool = False
+    link: str = ""  # what config_dir/<dest> must point to
+
+
+@dataclass(frozen=True)
+class Desired:
+    """What the workspace says one host should run, for the version it runs."""
+
+    version: str
+    release: str
+    config_hash: str
+    files: tuple[DesiredFile, ...]
+    artifact_sha256: str | None = None  # of the artifact in the release store, when it is there
+    code: Mapping[str, Mapping[str, Any]] | None = None  # its manifest: path -> {sha256|link, executable}
+    port: int | None = None
+
+
+@dataclass(frozen=True)
+class HostState:
+    name: str
+    environment: str
+    fingerprint: Mapping[str, Any] | None = None
+    error: str | None = None  # unreachable, or the collector failed
+    desired: Desired | None = None
+    desired_error: str = ""  # why the workspace cannot say what the host should run
+
+
+@dataclass(frozen=True)
+class Counterpart:
+    """A target host, the source host it is compared with, and its variables in both environments."""
+
+    target: str
+    source: str
+    variables: Mapping[str, Value]  # the target host's variables
+    as_source: Mapping[str, Value]  # the same host's variables as the source environment sets them
+    files: Mapping[str, str] = field(default_factory=dict)  # dest -> sha256 of its config, rendered now
+    files_as_source: Mapping[str, str] = field(default_factory=dict)  # rendered with as_source
+    files_declared_only: Mapping[str, str] = field(default_factory=dict)  # as_source + declared differences
+    uses: Mapping[str, frozenset[str]] = field(default_factory=dict)  # dest -> variables its template reads
+    render_error: str = ""
+
+
+@dataclass(frozen=True)
+class Finding:
+    scope: str  # "host" | "environment"
+    kind: str  # one of KINDS
+    subject: str  # a file, a variable, a package, a platform fact
+    hosts: tuple[str, ...]
+    expected_value: str | None  # host scope: what the workspace wants; environment scope: the source side
+    actual_value: str | None  # host scope: what the host has; environment scope: the target side
+    severity: str
+    expected: bool
+    reason: str
+    counterparts: tuple[str, ...] = ()
+    files: tuple[str, ...] = ()  # config files a variable difference changes
+    where: str = ""  # file:line that sets the target's value
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
+
+
+@dataclass(frozen=True)
+class DriftReport:
+    source: str
+    target: str
+    findings: tuple[Finding, ...]  # drift: every one of them is a reason to act
+    expected: tuple[Finding, ...]  # declared differences, with their reasons
+    unreachable: Mapping[str, str] = field(default_factory=dict)
+    pairs: Mapping[str, str] = field(default_factory=dict)  # target host -> source host
+
+    @property
+    def drift(self) -> bool:
+        return bool(self.findings)
+
+    def kinds(self) -> list[str]:
+        return sorted({f.kind for f in self.findings})
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"from": self.source, "to": self.target, "drift": self.drift,
+                "findings": [f.as_dict() for f in self.findings], "expected": [f.as_dict() for f in self.expected],
+                "unreachable": dict(self.unreachable), "pairs": dict(self.pairs)}
+
+
+# -- pairing ------------------------------------------------------------------------------------
+
+def cross_environment_groups(memberships: Mapping[str, tuple[str, Iterable[str]]]) -> frozenset[str]:
+    """Groups with hosts in more than one environment: roles (a gateway), not places (a plant)."""
+    environments: dict[str, set[str]] = {}
+    for environment, groups in memberships.values():
+        for group in groups:
+            environments.setdefault(group, set()).add(environment)
+    return frozenset(g for g, envs in environments.items() if len(envs) > 1)
+
+
+def pair_hosts(targets: Sequence[tuple[str, Iterable[str]]], sources: Sequence[tuple[str, Iterable[str]]],
+               roles: frozenset[str]) -> dict[str, str]:
+    """Each target host's source counterpart: the same role groups if possible, spread evenly."""
+    if not sources:
+        return {}
+    used: dict[str, int] = {name: 0 for name, _ in sources}
+    order = {name: index for index, (name, _) in enumerate(sources)}
+    pairs = {}
+    for name, groups in targets:
+        role = set(groups) & roles
+        best = max(sources, key=lambda s: (-len(role ^ (set(s[1]) & roles)), len(role & set(s[1])),
+                                           -used[s[0]], -order[s[0]]))
+        pairs[name] = best[0]
+        used[best[0]] += 1
+    return pairs
+
+
+# -- host against its desired state --------------------------------------------------------------
+
+def _finding(kind: str, subject: str, host: str, expected: Any, actual: Any, severity: str, reason: str,
+             scope: str = HOST, **extra: Any) -> Finding:
+    return Finding(scope, kind, subject, (host,), None if expected is None else str(expected),
+                   None if actual is None else str(actual), severity, False, reason, **extra)
+
+
+def host_findings(state: HostState) -> list[Finding]:
+    fp = state.fingerprint
+    if fp is None:
+        return []
+    name = state.name
+    release = fp.get("release") or {}
+    meta = release.get("meta") or {}
+    found: list[Finding] = []
+    if not release.get("id"):
+        return [_finding("release", "current", name, "a live release", NOT_SET, "high",
+                         "no release is live on the host")]
+    if not release.get("exists"):
+        return [_finding("release", "current", name, "a release directory", release.get("link_target"), "high",
+                         "`current` points to a release directory that does not exist")]
+    live = ((fp.get("ledger") or {}).get("live") or {}).get("release")
+    if live and live != release["id"]:
+        found.append(_finding("release", "current", name, live, release["id"], "high",
+                              "the ledger says another release is live: `current` was switched outside golive"))
+    if meta.get("state") and meta.get("state") != "good":
+        found.append(_finding("release", "state", name, "good", meta.get("state"), "medium",
+                              "the live release never passed its health check"))
+    desired = state.desired
+    if desired is not None:
+        found += _config_findings(name, fp, meta, desired)
+        found += _code_findings(name, fp, meta, desired)
+    found += _service_findings(name, fp, meta, desired)
+    return found
+
+
+def _config_findings(name: str, fp: Mapping[str, Any], meta: Mapping[str, Any], desired: Desired) -> list[Finding]:
+    config = fp.get("config") or {}
+    files = config.get("files") or {}
+    links = config.get("links") or {}
+    owner = (fp.get("release") or {}).get("dir") or {}
+    deployed = {f.get("dest"): f.get("sha256") for f in meta.get("config_files", [])}
+    found: list[Finding] = []
+    for want in desired.files:
+        have = files.get(want.dest) or {"exists": False}
+        subject = want.dest
+
+        def shown(digest: str | None, secret: bool = want.secret) -> str | None:
+            return MASK if secret and digest else (digest[:16] if digest else None)
+
+        if not have.get("exists"):
+            found.append(_finding("config", subject, name, shown(want.sha256), NOT_SET, "high",
+                                  "the rendered file is missing from the live release"))
+            continue
+        if have.get("sha256") != want.sha256:
+            if have.get("sha256") != deployed.get(want.dest):
+                found.append(_finding("config", subject, name, shown(want.sha256), shown(have.get("sha256")), "high",
+                                      "edited on the host after the deploy (it differs from what golive wrote)"))
+            else:
+                found.append(_finding("config", subject, name, shown(want.sha256), shown(have.get("sha256")),
+                                      "medium", "the workspace renders it differently now: not deployed yet"))
+        mode = int(have.get("mode", "0"), 8)
+        if mode != want.mode:
+            exposed = want.secret and mode & GROUP_OR_OTHER_ACCESS
+            found.append(_finding("permission", f"{subject} mode", name, f"{want.mode:04o}", f"{mode:04o}",
+                                  "high" if exposed else "medium",
+                                  "a secret file readable beyond its owner" if exposed else "mode changed on the host"))
+        for part in ("owner", "group"):
+            if owner.get(part) and have.get(part) != owner.get(part):
+                found.append(_finding("permission", f"{subject} {part}", name, owner.get(part), have.get(part),
+                                      "high" if want.secret else "medium",
+                                      f"{part} differs from the release it belongs to"))
+        link = links.get(want.dest)
+        if want.link and link is not None:
+            if link.get("type") == "file":
+                found.append(_finding("config", f"{subject} link", name, want.link, "a regular file", "high",
+                                      "the published config file was replaced by a copy: switching releases "
+                                      "no longer switches it"))
+            elif link.get("type") == "missing":
+                found.append(_finding("config", f"{subject} link", name, want.link, NOT_SET, "high",
+                                      "the published config file is missing"))
+            elif link.get("target") != want.link:
+                found.append(_finding("config", f"{subject} link", name, want.link, link.get("target"), "high",
+                                      "the published config file points elsewhere"))
+    wanted = {f.dest for f in desired.files}
+    for dest, have in sorted(files.items()):
+        if dest not in wanted and have.get("exists"):
+            found.append(_finding("config", dest, name, NOT_SET, "present", "medium",
+                                  "a config file the workspace does not render"))
+    return found
+
+
+def _code_findings(name: str, fp: Mapping[str, Any], meta: Mapping[str, Any], desired: Desired) -> list[Finding]:
+    if desired.code is None or meta.get("artifact_sha256") != desired.artifact_sha256:
+        return []  # no manifest for this artifact here: the environment comparison covers code files
+    code = fp.get("code") or {}
+    found: list[Finding] = []
+    for path in sorted(set(code) | set(desired.code)):
+        want, have = desired.code.get(path), code.get(path)
+        if have is None:
+            found.append(_finding("code_file", path, name, "present", NOT_SET, "high",
+                                  "a file of the release is missing on the host"))
+        elif want is None:
+            found.append(_finding("code_file", path, name, NOT_SET, "present", "medium",
+                                  "a file that is not part of the release artifact"))
+        elif want.get("link") != have.get("link") or want.get("sha256") != have.get("sha256"):
+            found.append(_finding("code_file", path, name, _code_value(want), _code_value(have), "high",
+                                  "changed on the host: it differs from the release artifact"))
+        elif want.get("executable") is not None and have.get("mode") and \
+                want["executable"] != bool(int(have["mode"], 8) & 0o100):
+            found.append(_finding("permission", f"{path} mode", name,
+                                  "executable" if want["executable"] else "not executable", have["mode"], "medium",
+                                  "the executable bit differs from the release artifact"))
+    return found
+
+
+def _code_value(entry: Mapping[str, Any]) -> str:
+    if entry.get("link") is not None:
+        return f"-> {entry['link']}"
+    return str(entry.get("sha256", ""))[:16]
+
+
+def _service_findings(name: str, fp: Mapping[str, Any], meta: Mapping[str, Any],
+                      desired: Desired | None) -> list[Finding]:
+    service = fp.get("service") or {}
+    if not service.get("defined"):
+        return []
+    if not service.get("running"):
+        return [_finding("service", "state", name, "running", "stopped", "high",
+                         "the service is not running" + (f" (status exit {service.get('exit_code')})"
+                                                         if service.get("exit_code") not in (None, 0) else ""))]
+    found: list[Finding] = []
+    health = service.get("health")
+    release = (fp.get("release") or {}).get("id")
+    if health is not None:
+        report = health.get("report") or {}
+        if health.get("error") or report.get("status") != "ok":
+            found.append(_finding("service", "health", name, "ok", health.get("error") or report.get("status"),
+                                  "high", "the service runs but /health does not report ok"))
+        elif report.get("release") and report.get("release") != release:
+            found.append(_finding("service", "serving", name, release, report.get("release"), "high",
+                                  "the service still serves another release: it was not restarted"))
+        elif meta.get("config_hash") and report.get("config_hash") != meta.get("config_hash"):
+            found.append(_finding("service", "config", name, str(meta.get("config_hash"))[:16],
+                                  str(report.get("config_hash"))[:16], "high",
+                                  "the service runs with other config than the live release's"))
+    port = desired.port if desired else None
+    ports = {p.get("port") for p in fp.get("ports") or []}
+    if port and port not in ports:
+        found.append(_finding("port", str(port), name, "listening", "not listening", "high",
+                              "the service runs but its port does not listen on the host's address"))
+    return found
+
+
+# -- environment against environment --------------------------------------------------------------
+
+def _env(kind: str, subject: str, pair: Counterpart, source: Any, target: Any, severity: str, reason: str,
+         expected: bool = False, **extra: Any) -> Finding:
+    return Finding(ENVIRONMENT, kind, subject, (pair.target,), None if source is None else str(source),
+                   None if target is None else str(target), severity, expected, reason, (pair.source,), **extra)
+
+
+def environment_findings(pair: Counterpart, target: HostState, source: HostState,
+                         expectations: Mapping[str, Expectation], today: date,
+                         explained: set[tuple[str, str, str]]) -> list[Finding]:
+    """Differences between a target host and its source counterpart; `explained` holds
+    (host, kind, subject) of host findings, which are not repeated."""
+    found = _variable_findings(pair, expectations, today)
+    tfp, sfp = target.fingerprint, source.fingerprint
+    if tfp is None or sfp is None:
+        return found
+    found += _release_findings(pair, tfp, sfp, target, source)
+    found += _platform_findings(pair, tfp, sfp)
+    found += _package_findings(pair, tfp, sfp)
+    found += _service_env_findings(pair, tfp, sfp, explained)
+    found += _port_findings(pair, tfp, sfp, target, source, explained)
+    found += _permission_env_findings(pair, tfp, sfp, explained)
+    return found
+
+
+def _variable_findings(pair: Counterpart, expectations: Mapping[str, Expectation], today: date) -> list[Finding]:
+    found: list[Finding] = []
+    undeclared_files: dict[str, list[str]] = {}
+    rendered = not pair.render_error  # without renders, variables are still compared, files are not
+    changed_by_env = {d for d in pair.files if rendered and pair.files_as_source.get(d) != pair.files.get(d)}
+    not_explained = {d for d in pair.files if rendered and pair.files_declared_only.get(d) != pair.files.get(d)}
+    for name in sorted(set(pair.variables) | set(pair.as_source)):
+        mine, theirs = pair.variables.get(name), pair.as_source.get(name)
+        if mine is not None and theirs is not None and mine.digest == theirs.digest:
+            continue
+        secret = bool((mine and mine.secret) or (theirs and theirs.secret))
+        source_value = theirs.shown if theirs else NOT_SET
+        target_value = mine.shown if mine else NOT_SET
+        where = (mine.origin if mine else "") or (theirs.origin if theirs else "")
+        uses = sorted(d for d, names in pair.uses.items() if name in names)
+        expectation = expectations.get(name)
+        if expectation is not None and not expectation.expired(today):
+            files = tuple(d for d in uses if d in changed_by_env)
+            if expectation.differs_by == "host":
+                source_value = target_value = "each host its own"
+            found.append(_env("variable", name, pair, source_value, target_value, "info", expectation.reason,
+                              expected=True, files=files))
+            continue
+        if expectation is not None:
+            reason = f"its expected difference expired on {expectation.expires}: {expectation.reason}"
+        else:
+            reason = "not declared as an expected difference (differs_by) in golive.yml"
+        files = tuple(d for d in uses if d in not_explained)
+        for dest in files:
+            undeclared_files.setdefault(dest, []).append(name)
+        found.append(_env("variable", name, pair, source_value, target_value, "high" if secret else "medium",
+                          reason, files=files, where=where))
+    if pair.render_error:
+        return found
+    for dest in sorted(not_explained - set(undeclared_files)):
+        found.append(_env("config", dest, pair, str(pair.files_declared_only.get(dest, NOT_SET))[:16],
+                          str(pair.files.get(dest, NOT_SET))[:16], "medium",
+                          "differs from what the source environment's values give, and no variable explains it"))
+    return found
+
+
+def _release_findings(pair: Counterpart, tfp: Mapping[str, Any], sfp: Mapping[str, Any], target: HostState,
+                      source: HostState) -> list[Finding]:
+    tmeta = (tfp.get("release") or {}).get("meta") or {}
+    smeta = (sfp.get("release") or {}).get("meta") or {}
+
+    def shown(meta: Mapping[str, Any]) -> str:
+        if not meta:
+            return NOT_SET
+        return f"{meta.get('version')} (sha256 {str(meta.get('artifact_sha256'))[:12]})"
+
+    if tmeta.get("artifact_sha256") != smeta.get("artifact_sha256") or tmeta.get("version") != smeta.get("version"):
+        return [_env("release", "version", pair, shown(smeta), shown(tmeta), "high",
+                     "the environments run different releases")]
+    manifests = target.desired and target.desired.code is not None and source.desired and \
+        source.desired.code is not None
+    if manifests:
+        return []  # each host was compared with the artifact itself
+    found = []
+    tcode, scode = tfp.get("code") or {}, sfp.get("code") or {}
+    for path in sorted(set(tcode) | set(scode)):
+        mine, theirs = tcode.get(path), scode.get(path)
+        if mine != theirs:
+            found.append(_env("code_file", path, pair, _code_value(theirs) if theirs else NOT_SET,
+                              _code_value(mine) if mine else NOT_SET, "high",
+                              "the same release differs between the environments"))
+    return found
+
+
+def _platform_findings(pair: Counterpart, tfp: Mapping[str, Any], sfp: Mapping[str, Any]) -> list[Finding]:
+    tp, sp = tfp.get("platform") or {}, sfp.get("platform") or {}
+    return [_env("platform", fact, pair, sp.get(fact), tp.get(fact), severity,
+                 f"the {fact.replace('_', ' ')} differs between the environments")
+            for fact, severity in PLATFORM_FIELDS if tp.get(fact) != sp.get(fact)]
+
+
+def _package_findings(pair: Counterpart, tfp: Mapping[str, Any], sfp: Mapping[str, Any]) -> list[Finding]:
+    tp, sp = tfp.get("packages") or {}, sfp.get("packages") or {}
+    found = []
+    for package in sorted(set(tp) | set(sp)):
+        if tp.get(package) != sp.get(package):
+            missing = tp.get(package) is None or sp.get(package) is None
+            found.append(_env("package", package, pair, sp.get(package) or NOT_SET, tp.get(package) or NOT_SET,
+                              "high" if missing else "medium",
+                              "installed on one side only" if missing else "different versions"))
+    return found
+
+
+def _service_env_findings(pair: Counterpart, tfp: Mapping[str, Any], sfp: Mapping[str, Any],
+                          explained: set[tuple[str, str, str]]) -> list[Finding]:
+    if any((h, "service", "state") in explained for h in (pair.target, pair.source)):
+        return []
+    found = []
+    ts, ss = tfp.get("service") or {}, sfp.get("service") or {}
+    if ts.get("running") != ss.get("running"):
+        found.append(_env("service", "state", pair, _running(ss), _running(ts), "high",
+                          "the service state differs between the environments"))
+    tdef = ((tfp.get("release") or {}).get("meta") or {}).get("service") or {}
+    sdef = ((sfp.get("release") or {}).get("meta") or {}).get("service") or {}
+    for key in sorted(set(tdef) | set(sdef)):
+        if tdef.get(key) != sdef.get(key):
+            found.append(_env("service", key, pair, sdef.get(key) or NOT_SET, tdef.get(key) or NOT_SET, "medium",
+                              "the service is controlled differently"))
+    return found
+
+
+def _running(service: Mapping[str, Any]) -> str:
+    return {True: "running", False: "stopped"}.get(service.get("running"), "not defined")
+
+
+def _port_findings(pair: Counterpart, tfp: Mapping[str, Any], sfp: Mapping[str, Any], target: HostState,
+                   source: HostState, explained: set[tuple[str, str, str]]) -> list[Finding]:
+    def ports(fp: Mapping[str, Any]) -> set[tuple[int, str]]:
+        return {(p["port"], p["address"]) for p in fp.get("ports") or []}
+
+    excused: set[int] = set()
+    for state in (target, source):
+        down = any((state.name, kind, subject) in explained
+                   for kind, subject in (("service", "state"), ("service", "health")))
+        port = state.desired.port if state.desired else None
+        if port and (down or any(k[0] == state.name and k[1] == "port" for k in explained)):
+            excused.add(port)
+    found = []
+    for port, address in sorted(ports(tfp) ^ ports(sfp)):
+        if port in excused:
+            continue
+        on_target = (port, address) in ports(tfp)
+        where = "its own address" if address == "own" else "every address"
+        found.append(_env("port", f"{port}/tcp on {where}", pair, "not listening" if on_target else "listening",
+                          "listening" if on_target else "not listening", "medium",
+                          "a port listens in one environment only"))
+    return found
+
+
+def _permission_env_findings(pair: Counterpart, tfp: Mapping[str, Any], sfp: Mapping[str, Any],
+                             explained: set[tuple[str, str, str]]) -> list[Finding]:
+    found = []
+    tconf, sconf = tfp.get("config") or {}, sfp.get("config") or {}
+    tfiles, sfiles = tconf.get("files") or {}, sconf.get("files") or {}
+    for dest in sorted(set(tfiles) & set(sfiles)):
+        for part in ("mode", "owner", "group"):
+            subject = f"{dest} {part}"
+            if any((h, "permission", subject) in explained for h in (pair.target, pair.source)):
+                continue
+            if tfiles[dest].get(part) != sfiles[dest].get(part):
+                found.append(_env("permission", subject, pair, sfiles[dest].get(part), tfiles[dest].get(part),
+                                  "medium", f"the config file's {part} differs between the environments"))
+    for label, tvalue, svalue in (("release directory", (tfp.get("release") or {}).get("dir"),
+                                   (sfp.get("release") or {}).get("dir")),
+                                  ("config directory", tconf.get("config_dir"), sconf.get("config_dir"))):
+        for part in ("mode", "owner", "group"):
+            if tvalue and svalue and tvalue.get(part) != svalue.get(part):
+                found.append(_env("permission", f"{label} {part}", pair, svalue.get(part), tvalue.get(part),
+                                  "medium", f"the {label}'s {part} differs between the environments"))
+    return found
+
+
+# -- the report ---------------------------------------------------------------------------------
+
+def _merge(findings: Iterable[Finding]) -> list[Finding]:
+    """One finding per difference, naming every host that has it (30 hosts, one line)."""
+    merged: dict[tuple, Finding] = {}
+    for f in findings:
+        key = (f.scope, f.kind, f.subject, f.expected_value, f.actual_value, f.expected, f.reason, f.severity,
+               f.files, f.where)
+        if key in merged:
+            old = merged[key]
+            merged[key] = replace(old, hosts=tuple(dict.fromkeys(old.hosts + f.hosts)),
+                                  counterparts=tuple(dict.fromkeys(old.counterparts + f.counterparts)))
+        else:
+            merged[key] = f
+    order = {kind: index for index, kind in enumerate(KINDS)}
+    rank = {s: i for i, s in enumerate(SEVERITIES)}
+    return sorted(merged.values(), key=lambda f: (f.scope != HOST, rank[f.severity], order[f.kind], f.subject,
+                                                  f.hosts))
+
+
+def compare(hosts: Mapping[str, HostState], pairs: Sequence[Counterpart], expectations: Mapping[str, Expectation],
+            source: str, target: str, today: date) -> DriftReport:
+    """The whole comparison: host findings for every host, environment findings for every pair."""
+    host_level: list[Finding] = []
+    for state in hosts.values():
+        host_level += host_findings(state)
+    explained = {(h, f.kind, f.subject) for f in host_level for h in f.hosts}
+    env_level: list[Finding] = []
+    for pair in pairs:
+        if pair.target in hosts and pair.source in hosts:
+            env_level += environment_findings(pair, hosts[pair.target], hosts[pair.source], expectations, today,
+                                              explained)
+    every = _merge(host_level + env_level)
+    unreachable = {name: state.error for name, state in hosts.items() if state.error}
+    return DriftReport(source, target, tuple(f for f in every if not f.expected),
+                       tuple(f for f in every if f.expected), unreachable, {p.target: p.source for p in pairs})
+
+
+def describe(report: DriftReport, limit: int = 200) -> list[str]:
+    """The report in words, one line per finding (secrets are already masked in the values)."""
+    lines = [f"drift {report.source} -> {report.target}: "
+             + (f"{len(report.findings)} finding(s), DRIFT" if report.drift else "no drift")
+             + f"; {len(report.expected)} expected difference(s)"]
+    for title, scope in (("hosts against their desired state", HOST),
+                         (f"{report.target} against {report.source}", ENVIRONMENT)):
+        chosen = [f for f in report.findings if f.scope == scope]
+        if not chosen:
+            continue
+        lines.append(f"{title}:")
+        for f in chosen[:limit]:
+            lines.append("  " + finding_line(f))
+        if len(chosen) > limit:
+            lines.append(f"  ... and {len(chosen) - limit} more (see --json)")
+    if report.expected:
+        lines.append("expected (declared in golive.yml):")
+        for f in report.expected[:limit]:
+            lines.append(f"  {f.kind} {f.subject}: {f.expected_value} -> {f.actual_value} - {f.reason}"
+                         + (f" (changes {', '.join(f.files)})" if f.files else ""))
+    for name, error in sorted(report.unreachable.items()):
+        lines.append(f"UNREACHABLE {name}: {error}")
+    return lines
+
+
+def finding_line(f: Finding) -> str:
+    hosts = ", ".join(f.hosts)
+    where = f" [set at {f.where}]" if f.where and not f.expected else ""
+    files = f" (changes {', '.join(f.files)})" if f.files else ""
+    against = f" vs {', '.join(f.counterparts)}" if f.counterparts else ""
+    if f.scope == HOST:
+        values = f"want {f.expected_value}, has {f.actual_value}"
+    else:
+        values = f"{f.expected_value} -> {f.actual_value}"
+    return f"{f.severity.upper():<6} {f.kind:<10} {f.subject}: {values} - {f.reason} ({hosts}{against}){where}{files}"

@@ -1,0 +1,1 @@
+"""Engines other than golive's own pyinfra flows; chosen with --engine."""

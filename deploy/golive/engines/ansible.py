@@ -1,0 +1,265 @@
+"""golive deploy / rollback with the Ansible roles (`--engine ansible`).
+
+golive refuses bad input exactly as the pyinfra engine does (golive.flows.deploy.prepare and the
+promotion gate: artifact, checksum, archive safety, rendering, promotion) before any host is
+touched, then runs playbooks/deploy.yml or playbooks/rollback.yml with ansible-playbook, with the
+workspace's inventory, ansible.cfg and vault password. A stdout callback shipped here
+(callback_plugins/golive_events.py) turns the run into JSON events; they drive the progress table
+and become the same per-host reports, JSON document and exit codes as the pyinfra engine's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from golive.adapters.ansible_env import ansible_environment
+from golive.core.errors import BadInput, HostFailure, Problem
+from golive.core.model import Host
+from golive.core.outcome import Outcome
+from golive.core.plan import UNCHANGED
+from golive.core.rollout import batches, max_fail_threshold
+from golive.flows import steps
+from golive.flows.common import HostReport, lock_report, operator_name
+from golive.flows.deploy import Target, deploy_outcome, enforce_promotion, prepare
+from golive.progress import Progress
+from golive.workspace import Workspace
+
+CALLBACK_PLUGINS = Path(__file__).with_name("callback_plugins")
+PLAYBOOKS = "playbooks"
+GATE_STEP = "gate"  # tasks that run before any host is locked (playbook tag)
+SKIPPED_BY_ANSIBLE = "not run: the play stopped before this host (a failure elsewhere or over --max-fail)"
+
+
+@dataclass
+class HostEvents:
+    """What the run said about one host."""
+
+    outcome: dict[str, Any] | None = None
+    lock_holder: dict[str, Any] | None = None
+    failure: dict[str, Any] | None = None
+    unreachable: str | None = None
+    diffs: list[dict[str, str]] = field(default_factory=list)
+
+
+def deploy(ws: Workspace, args: argparse.Namespace, progress: Progress) -> Outcome:
+    artifact, targets = prepare(ws, args.customer, args.environment, args.release, args.hosts)
+    promotion = enforce_promotion(ws, args.customer, args.environment, artifact, args.override_promotion, progress)
+    extra = {"golive_release_version": artifact.version,
+             # golive has just applied the promotion rule itself, with the pyinfra engine's words
+             "golive_promotion_check": False,
+             "golive_promotion_override_reason": args.override_promotion or ""}
+    title = f"{'check: ' if args.check else ''}deploy {artifact.version} to {args.customer}/{args.environment}"
+    events = run_playbook(ws, "deploy", [t.host for t in targets], extra, args, progress, title, steps.DEPLOY_COLUMNS)
+    for target in targets:
+        target.report = deploy_report(args.environment, target.host.name, events.get(target.host.name))
+    if args.check:
+        return check_outcome("deploy", args.customer, args.environment, artifact.version, targets)
+    return deploy_outcome("deploy", args.customer, args.environment, artifact.version, targets,
+                          {**promotion, "engine": "ansible"})
+
+
+def rollback(ws: Workspace, args: argparse.Namespace, progress: Progress) -> Outcome:
+    hosts = list(ws.hosts(args.customer, args.environment, args.hosts))
+    extra = {"golive_rollback_to": args.to_version or "", "golive_rollback_force": bool(args.force)}
+    check = getattr(args, "check", False)
+    title = (f"{'check: ' if check else ''}rollback {args.customer}/{args.environment}"
+             + (f" to {args.to_version}" if args.to_version else ""))
+    events = run_playbook(ws, "rollback", hosts, extra, args, progress, title, steps.ROLLBACK_COLUMNS)
+    targets = [Target(h, None, {}, report=rollback_report(args.environment, h.name, events.get(h.name)))  # type: ignore[arg-type]
+               for h in hosts]
+    if check:
+        return check_outcome("rollback", args.customer, args.environment, args.to_version, targets)
+    return deploy_outcome("rollback", args.customer, args.environment, args.to_version, targets,
+                          {"to": args.to_version, "force": args.force, "engine": "ansible"})
+
+
+# -- running ansible-playbook ---------------------------------------------------------------
+
+def playbook_command(ws: Workspace, verb: str, hosts: Iterable[Host], extra: dict[str, Any],
+                     args: argparse.Namespace) -> list[str]:
+    """The ansible-playbook command line a user could run by hand (plus golive's callback)."""
+    hosts = list(hosts)
+    extra = {**extra, "golive_workspace": str(ws.root), "golive_operator": operator_name(args.operator),
+             # the lock names this golive process: its stale-lock check looks for it
+             "golive_lock_pid": os.getpid()}
+    if args.serial:
+        batches(hosts, args.serial)  # refuses a malformed --serial with the pyinfra engine's words
+        extra["golive_serial"] = args.serial.strip()
+    threshold = max_fail_threshold(args.max_fail)
+    if threshold < 1.0:
+        extra["golive_max_fail_percentage"] = round(threshold * 100, 3)
+    command = [sys.executable, "-m", "ansible.cli.playbook",
+               "-i", str(ws.root / "inventories" / hosts[0].customer),
+               str(ws.root / PLAYBOOKS / f"{verb}.yml"),
+               "--limit", ",".join(h.name for h in hosts),
+               "--extra-vars", json.dumps(extra)]
+    if ws.vault_password_file:
+        command += ["--vault-password-file", ws.vault_password_file]
+    if getattr(args, "check", False):
+        command.append("--check")
+    if getattr(args, "diff", False):
+        command.append("--diff")
+    return command
+
+
+def run_playbook(ws: Workspace, verb: str, hosts: list[Host], extra: dict[str, Any], args: argparse.Namespace,
+                 progress: Progress, title: str, columns: Iterable[str]) -> dict[str, HostEvents]:
+    """Run the playbook, showing progress; what it said about each host."""
+    playbook = ws.root / PLAYBOOKS / f"{verb}.yml"
+    if not playbook.is_file():
+        raise BadInput(Problem(f"{PLAYBOOKS}/{verb}.yml", "missing: the Ansible engine runs the workspace's playbooks"))
+    env = {**os.environ, **ansible_environment(ws.root),
+           "ANSIBLE_STDOUT_CALLBACK": "golive_events",
+           "ANSIBLE_CALLBACK_PLUGINS": str(CALLBACK_PLUGINS),
+           "ANSIBLE_RETRY_FILES_ENABLED": "false"}
+    columns = list(columns)
+    events = {h.name: HostEvents() for h in hosts}
+    gate_failure = None
+    progress.start(title, [h.name for h in hosts], columns)
+    try:
+        with tempfile.TemporaryFile(mode="w+") as stderr:
+            process = subprocess.Popen(playbook_command(ws, verb, hosts, extra, args), cwd=str(ws.root), env=env,
+                                       stdout=subprocess.PIPE, stderr=stderr, text=True, stdin=subprocess.DEVNULL)
+            for line in process.stdout or ():
+                event = _parse(line)
+                if event is None or event.get("host") not in events:
+                    continue
+                failure = _record(event, events[event["host"]], columns, progress)
+                if failure and event.get("step") == GATE_STEP and gate_failure is None:
+                    gate_failure = failure
+            returncode = process.wait()
+            stderr.seek(0)
+            errors = stderr.read()
+    finally:
+        progress.stop()
+    if gate_failure is not None:
+        raise BadInput(Problem("", f"refused before any host was touched: {gate_failure}"))
+    if returncode not in (0, 2, 4) and not any(e.outcome or e.failure or e.unreachable for e in events.values()):
+        # ansible-playbook itself could not run (syntax error, missing role, bad inventory)
+        raise HostFailure(f"ansible-playbook exited {returncode}: {_last_error(errors)}")
+    return events
+
+
+def _parse(line: str) -> dict[str, Any] | None:
+    try:
+        event = json.loads(line)
+    except ValueError:
+        return None  # something else wrote to stdout (a module's warning); not an event
+    return event if isinstance(event, dict) else None
+
+
+def _record(event: dict[str, Any], host: HostEvents, columns: list[str], progress: Progress) -> str | None:
+    """Fold one event into the host's record and the progress table; return a failure's message."""
+    name, status, step = event["host"], event.get("status"), event.get("step") or ""
+    if "golive_outcome" in event:
+        host.outcome = event["golive_outcome"]
+        progress.update(name, "result", host.outcome.get("result", ""))
+    if "golive_lock_holder" in event:
+        host.lock_holder = event["golive_lock_holder"]
+    for diff in event.get("diff", []):
+        host.diffs.append({"file": event.get("item", ""), "diff": diff})
+    if step in columns and status in ("ok", "failed"):
+        progress.update(name, step, status)
+    if status == "unreachable":
+        host.unreachable = event.get("msg") or "unreachable"
+        return host.unreachable
+    if status == "failed" and event.get("event") == "result":
+        message = event.get("stderr", "").strip() or event.get("msg", "")
+        if host.failure is None:
+            host.failure = {**event, "msg": message}
+        return message
+    return None
+
+
+def _last_error(stderr: str) -> str:
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    errors = [line for line in lines if "ERROR" in line]
+    return (errors or lines or ["no output"])[-1]
+
+
+# -- reports, in the pyinfra engine's words -------------------------------------------------
+
+def _unfinished(environment: str, name: str, events: HostEvents | None) -> HostReport | None:
+    """The report of a host that never got an outcome: unreachable, locked, or stopped early."""
+    if events is None or (events.outcome is None and not events.failure and not events.unreachable):
+        return HostReport(name, environment, "skipped", error=SKIPPED_BY_ANSIBLE)
+    if events.unreachable and events.outcome is None:
+        return HostReport(name, environment, "unreachable", error=events.unreachable)
+    if events.lock_holder is not None:
+        state, sentence = lock_report(events.lock_holder)
+        return HostReport(name, environment, "locked", error=sentence, lock=state)
+    if events.outcome is None:
+        failure = events.failure or {}
+        if failure.get("step") == "lock":  # another run holds some other host: nothing was changed here
+            return HostReport(name, environment, "skipped", error=failure.get("msg"))
+        step = failure.get("step") or "ansible"
+        return HostReport(name, environment, "failed", error=f"{step}: {failure.get('msg')}")
+    return None
+
+
+def deploy_report(environment: str, name: str, events: HostEvents | None) -> HostReport:
+    early = _unfinished(environment, name, events)
+    if early is not None:
+        return early
+    outcome = events.outcome  # type: ignore[union-attr]
+    action, result = outcome["action"], outcome["result"]
+    from_release, to_release, live = outcome.get("from_release"), outcome.get("to_release"), outcome.get("live_release")
+    seconds = outcome.get("steps") or {}
+    if result == "planned":
+        return HostReport(name, environment, "planned", action, from_release, to_release, live,
+                          details={"reason": outcome.get("reason", ""), "diffs": events.diffs})  # type: ignore[union-attr]
+    if result == "ok":
+        return HostReport(name, environment, "deployed", action, from_release, to_release, to_release, steps=seconds)
+    if result == "unchanged":
+        return HostReport(name, environment, "unchanged", UNCHANGED, from_release, to_release, from_release,
+                          steps=seconds)
+    if result == "rolled_back":
+        return HostReport(name, environment, "rolled_back", action, from_release, to_release, live,
+                          error=outcome.get("error"), steps=seconds, details={"marked_bad": outcome.get("marked_bad")})
+    return HostReport(name, environment, "failed", action, from_release, to_release, live,
+                      error=outcome.get("error"), steps=seconds)
+
+
+def rollback_report(environment: str, name: str, events: HostEvents | None) -> HostReport:
+    early = _unfinished(environment, name, events)
+    if early is not None:
+        return early
+    outcome = events.outcome  # type: ignore[union-attr]
+    previous, target = outcome.get("from_release"), outcome.get("to_release")
+    if outcome["result"] == "planned":
+        return HostReport(name, environment, "planned", "rollback", previous, target, previous)
+    if outcome["result"] == "ok":
+        return HostReport(name, environment, "deployed", "rollback", previous, target, target,
+                          steps=outcome.get("steps") or {})
+    return HostReport(name, environment, "failed", "rollback", previous, target, outcome.get("live_release"),
+                      error=outcome.get("error"), steps=outcome.get("steps") or {})
+
+
+def check_outcome(verb: str, customer: str, environment: str, version: str | None,
+                  targets: list[Target]) -> Outcome:
+    """--check: what each host would do, and how its live config would change (secret files never)."""
+    reports = [t.report for t in targets if t.report is not None]
+    failed = [r for r in reports if r.status != "planned"]
+    lines = [f"check: {verb} {version or ''} to {customer}/{environment} - nothing was changed".replace("  ", " ")]
+    for r in reports:
+        if r.status != "planned":
+            lines.append(f"  {r.host}: {r.status.upper()}: {r.error}")
+            continue
+        reason = r.details.get("reason")
+        lines.append(f"  {r.host}: {(r.action or '').upper()}: {r.from_release or '(nothing)'} -> {r.to_release}"
+                     + (f" ({reason})" if reason else ""))
+        for change in r.details.get("diffs", []):
+            lines.append(f"    changed {change['file']}")
+            lines.extend("      " + line for line in change["diff"].rstrip("\n").splitlines())
+    data = {"verb": verb, "check": True, "customer": customer, "environment": environment, "release": version,
+            "ok": not failed, "engine": "ansible", "hosts": [r.as_dict() for r in reports]}
+    return Outcome(data, "\n".join(lines), failed=bool(failed))

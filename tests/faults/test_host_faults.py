@@ -1,0 +1,228 @@
+"""One production host goes wrong during a deploy; the other proceeds.
+
+For each fault: exit 3, the report names the faulty host and the cause, and the faulty host is
+left on a complete release that its service serves whole (code and config of one release)."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import (
+    REPO,
+    build_release,
+    host_view,
+    live_release_problems,
+    live_version,
+    run_golive,
+    snapshot_difference,
+    snapshot_hosts,
+)
+
+HEALTHY, FAULTY = ("mfg-prod-1", 12), ("mfg-prod-2", 13)
+FAULTY_HOST = "h13"
+OVERRIDE = ("--override-promotion", "host fault test")
+
+
+def deploy(ws, version: str, *extra: str, check: int | None = None):
+    return run_golive(ws, "deploy", "manufacturer", "production", "--release", version, *OVERRIDE, "--json",
+                      *extra, check=check)
+
+
+def reports(result) -> dict[str, dict]:
+    return {h["host"]: h for h in result.json()["hosts"]}
+
+
+def assert_faulty_host_reported(result, version_left: str, *causes: str) -> dict:
+    """Exit 3; the healthy host deployed; the faulty one named with its cause and left whole."""
+    assert result.returncode == 3, result.output
+    assert "Traceback" not in result.output
+    by_host = reports(result)
+    assert by_host[HEALTHY[0]]["status"] == "deployed", by_host
+    faulty = by_host[FAULTY[0]]
+    assert faulty["status"] != "deployed", faulty
+    for cause in causes:
+        assert cause in faulty["error"], faulty
+    return faulty
+
+
+def assert_whole(test_hosts, version: str) -> None:
+    for name, suffix in (HEALTHY, FAULTY):
+        assert live_release_problems(test_hosts, suffix) == [], name
+    assert live_version(test_hosts, FAULTY[1]) == version
+
+
+@pytest.fixture
+def production(workspace):
+    """Production on 1.0; release 2.0 (1.5 MB) in the store."""
+    build_release(workspace / "build" / "releases", "2.0", "--files", "40", "--size-kb", "1500")
+    return workspace
+
+
+def tiny_app_root(test_hosts, size: str) -> None:
+    """The faulty host's application root becomes a tmpfs of `size`, inside its own namespace."""
+    test_hosts.exec(FAULTY_HOST, ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", "/opt/northwind"],
+                    check=True)
+
+
+@pytest.fixture
+def unmount_after(test_hosts):
+    yield
+    # the service started from the tmpfs must stop before the tmpfs can go
+    test_hosts.reset([FAULTY_HOST])
+    test_hosts.exec(FAULTY_HOST, ["umount", "-l", "/opt/northwind"])
+
+
+def test_sshd_stopped_mid_deploy(production, test_hosts):
+    app = production / "golive.yml"
+    # a before_cutover hook that says when it runs and takes a moment: sshd dies right then
+    app.write_text(app.read_text().replace(
+        'before_cutover: ""', 'before_cutover: "touch $GOLIVE_APP_ROOT/shared/cutover-next && sleep 2"'))
+    deploy(production, "1.0", check=0)
+    marker = host_view(test_hosts, FAULTY[1], "/opt/northwind/shared/cutover-next")
+    marker.unlink()
+    env = {**os.environ, "PYTHONPATH": str(REPO / "deploy")}
+    running = subprocess.Popen([sys.executable, "-m", "golive", "deploy", "manufacturer", "production",
+                                "--release", "1.1", *OVERRIDE, "--json", "--workspace", str(production)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        deadline = time.monotonic() + 30
+        while not marker.exists() and time.monotonic() < deadline and running.poll() is None:
+            time.sleep(0.02)
+        assert marker.exists(), "the deploy never reached the before_cutover hook"
+        test_hosts.stop(FAULTY_HOST)  # every sshd process of the host, its open session included
+        stdout, stderr = running.communicate(timeout=60)
+    finally:
+        if running.poll() is None:
+            running.kill()
+        test_hosts.start(FAULTY_HOST)
+    assert running.returncode == 3, stdout + stderr
+    assert "Traceback" not in stdout + stderr
+    by_host = {h["host"]: h for h in json.loads(stdout)["hosts"]}
+    assert by_host[HEALTHY[0]]["status"] == "deployed"
+    faulty = by_host[FAULTY[0]]
+    assert faulty["status"] == "unknown" and "connection lost" in faulty["error"], faulty
+    # the agent finished the batch on its own once its controller lost it: wait until it has
+    deadline = time.monotonic() + 20
+    while host_view(test_hosts, FAULTY[1], "/opt/northwind/.golive/lock").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for name, suffix in (HEALTHY, FAULTY):
+        assert live_release_problems(test_hosts, suffix) == [], name
+    status = run_golive(production, "status", "manufacturer", "production", "--json", check=0).json()
+    assert {r["host"]: r["version"] for r in status["hosts"]} == {HEALTHY[0]: "1.1", FAULTY[0]: "1.1"}
+
+
+def test_app_root_fills_up_during_upload(production, test_hosts, unmount_after):
+    tiny_app_root(test_hosts, "1m")
+    deploy(production, "1.0", check=0)
+    result = deploy(production, "2.0")  # 1.5 MB: does not fit beside 1.0
+    faulty = assert_faulty_host_reported(result, "1.0", "upload", "No space left on device")
+    assert faulty["live_release"].startswith("1.0-")
+    assert_whole(test_hosts, "1.0")
+    artifacts = host_view(test_hosts, FAULTY[1], "/opt/northwind/.golive/artifacts")
+    assert not [p.name for p in artifacts.iterdir() if p.name.endswith(".part")], "a partial upload was left"
+
+
+def test_app_root_fills_up_during_unpack(production, test_hosts, unmount_after):
+    compressible_release(production / "build" / "releases", "3.0", unpacked_mb=3)
+    tiny_app_root(test_hosts, "1m")
+    deploy(production, "1.0", check=0)
+    result = deploy(production, "3.0")  # a few KB to upload, 3 MB once unpacked
+    faulty = assert_faulty_host_reported(result, "1.0", "unpack", "No space left on device")
+    assert faulty["live_release"].startswith("1.0-")
+    assert_whole(test_hosts, "1.0")
+    releases = host_view(test_hosts, FAULTY[1], "/opt/northwind/releases")
+    assert not [p.name for p in releases.iterdir() if ".partial" in p.name], "a partial release was left"
+
+
+def test_permission_denied_while_unpacking(production, test_hosts):
+    deploy(production, "1.0", check=0)
+    releases = host_view(test_hosts, FAULTY[1], "/opt/northwind/releases")
+    subprocess.run(["chattr", "+i", str(releases)], check=True)  # even root may not add an entry
+    try:
+        result = deploy(production, "1.1")
+    finally:
+        subprocess.run(["chattr", "-i", str(releases)], check=True)
+    faulty = assert_faulty_host_reported(result, "1.0", "unpack", "Operation not permitted")
+    assert faulty["live_release"].startswith("1.0-")
+    assert_whole(test_hosts, "1.0")
+
+
+def test_changed_host_key_is_refused_and_nothing_is_sent(production, test_hosts):
+    deploy(production, "1.0", check=0)
+    record = next(h for h in json.loads((test_hosts.dir / "hosts.json").read_text())["hosts"]
+                  if h["name"] == FAULTY_HOST)
+    key = Path(record["host_key"])
+    saved = {p: p.read_bytes() for p in (key, Path(f"{key}.pub"))}
+    before = snapshot_hosts(test_hosts)
+    test_hosts.rekey(FAULTY_HOST)
+    try:
+        result = deploy(production, "1.1")
+        after = snapshot_hosts(test_hosts)
+    finally:
+        test_hosts.stop(FAULTY_HOST)
+        for path, data in saved.items():
+            path.write_bytes(data)
+        test_hosts.start(FAULTY_HOST)
+    faulty = assert_faulty_host_reported(result, "1.0", "REFUSED", "host key does not match",
+                                         f"{test_hosts.net}.{FAULTY[1]}")
+    assert faulty["status"] == "unreachable"
+    assert [c for c in snapshot_difference(before, after) if c.startswith(FAULTY_HOST)] == []
+    assert_whole(test_hosts, "1.0")
+
+
+def test_a_hanging_health_check_is_bounded_by_its_timeout(production, test_hosts):
+    app = production / "golive.yml"
+    text = app.read_text()
+    # the faulty host checks health with a command that hangs; the others with the usual URL
+    text = text.replace('url: "http://{{ listen_address }}:{{ http_port }}/health"',
+                        "url: \"{% if golive_host != 'mfg-prod-2' %}http://{{ listen_address }}:{{ http_port }}"
+                        "/health{% endif %}\"\n  command: \"sleep 60\"")
+    text = text.replace("timeout: 2          # seconds per attempt", "timeout: 1").replace("retries: 25", "retries: 2")
+    app.write_text(text)
+    deploy(production, "1.0", "--host", HEALTHY[0], check=0)
+    # the faulty host gets 1.0 with a health check that answers, then 1.1 with the one that hangs
+    good = text.replace("{% if golive_host != 'mfg-prod-2' %}", "{% if true %}")
+    app.write_text(good)
+    deploy(production, "1.0", "--host", FAULTY[0], check=0)
+    app.write_text(text)
+    started = time.monotonic()
+    result = deploy(production, "1.1")
+    took = time.monotonic() - started
+    faulty = assert_faulty_host_reported(result, "1.0", "verify", "timed out after 1")
+    assert faulty["status"] == "rolled_back" and faulty["live_release"].startswith("1.0-")
+    assert took < 20, f"a hanging health check held the deploy for {took:.0f} s"
+    assert_whole(test_hosts, "1.0")
+
+
+def compressible_release(store: Path, version: str, unpacked_mb: int) -> None:
+    """A valid-looking release whose archive is tiny but unpacks to unpacked_mb of zeros."""
+    source = store / "northwind-1.0.tar.gz"
+    buffer = io.BytesIO()
+    with tarfile.open(source, "r:gz") as original, tarfile.open(fileobj=buffer, mode="w") as archive:
+        for member in original.getmembers():
+            if member.name == "VERSION":
+                data = f"{version}\n".encode()
+                member.size = len(data)
+                archive.addfile(member, io.BytesIO(data))
+            else:
+                archive.addfile(member, original.extractfile(member) if member.isfile() else None)
+        zeros = tarfile.TarInfo("assets/zeros.bin")
+        zeros.size = unpacked_mb << 20
+        archive.addfile(zeros, io.BytesIO(bytes(zeros.size)))
+    artifact = store / f"northwind-{version}.tar.gz"
+    artifact.write_bytes(gzip.compress(buffer.getvalue(), mtime=0))
+    digest = hashlib.sha256(artifact.read_bytes()).hexdigest()
+    (store / f"{artifact.name}.sha256").write_text(f"{digest}  {artifact.name}\n")
+    shutil.copystat(source, artifact)

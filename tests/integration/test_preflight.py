@@ -1,0 +1,157 @@
+"""golive preflight against real SSH test hosts: go on a clean, verified pair; no-go with exactly the
+right red items on a drifted one; a report a client can read (checked structurally here; the
+screenshot check by eye is described in checks/README.md)."""
+
+from __future__ import annotations
+
+import json
+import re
+import xml.etree.ElementTree as ET
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import VAULT_SECRETS, copy_workspace, host_path, run_golive
+from tests.integration.drift_support import CLOSE_SECRET, HAND_EDIT, OPEN_SECRET, UNDO_HAND_EDIT, on_host
+
+PROD1, PROD2 = 12, 13
+SECTIONS = ("verdict", "summary", "hosts", "actions", "drift", "unexpected", "expected", "go-live-changes")
+
+
+class ReportParser(HTMLParser):
+    """Collects what a self-contained, complete report must and must not have."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ids: set[str] = set()
+        self.external: list[str] = []
+        self.rows: dict[str, list[str]] = {}
+        self.cells: list[str] = []
+        self.tags: set[str] = set()
+        self._row: str | None = None
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        self.tags.add(tag)
+        if "id" in attrs:
+            self.ids.add(attrs["id"])
+        for name in ("src", "href", "srcset", "action"):
+            if name in attrs and not attrs[name].startswith("#"):
+                self.external.append(f"{tag} {name}={attrs[name]}")
+        if tag == "tr" and "data-host" in attrs:
+            self._row = attrs["data-host"]
+            self.rows[self._row] = []
+        if tag == "td" and self._row is not None:
+            self.rows[self._row].append(attrs.get("class") or "")
+
+    def handle_endtag(self, tag):
+        if tag == "tr":
+            self._row = None
+
+
+def parse(report: Path) -> ReportParser:
+    text = report.read_text()
+    parser = ReportParser()
+    parser.feed(text)
+    # self-contained: nothing to fetch, nothing to run
+    assert parser.external == [] and not {"script", "link", "img", "iframe", "object"} & parser.tags
+    assert not re.search(r"url\(|@import", text)
+    assert set(SECTIONS) <= parser.ids, set(SECTIONS) - parser.ids
+    for secret in VAULT_SECRETS:
+        assert secret not in text
+    return parser
+
+
+def preflight(ws: Path, report: Path, *args: str) -> tuple[int, dict]:
+    result = run_golive(ws, "preflight", "manufacturer", "--report", str(report), "--json", *args)
+    assert result.returncode in (0, 1), result.output
+    for secret in VAULT_SECRETS:
+        assert secret not in result.output
+    return result.returncode, result.json()
+
+
+def red(data: dict) -> set[tuple[str, str]]:
+    return {(r["where"], r["item"]) for r in data["red"]}
+
+
+@pytest.fixture(scope="module")
+def verified(tmp_path_factory, test_hosts, release_store) -> Path:
+    """Production runs 1.0; staging runs 1.1 and passed its checks: ready to promote 1.1."""
+    test_hosts.reset()
+    ws = copy_workspace(tmp_path_factory.mktemp("preflight") / "ws", test_hosts, release_store)
+    run_golive(ws, "deploy", "manufacturer", "staging", "--release", "1.0", check=0)
+    run_golive(ws, "check", "manufacturer", "staging", check=0)  # promotion needs a passed check
+    run_golive(ws, "deploy", "manufacturer", "production", "--release", "1.0", check=0)
+    run_golive(ws, "deploy", "manufacturer", "staging", "--release", "1.1", check=0)
+    run_golive(ws, "check", "manufacturer", "staging", check=0)
+    return ws
+
+
+def test_go_on_a_clean_verified_pair(verified, tmp_path):
+    junit = tmp_path / "preflight.xml"
+    code, data = preflight(verified, tmp_path / "report", "--release", "1.1", "--junit", str(junit))
+    assert code == 0 and data["verdict"] == "go" and data["red"] == []
+    assert data["release"] == "1.1" and data["drift"]["unexpected"] == []
+    assert {f["subject"] for f in data["drift"]["expected"]} == {"db_host", "db_name", "public_url", "workers"}
+    # production still runs 1.0: that is what the go-live changes, listed as such and not as drift
+    assert [f["kind"] for f in data["drift"]["changed_by_go_live"]] == ["release"]
+    html = parse(tmp_path / "report" / "report.html")
+    assert set(html.rows) == {"mfg-stg-1", "mfg-prod-1", "mfg-prod-2"}
+    assert all(cls in ("", "ok") for cells in html.rows.values() for cls in cells)
+    markdown = (tmp_path / "report" / "report.md").read_text()
+    assert markdown.startswith("# Go-live preflight: manufacturer — GO")
+    assert "Nothing: all gate items are green." in markdown
+    suite = ET.parse(junit).getroot().find("testsuite")
+    assert suite.get("failures") == "0" and int(suite.get("tests")) == 1 + 5 + 5 + 5
+
+
+def test_no_go_on_a_drifted_pair_with_the_right_red_items(verified, test_hosts, tmp_path):
+    lock = host_path(test_hosts, PROD2, "/opt/northwind/.golive/lock")
+    on_host(test_hosts, PROD1, f"{HAND_EDIT}; {OPEN_SECRET}")
+    lock.mkdir(parents=True)
+    (lock / "owner.json").write_text(json.dumps({"operator": "carol", "controller": "laptop-9", "pid": 4242,
+                                                 "since": "2026-11-25T03:00:00Z", "action": "deploy"}))
+    try:
+        code, data = preflight(verified, tmp_path / "report", "--release", "1.1")
+    finally:
+        on_host(test_hosts, PROD1, f"{UNDO_HAND_EDIT}; {CLOSE_SECRET}")
+        (lock / "owner.json").unlink()
+        lock.rmdir()
+    assert code == 1 and data["verdict"] == "no-go"
+    assert red(data) == {("mfg-prod-1", "drift"), ("mfg-prod-2", "lock")}
+    drift_item = next(r for r in data["red"] if r["item"] == "drift")
+    assert "config northwind.ini" in drift_item["detail"] and "permission secrets.env mode" in drift_item["detail"]
+    assert "Ask who changed it" in drift_item["action"]
+    lock_item = next(r for r in data["red"] if r["item"] == "lock")
+    assert "carol on laptop-9" in lock_item["detail"] and "golive unlock manufacturer production" in lock_item["action"]
+    assert {(f["kind"], f["subject"]) for f in data["drift"]["unexpected"]} == \
+        {("config", "northwind.ini"), ("permission", "secrets.env mode")}
+    html = parse(tmp_path / "report" / "report.html")
+    assert html.rows["mfg-prod-1"].count("bad") == 1 and html.rows["mfg-prod-2"].count("bad") == 1
+    assert "bad" not in html.rows["mfg-stg-1"]
+    text = (tmp_path / "report" / "report.html").read_text()
+    assert "NO-GO" in text and "2 item(s) must be fixed" in text
+    assert preflight(verified, tmp_path / "again", "--release", "1.1")[0] == 0  # undone: go again
+
+
+def test_no_go_when_staging_has_not_verified_the_release(verified, tmp_path):
+    # asking to promote 1.0: staging runs 1.1, and production has nothing but 1.0 to fall back to
+    code, data = preflight(verified, tmp_path / "report", "--release", "1.0")
+    assert code == 1
+    wanted = {("mfg-stg-1", "runs 1.0"), ("mfg-prod-1", "rollback target"), ("mfg-prod-2", "rollback target")}
+    assert wanted <= red(data)
+    runs = next(r for r in data["red"] if r["item"] == "runs 1.0")
+    assert "golive deploy manufacturer staging --release 1.0" in runs["action"]
+
+
+def test_an_unreachable_production_host_is_a_red_item_not_a_crash(verified, test_hosts, tmp_path):
+    test_hosts.stop("h13")
+    try:
+        code, data = preflight(verified, tmp_path / "report", "--release", "1.1")
+    finally:
+        test_hosts.start("h13")
+    assert code == 1 and red(data) == {("mfg-prod-2", "reachable")}
+    item = data["red"][0]
+    assert "cannot reach mfg-prod-2" in item["action"].lower() or "We cannot reach mfg-prod-2" in item["action"]
+    parse(tmp_path / "report" / "report.html")

@@ -1,0 +1,279 @@
+"""golive.core.drift: fingerprints in, findings out.
+
+The two fingerprints in fixtures/drift/ were collected by golive.agent.collector from a staging and a
+production host of the example customer, both freshly deployed with release 1.0 (the code list is
+cut to three files). Each test changes one thing and checks that exactly that is reported, with
+the right kind, where its cause is.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from golive.core import drift
+from golive.core.drift import Counterpart, Desired, DesiredFile, Expectation, HostState, Value
+from golive.core.redact import MASK
+
+FIXTURES = Path(__file__).parent / "fixtures" / "drift"
+TODAY = date(2026, 11, 25)
+ROOT = "/opt/northwind"
+EXPECTATIONS = {
+    "db_host": Expectation("db_host", "environment", "each environment has its own database server"),
+    "listen_address": Expectation("listen_address", "host", "each host serves on its own address"),
+}
+
+
+def fingerprint(name: str) -> dict:
+    return json.loads((FIXTURES / f"{name}.json").read_text())
+
+
+def desired_for(fp: dict) -> Desired:
+    """What the workspace wants: what was deployed (the fixtures are fresh deploys)."""
+    meta = fp["release"]["meta"]
+    files = tuple(DesiredFile(f["dest"], f["sha256"], int(f["mode"], 8), f["secret"],
+                              f"{ROOT}/current/config/{f['dest']}") for f in meta["config_files"])
+    manifest = {path: ({"link": e["link"]} if "link" in e else
+                       {"sha256": e["sha256"], "executable": bool(int(e["mode"], 8) & 0o100)})
+                for path, e in fp["code"].items()}
+    return Desired(meta["version"], meta["id"], meta["config_hash"], files, meta["artifact_sha256"], manifest, 8080)
+
+
+def value(text: str, origin: str = "", secret: bool = False) -> Value:
+    return Value(f"digest-of-{text}", MASK if secret else text, origin, secret)
+
+
+def variables(**overrides: str) -> dict[str, Value]:
+    base = {"company_name": "Huaxin", "log_level": "info", "db_host": "db-staging", "listen_address": "10.0.0.1"}
+    base.update(overrides)
+    return {k: value(v, f"inventories/manufacturer/group_vars/{k}.yml:1") for k, v in base.items()}
+
+
+def pair(target_vars: dict | None = None, source_vars: dict | None = None, **files) -> Counterpart:
+    rendered = {"northwind.ini": "ini-prod", "features.json": "flags", "secrets.env": "secret"}
+    return Counterpart("mfg-prod-1", "mfg-stg-1",
+                       target_vars or variables(db_host="db-prod", listen_address="10.0.0.2"),
+                       source_vars or variables(),
+                       files=files.get("files", rendered),
+                       files_as_source=files.get("as_source", {**rendered, "northwind.ini": "ini-staging"}),
+                       files_declared_only=files.get("declared_only", rendered),
+                       uses={"northwind.ini": frozenset({"log_level", "db_host", "listen_address", "company_name"}),
+                             "features.json": frozenset({"feature_flags"}), "secrets.env": frozenset({"db_password"})})
+
+
+def compare(staging: dict | None = None, production: dict | None = None, counterpart: Counterpart | None = None,
+            expectations: dict | None = None, desired: dict | None = None) -> drift.DriftReport:
+    """Compare the fixtures; `desired` overrides what the workspace wants for a host (None: cannot say)."""
+    staging = staging or fingerprint("mfg-stg-1")
+    production = production or fingerprint("mfg-prod-1")
+    wants = {"mfg-stg-1": desired_for(fingerprint("mfg-stg-1")), "mfg-prod-1": desired_for(fingerprint("mfg-prod-1")),
+             **(desired or {})}
+    hosts = {
+        "mfg-stg-1": HostState("mfg-stg-1", "staging", staging, None, wants["mfg-stg-1"]),
+        "mfg-prod-1": HostState("mfg-prod-1", "production", production, None, wants["mfg-prod-1"]),
+    }
+    return drift.compare(hosts, [counterpart or pair()], EXPECTATIONS if expectations is None else expectations,
+                         "staging", "production", TODAY)
+
+
+def only(report: drift.DriftReport) -> drift.Finding:
+    assert len(report.findings) == 1, [drift.finding_line(f) for f in report.findings]
+    return report.findings[0]
+
+
+def test_freshly_deployed_pair_has_no_drift_and_lists_the_declared_differences():
+    report = compare()
+    assert report.findings == () and not report.drift
+    expected = {f.subject: f for f in report.expected}
+    assert set(expected) == {"db_host", "listen_address"}
+    assert expected["db_host"].reason == "each environment has its own database server"
+    assert expected["db_host"].files == ("northwind.ini",)
+    assert (expected["db_host"].expected_value, expected["db_host"].actual_value) == ("db-staging", "db-prod")
+    # a per-host difference is one line, not one per host
+    assert expected["listen_address"].actual_value == "each host its own"
+
+
+def test_a_hand_edited_config_file_is_one_host_finding():
+    production = fingerprint("mfg-prod-1")
+    production["config"]["files"]["northwind.ini"]["sha256"] = "0" * 64
+    finding = only(compare(production=production))
+    assert (finding.scope, finding.kind, finding.subject, finding.hosts) == \
+        ("host", "config", "northwind.ini", ("mfg-prod-1",))
+    assert finding.severity == "high" and "edited on the host" in finding.reason
+
+
+def test_config_the_workspace_renders_differently_now_is_not_deployed_yet():
+    desired = desired_for(fingerprint("mfg-prod-1"))
+    newer = tuple(DesiredFile(f.dest, "1" * 64 if f.dest == "features.json" else f.sha256, f.mode, f.secret, f.link)
+                  for f in desired.files)
+    finding = only(compare(desired={"mfg-prod-1": replace(desired, files=newer)}))
+    assert finding.kind == "config" and finding.severity == "medium" and "not deployed yet" in finding.reason
+
+
+def test_a_config_link_replaced_by_a_copy_is_reported():
+    production = fingerprint("mfg-prod-1")
+    production["config"]["links"]["northwind.ini"] = {"type": "file", "sha256": "x", "mode": "0644"}
+    finding = only(compare(production=production))
+    assert (finding.kind, finding.subject) == ("config", "northwind.ini link")
+
+
+def test_a_patched_code_file_is_reported_against_the_artifact():
+    production = fingerprint("mfg-prod-1")
+    production["code"]["northwind/plant.py"]["sha256"] = "f" * 64
+    finding = only(compare(production=production))
+    assert (finding.scope, finding.kind, finding.subject) == ("host", "code_file", "northwind/plant.py")
+    assert finding.actual_value == "f" * 16
+
+
+def test_without_a_manifest_code_files_are_compared_between_the_environments():
+    production = fingerprint("mfg-prod-1")
+    production["code"]["VERSION"]["sha256"] = "e" * 64
+    no_manifest = {name: replace(desired_for(fingerprint(name)), code=None) for name in ("mfg-stg-1", "mfg-prod-1")}
+    finding = only(compare(production=production, desired=no_manifest))
+    assert (finding.scope, finding.kind, finding.subject, finding.counterparts) == \
+        ("environment", "code_file", "VERSION", ("mfg-stg-1",))
+
+
+def test_a_secret_file_opened_to_others_is_a_high_permission_finding():
+    production = fingerprint("mfg-prod-1")
+    production["config"]["files"]["secrets.env"]["mode"] = "0644"
+    finding = only(compare(production=production))
+    assert (finding.kind, finding.subject, finding.severity) == ("permission", "secrets.env mode", "high")
+    assert (finding.expected_value, finding.actual_value) == ("0600", "0644")
+
+
+def test_an_owner_change_is_a_permission_finding():
+    production = fingerprint("mfg-prod-1")
+    production["config"]["files"]["features.json"]["owner"] = "nobody"
+    finding = only(compare(production=production))
+    assert (finding.kind, finding.subject, finding.actual_value) == ("permission", "features.json owner", "nobody")
+
+
+def test_a_stopped_service_is_one_finding_and_its_closed_port_is_not_repeated():
+    production = fingerprint("mfg-prod-1")
+    production["service"] = {"defined": True, "running": False, "exit_code": 3, "health": {"error": "refused"}}
+    production["ports"] = [p for p in production["ports"] if p["port"] != 8080]
+    finding = only(compare(production=production))
+    assert (finding.scope, finding.kind, finding.subject) == ("host", "service", "state")
+
+
+def test_a_service_still_serving_an_old_release_is_reported():
+    production = fingerprint("mfg-prod-1")
+    production["service"]["health"]["report"]["release"] = "0.9-deadbeef"
+    finding = only(compare(production=production))
+    assert (finding.kind, finding.subject, finding.actual_value) == ("service", "serving", "0.9-deadbeef")
+
+
+def test_current_switched_outside_golive_contradicts_the_ledger():
+    production = fingerprint("mfg-prod-1")
+    production["ledger"]["live"]["release"] = "0.9-deadbeef"
+    finding = only(compare(production=production))
+    assert (finding.kind, finding.subject, finding.expected_value) == ("release", "current", "0.9-deadbeef")
+
+
+def test_an_undeclared_variable_is_drift_with_where_it_is_set_and_the_files_it_changes():
+    target = variables(db_host="db-prod", listen_address="10.0.0.2")
+    target["log_level"] = value("debug", "inventories/manufacturer/group_vars/production/main.yml:5")
+    finding = only(compare(counterpart=pair(target, declared_only={"northwind.ini": "other", "features.json": "flags",
+                                                                   "secrets.env": "secret"})))
+    assert (finding.scope, finding.kind, finding.subject) == ("environment", "variable", "log_level")
+    assert (finding.expected_value, finding.actual_value) == ("info", "debug")
+    assert finding.where == "inventories/manufacturer/group_vars/production/main.yml:5"
+    assert finding.files == ("northwind.ini",) and not finding.expected
+
+
+def test_a_secret_variable_is_compared_by_digest_and_never_shown():
+    target = variables(db_host="db-prod", listen_address="10.0.0.2")
+    source = variables()
+    target["db_password"] = value("prod-secret", secret=True)
+    source["db_password"] = value("stg-secret", secret=True)
+    finding = only(compare(counterpart=pair(target, source)))
+    assert (finding.kind, finding.subject, finding.severity) == ("variable", "db_password", "high")
+    assert finding.expected_value == finding.actual_value == MASK
+    assert "secret" not in json.dumps(finding.as_dict()).replace("secrets.env", "")
+
+
+def test_an_expired_expected_difference_counts_as_drift_again():
+    expired = {**EXPECTATIONS, "db_host": Expectation("db_host", "environment", "own database", date(2026, 1, 31))}
+    report = compare(expectations=expired)
+    finding = only(report)
+    assert (finding.kind, finding.subject, finding.expected) == ("variable", "db_host", False)
+    assert "expired on 2026-01-31" in finding.reason and "own database" in finding.reason
+    assert [f.subject for f in report.expected] == ["listen_address"]
+
+
+def test_platform_and_package_differences_are_reported_by_kind():
+    production = fingerprint("mfg-prod-1")
+    production["platform"]["kernel"] = "6.1.0-99-amd64"
+    production["packages"]["openssl"] = "3.0.11-1~deb12u2"
+    kinds = {(f.kind, f.subject, f.severity) for f in compare(production=production).findings}
+    assert kinds == {("platform", "kernel", "low"), ("package", "openssl", "medium")}
+
+
+def test_an_extra_listening_port_in_production_is_reported():
+    production = fingerprint("mfg-prod-1")
+    production["ports"] = production["ports"] + [{"port": 9999, "address": "own"}]
+    finding = only(compare(production=production))
+    assert (finding.kind, finding.subject, finding.expected_value, finding.actual_value) == \
+        ("port", "9999/tcp on its own address", "not listening", "listening")
+
+
+def test_different_releases_are_one_release_finding():
+    production = fingerprint("mfg-prod-1")
+    production["release"]["meta"]["version"] = "1.1"
+    production["release"]["meta"]["artifact_sha256"] = "a" * 64
+    report = compare(production=production, desired={"mfg-prod-1": None})
+    finding = only(report)
+    assert (finding.scope, finding.kind) == ("environment", "release")
+    assert finding.actual_value.startswith("1.1 ") and finding.expected_value.startswith("1.0 ")
+
+
+def test_the_same_difference_on_many_hosts_is_one_finding_naming_them_all():
+    stg = fingerprint("mfg-stg-1")
+    hosts = {"mfg-stg-1": HostState("mfg-stg-1", "staging", stg, None, desired_for(stg))}
+    pairs = []
+    for index in range(30):
+        name = f"prod-{index}"
+        fp = fingerprint("mfg-prod-1")
+        fp["packages"]["tzdata"] = "2024a-0+deb12u1"
+        hosts[name] = HostState(name, "production", fp, None, desired_for(fp))
+        pairs.append(Counterpart(name, "mfg-stg-1", {}, {}))
+    report = drift.compare(hosts, pairs, EXPECTATIONS, "staging", "production", TODAY)
+    finding = only(report)
+    assert finding.kind == "package" and len(finding.hosts) == 30 and finding.counterparts == ("mfg-stg-1",)
+
+
+def test_an_unreachable_host_is_listed_and_gives_no_findings():
+    hosts = {"mfg-stg-1": HostState("mfg-stg-1", "staging", fingerprint("mfg-stg-1"), None,
+                                    desired_for(fingerprint("mfg-stg-1"))),
+             "mfg-prod-1": HostState("mfg-prod-1", "production", None, "REFUSED - the host key does not match")}
+    report = drift.compare(hosts, [Counterpart("mfg-prod-1", "mfg-stg-1", {}, {})], EXPECTATIONS, "staging",
+                           "production", TODAY)
+    assert report.findings == () and report.unreachable == {"mfg-prod-1": "REFUSED - the host key does not match"}
+
+
+@pytest.mark.parametrize(("target_groups", "expected"), [
+    (["plant_shanghai", "scada_gateway"], "stg-gateway"),
+    (["plant_suzhou"], "stg-plain"),
+])
+def test_hosts_are_paired_with_a_source_host_of_the_same_role(target_groups, expected):
+    memberships = {"stg-plain": ("staging", []), "stg-gateway": ("staging", ["scada_gateway"]),
+                   "prod": ("production", target_groups), "prod-gateway": ("production", ["scada_gateway"])}
+    roles = drift.cross_environment_groups(memberships)
+    assert roles == {"scada_gateway"}  # plant groups exist in production only: places, not roles
+    pairs = drift.pair_hosts([("prod", target_groups)], [("stg-plain", []), ("stg-gateway", ["scada_gateway"])], roles)
+    assert pairs == {"prod": expected}
+
+
+def test_the_report_in_words_masks_nothing_it_was_not_given_and_names_the_counterpart():
+    production = fingerprint("mfg-prod-1")
+    production["config"]["files"]["secrets.env"]["sha256"] = "9" * 64
+    report = compare(production=production)
+    text = "\n".join(drift.describe(report))
+    assert "secrets.env" in text and "9999999999" not in text and MASK in text
+    assert json.loads(json.dumps(report.as_dict()))["drift"] is True
+
