@@ -24,7 +24,16 @@ sys.path.insert(0, str(REPO / "deploy"))
 
 from golive.testhosts import TestHosts  # noqa: E402
 
-TEST_NET = os.environ.get("GOLIVE_TEST_NET", "127.0.50")
+
+def worker_net(net: str) -> str:
+    """This pytest process's own copy of a test net: under `pytest -n`, worker gwN takes the Nth
+    net after it, so that parallel workers never share an address."""
+    prefix, _, third = net.rpartition(".")
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    return f"{prefix}.{int(third) + int(worker.removeprefix('gw') or 0)}"
+
+
+TEST_NET = worker_net(os.environ.get("GOLIVE_TEST_NET", "127.0.50"))
 TEST_DIR = os.environ.get("GOLIVE_TEST_DIR", f"/tmp/golive-tests-{TEST_NET}")
 HOST_COUNT = 6  # the example customers use 5 (127.0.0.11-15); one spare
 EXAMPLE_NET = "127.0.0"

@@ -34,6 +34,7 @@ OOM kill of the controller would leave.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
@@ -107,10 +108,8 @@ def kill_run() -> None:
         if not children:
             break
         for pid in children:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
     os.kill(os.getpid(), signal.SIGKILL)
 
 

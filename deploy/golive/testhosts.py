@@ -504,7 +504,9 @@ def _wait_listening(records: list[dict]) -> None:
         listening = _listening_sockets()
         waiting = [r for r in waiting if (r["address"], r["port"]) not in listening]
         for record in waiting:
-            if not _is_alive(record["pid"], record):
+            # Not _is_alive: nsenter joins the host's namespace a moment after it starts, and until
+            # then the pid looks like a stranger's. We spawned it, so its exit status is the truth.
+            if _is_gone(record["pid"]):
                 raise TestHostsError(f"sshd of {record['name']} exited: {_tail(record['log'])}")
         if waiting and time.monotonic() > deadline:
             names = ", ".join(r["name"] for r in waiting)

@@ -1,5 +1,7 @@
 """Two runs against one environment started at the same instant: exactly one proceeds; the other
 fails fast naming the holder and touches nothing (no release, no ledger line, no lock left).
+Both engines take the same locks the same way (the leader's first, held to the end of the run),
+so the races run with one side on each engine too.
 
 Repeated, because a race that loses one time in ten is still a race."""
 
@@ -9,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -34,10 +37,13 @@ def ledger_lines(test_hosts) -> dict[str, list[dict]]:
     return lines
 
 
-def race(ws, test_hosts, first: tuple[str, ...], second: tuple[str, ...]) -> tuple[str, dict]:
-    """Start both runs together; return the winner's operator and both results."""
+def race(ws, test_hosts, first: tuple[str, ...], second: tuple[str, ...], delay: float = 0) -> tuple[str, dict]:
+    """Start both runs together (the second `delay` seconds later); return the winner's operator and
+    both results."""
     before = ledger_lines(test_hosts)
-    runs = {"alice": start_golive(ws, "alice", *first), "bob": start_golive(ws, "bob", *second)}
+    runs = {"alice": start_golive(ws, "alice", *first)}
+    time.sleep(delay)
+    runs["bob"] = start_golive(ws, "bob", *second)
     results = {}
     for operator, process in runs.items():
         stdout, stderr = process.communicate(timeout=120)
@@ -63,34 +69,105 @@ def race(ws, test_hosts, first: tuple[str, ...], second: tuple[str, ...]) -> tup
     return winner, results
 
 
+# Each winner holds its locks for two seconds at least (a hook: before_cutover for a deploy,
+# on_rollback of the release it leaves for a rollback), so the other run always meets them: a
+# rollback needs much less work before it locks than a deploy and, on a loaded machine, could
+# otherwise be over before the deploy locks anything.
+HOLD = "sleep 2"
+
+
+def holding(ws, hold: bool) -> None:
+    """A before_cutover hook that makes a deploy hold its locks a while, or none."""
+    app = ws / "golive.yml"
+    text = app.read_text()
+    app.write_text(text.replace('before_cutover: ""', f'before_cutover: "{HOLD}"') if hold
+                   else text.replace(f'before_cutover: "{HOLD}"', 'before_cutover: ""'))
+
+
+def holding_on_rollback(ws) -> None:
+    """Releases deployed from now on hold a rollback that leaves them for a while."""
+    app = ws / "golive.yml"
+    app.write_text(app.read_text().replace('on_rollback: ""', f'on_rollback: "{HOLD}"'))
+
+
 @pytest.fixture
 def production(workspace):
+    """Production on 1.1 (1.0 kept; leaving 1.1 holds a rollback for a while)."""
     store = workspace / "build" / "releases"
     build_release(store, "1.2", "--files", RELEASE_FILES, "--size-kb", RELEASE_KB)
+    holding_on_rollback(workspace)
     run_golive(workspace, "deploy", "manufacturer", "production", "--release", "1.0", *OVERRIDE, check=0)
     run_golive(workspace, "deploy", "manufacturer", "production", "--release", "1.1", *OVERRIDE, check=0)
     return workspace
 
 
+def held_race(ws, test_hosts, first: tuple[str, ...], second: tuple[str, ...], delay: float = 0) -> str:
+    """A race whose winner holds its locks (HOLD), then production back on 1.1; the winner."""
+    holding(ws, True)
+    winner, _ = race(ws, test_hosts, first, second, delay)
+    holding(ws, False)
+    run_golive(ws, "deploy", "manufacturer", "production", "--release", "1.1", *OVERRIDE, check=0)
+    return winner
+
+
 def test_two_deploys_started_together_exactly_one_proceeds(production, test_hosts):
     winners = []
     for repeat in range(REPEATS):
-        # both change every host (1.1 is live), so neither could finish before the other starts
+        # both change every host (1.1 is live)
         serial = ("--serial", "1") if repeat % 2 else ()
-        winner, _ = race(production, test_hosts,
-                         ("deploy", "manufacturer", "production", "--release", "1.0", *OVERRIDE, *serial),
-                         ("deploy", "manufacturer", "production", "--release", "1.2", *OVERRIDE, *serial))
-        winners.append(winner)
-        run_golive(production, "deploy", "manufacturer", "production", "--release", "1.1", *OVERRIDE, check=0)
+        winners.append(held_race(production, test_hosts,
+                                 ("deploy", "manufacturer", "production", "--release", "1.0", *OVERRIDE, *serial),
+                                 ("deploy", "manufacturer", "production", "--release", "1.2", *OVERRIDE, *serial)))
     print("winners:", winners)
 
 
 def test_a_deploy_and_a_rollback_started_together_exactly_one_proceeds(production, test_hosts):
-    winners = []
-    for _ in range(REPEATS):
-        winner, _ = race(production, test_hosts,
+    winners = [held_race(production, test_hosts,
                          ("deploy", "manufacturer", "production", "--release", "1.2", *OVERRIDE),
                          ("rollback", "manufacturer", "production"))
-        winners.append(winner)
-        run_golive(production, "deploy", "manufacturer", "production", "--release", "1.1", *OVERRIDE, check=0)
+               for _ in range(REPEATS)]
+    print("winners:", winners)
+
+
+# -- one side on the Ansible engine -------------------------------------------------------------
+# ansible-playbook needs seconds before it takes its first lock, the pyinfra engine tenths, so the
+# pyinfra run starts when the Ansible run is about to lock (measured on a real run): a little
+# before, and a little after, so that either may win.
+
+SHIFTS = (-0.3, 0.3)
+
+
+@pytest.fixture
+def ansible_production(workspace, test_hosts):
+    """Production on 1.1 (1.0 kept; leaving 1.1 runs a 2 s on_rollback hook); how long an Ansible
+    deploy takes to lock the leader, measured as 1.1 goes live with Ansible."""
+    store = workspace / "build" / "releases"
+    build_release(store, "1.2", "--files", RELEASE_FILES, "--size-kb", RELEASE_KB)
+    holding_on_rollback(workspace)
+    run_golive(workspace, "deploy", "manufacturer", "production", "--release", "1.0", *OVERRIDE, check=0)
+    lock = host_path(test_hosts, PROD["mfg-prod-1"], "/opt/northwind/.golive/lock")
+    started = time.monotonic()
+    deploying = start_golive(workspace, "setup", "deploy", "manufacturer", "production", "--release", "1.1",
+                             *OVERRIDE, "--engine", "ansible")
+    while not lock.exists() and deploying.poll() is None:
+        time.sleep(0.01)
+    to_lock = time.monotonic() - started
+    assert deploying.wait(timeout=120) == 0, deploying.communicate()
+    return workspace, to_lock
+
+
+def test_an_ansible_deploy_raced_by_a_pyinfra_deploy_or_rollback_exactly_one_proceeds(ansible_production,
+                                                                                     test_hosts):
+    """An Ansible deploy of 1.2 (in --serial 1 batches the first time) against a pyinfra deploy of
+    1.0 started a little before it locks, then against a pyinfra rollback started a little after."""
+    ws, to_lock = ansible_production
+    others = [("deploy", "manufacturer", "production", "--release", "1.0", *OVERRIDE, "--serial", "1"),
+              ("rollback", "manufacturer", "production")]
+    winners = []
+    for other, shift, serial in zip(others, SHIFTS, (("--serial", "1"), ()), strict=True):
+        winner = held_race(ws, test_hosts,
+                           ("deploy", "manufacturer", "production", "--release", "1.2", *OVERRIDE, *serial,
+                            "--engine", "ansible"),
+                           other, delay=max(0.0, to_lock + shift))
+        winners.append({"alice": "ansible", "bob": "pyinfra"}[winner])
     print("winners:", winners)

@@ -99,7 +99,13 @@ def test_a_killed_deploy_leaves_complete_releases_and_converges(point, settles_o
     for suffix in PROD:
         assert not host_path(test_hosts, suffix, "/opt/northwind/.golive/lock").exists()
 
-    again = run_golive(ws, "deploy", "manufacturer", "production", "--release", NEW, *OVERRIDE, "--json", check=0)
+    assert_the_deploy_run_again_converges(ws, test_hosts, point)
+
+
+def assert_the_deploy_run_again_converges(ws, test_hosts, point: str, *options: str) -> None:
+    """The deploy killed at `point`, run again, leaves every host on NEW, whole, unlocked, tidy."""
+    again = run_golive(ws, "deploy", "manufacturer", "production", "--release", NEW, *OVERRIDE, *options, "--json",
+                       check=0)
     assert {h["status"] for h in again.json()["hosts"]} <= {"deployed", "unchanged"}
     for suffix in PROD:
         assert live_release_problems(test_hosts, suffix) == [], f"after re-running the deploy killed at {point}"

@@ -33,6 +33,9 @@ from tests.conftest import (
 HEALTHY, FAULTY = ("mfg-prod-1", 12), ("mfg-prod-2", 13)
 FAULTY_HOST = "h13"
 OVERRIDE = ("--override-promotion", "host fault test")
+# A health command that hangs this long: a deploy that ends in under half of it did not wait for
+# the hang (each attempt was cut at its timeout), however slow the machine is.
+HANG_SECONDS = 300
 
 
 def deploy(ws, version: str, *extra: str, check: int | None = None):
@@ -84,7 +87,9 @@ def unmount_after(test_hosts):
     test_hosts.exec(FAULTY_HOST, ["umount", "-l", "/opt/northwind"])
 
 
-def test_sshd_stopped_mid_deploy(production, test_hosts):
+def deploy_losing_the_faulty_host(production, test_hosts, *options: str) -> dict[str, dict]:
+    """Deploy 1.1 over 1.0 and stop the faulty host's sshd (every sshd process of the host, its open
+    session included) while its before_cutover hook runs; the deploy's report per host (exit 3)."""
     app = production / "golive.yml"
     # a before_cutover hook that says when it runs and takes a moment: sshd dies right then
     app.write_text(app.read_text().replace(
@@ -94,14 +99,14 @@ def test_sshd_stopped_mid_deploy(production, test_hosts):
     marker.unlink()
     env = {**os.environ, "PYTHONPATH": str(REPO / "deploy")}
     running = subprocess.Popen([sys.executable, "-m", "golive", "deploy", "manufacturer", "production",
-                                "--release", "1.1", *OVERRIDE, "--json", "--workspace", str(production)],
+                                "--release", "1.1", *OVERRIDE, "--json", *options, "--workspace", str(production)],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         while not marker.exists() and time.monotonic() < deadline and running.poll() is None:
             time.sleep(0.02)
         assert marker.exists(), "the deploy never reached the before_cutover hook"
-        test_hosts.stop(FAULTY_HOST)  # every sshd process of the host, its open session included
+        test_hosts.stop(FAULTY_HOST)
         stdout, stderr = running.communicate(timeout=60)
     finally:
         if running.poll() is None:
@@ -111,7 +116,11 @@ def test_sshd_stopped_mid_deploy(production, test_hosts):
     assert "Traceback" not in stdout + stderr
     by_host = {h["host"]: h for h in json.loads(stdout)["hosts"]}
     assert by_host[HEALTHY[0]]["status"] == "deployed"
-    faulty = by_host[FAULTY[0]]
+    return by_host
+
+
+def test_sshd_stopped_mid_deploy(production, test_hosts):
+    faulty = deploy_losing_the_faulty_host(production, test_hosts)[FAULTY[0]]
     assert faulty["status"] == "unknown" and "connection lost" in faulty["error"], faulty
     # the agent finished the batch on its own once its controller lost it: wait until it has
     deadline = time.monotonic() + 20
@@ -182,14 +191,21 @@ def test_changed_host_key_is_refused_and_nothing_is_sent(production, test_hosts)
     assert_whole(test_hosts, "1.0")
 
 
+def hanging_health_check(app_definition: str) -> str:
+    """golive.yml with a health command that hangs on the faulty host (the others check the usual
+    URL), 2 attempts of 1 s; `{% if golive_host != 'mfg-prod-2' %}` marks where the hang is chosen."""
+    text = app_definition.replace(
+        'url: "http://{{ listen_address }}:{{ http_port }}/health"',
+        "url: \"{% if golive_host != 'mfg-prod-2' %}http://{{ listen_address }}:{{ http_port }}/health{% endif %}\"\n"
+        f'  command: "sleep {HANG_SECONDS}"')
+    return text.replace("timeout: 2          # seconds per attempt", "timeout: 1").replace("retries: 25", "retries: 2")
+
+
 def test_a_hanging_health_check_is_bounded_by_its_timeout(production, test_hosts):
     app = production / "golive.yml"
     text = app.read_text()
     # the faulty host checks health with a command that hangs; the others with the usual URL
-    text = text.replace('url: "http://{{ listen_address }}:{{ http_port }}/health"',
-                        "url: \"{% if golive_host != 'mfg-prod-2' %}http://{{ listen_address }}:{{ http_port }}"
-                        "/health{% endif %}\"\n  command: \"sleep 60\"")
-    text = text.replace("timeout: 2          # seconds per attempt", "timeout: 1").replace("retries: 25", "retries: 2")
+    text = hanging_health_check(text)
     app.write_text(text)
     deploy(production, "1.0", "--host", HEALTHY[0], check=0)
     # the faulty host gets 1.0 with a health check that answers, then 1.1 with the one that hangs
@@ -202,7 +218,7 @@ def test_a_hanging_health_check_is_bounded_by_its_timeout(production, test_hosts
     took = time.monotonic() - started
     faulty = assert_faulty_host_reported(result, "1.0", "verify", "timed out after 1")
     assert faulty["status"] == "rolled_back" and faulty["live_release"].startswith("1.0-")
-    assert took < 20, f"a hanging health check held the deploy for {took:.0f} s"
+    assert took < HANG_SECONDS / 2, f"a hanging health check held the deploy for {took:.0f} s"
     assert_whole(test_hosts, "1.0")
 
 
@@ -226,3 +242,62 @@ def compressible_release(store: Path, version: str, unpacked_mb: int) -> None:
     digest = hashlib.sha256(artifact.read_bytes()).hexdigest()
     (store / f"{artifact.name}.sha256").write_text(f"{digest}  {artifact.name}\n")
     shutil.copystat(source, artifact)
+
+
+# -- the Ansible engine ----------------------------------------------------------------------------
+
+def test_ansible_sshd_stopped_mid_deploy(production, test_hosts):
+    """--serial 1: the faulty host (alone in the second batch) loses sshd during its before_cutover
+    hook. ansible-playbook reports it unreachable and, the whole batch being lost, stops before its
+    last play: golive gives the environment lock (the healthy leader's) back itself. The faulty host
+    keeps its complete old release; its own lock outlives the run, reported STALE."""
+    faulty = deploy_losing_the_faulty_host(production, test_hosts, "--engine", "ansible", "--serial", "1")[FAULTY[0]]
+    assert faulty["status"] == "unreachable" and f"{test_hosts.net}.{FAULTY[1]}" in faulty["error"], faulty
+    assert not host_view(test_hosts, HEALTHY[1], "/opt/northwind/.golive/lock").exists(), "environment lock kept"
+    time.sleep(2.5)  # the hook the host was running when it dropped off finishes
+    assert_whole(test_hosts, "1.0")
+    status = run_golive(production, "status", "manufacturer", "production", "--json", check=0).json()
+    row = next(r for r in status["hosts"] if r["host"] == FAULTY[0])
+    assert row["lock"] == "stale", row
+    run_golive(production, "unlock", "manufacturer", "production", "--reason", "sshd died", check=0)
+    again = deploy(production, "1.1", check=0)
+    assert {h["status"] for h in again.json()["hosts"]} == {"deployed", "unchanged"}
+    for _, suffix in (HEALTHY, FAULTY):
+        assert live_release_problems(test_hosts, suffix) == []
+
+
+def test_ansible_unreachable_leader_the_next_host_leads(production, test_hosts):
+    """sshd of the first host (the would-be leader) is down from the start: reported unreachable,
+    exit 3; the next host leads, deploys, and no lock is left behind."""
+    deploy(production, "1.0", check=0)
+    test_hosts.stop("h12")
+    try:
+        result = deploy(production, "1.1", "--engine", "ansible")
+    finally:
+        test_hosts.start("h12")
+    assert result.returncode == 3 and "Traceback" not in result.output, result.output
+    by_host = reports(result)
+    assert by_host[HEALTHY[0]]["status"] == "unreachable" and "Connection refused" in by_host[HEALTHY[0]]["error"]
+    assert by_host[FAULTY[0]]["status"] == "deployed", by_host
+    assert live_version(test_hosts, HEALTHY[1]) == "1.0" and live_version(test_hosts, FAULTY[1]) == "1.1"
+    for _, suffix in (HEALTHY, FAULTY):
+        assert live_release_problems(test_hosts, suffix) == []
+        assert not host_view(test_hosts, suffix, "/opt/northwind/.golive/lock").exists()
+
+
+def test_ansible_failing_health_check_is_bounded_and_rolled_back(production, test_hosts):
+    """The faulty host's health check hangs: each attempt is cut at its timeout, the host is rolled
+    back and reported, exit 3; the other host deploys."""
+    app = production / "golive.yml"
+    text = app.read_text()
+    text = hanging_health_check(text)
+    app.write_text(text.replace("{% if golive_host != 'mfg-prod-2' %}", "{% if true %}"))
+    deploy(production, "1.0", check=0)
+    app.write_text(text)
+    started = time.monotonic()
+    result = deploy(production, "1.1", "--engine", "ansible")
+    took = time.monotonic() - started
+    faulty = assert_faulty_host_reported(result, "1.0", "verify")
+    assert faulty["status"] == "rolled_back" and faulty["live_release"].startswith("1.0-"), faulty
+    assert took < HANG_SECONDS / 2, f"a hanging health check held the deploy for {took:.0f} s"
+    assert_whole(test_hosts, "1.0")

@@ -13,6 +13,7 @@ import stat
 import subprocess
 import sys
 import tarfile
+import time
 from pathlib import Path
 
 import pytest
@@ -163,7 +164,9 @@ def test_rollback_across_engines_and_the_app_serves_each_release(workspace, test
 
 
 def test_failed_health_check_rolls_back_and_marks_the_release_bad(workspace, test_hosts):
-    golive(workspace, "deploy", "manufacturer", "staging", "--release", "1.0")
+    app = workspace / "golive.yml"
+    app.write_text(app.read_text().replace("retries: 25", "retries: 3"))  # 9.9 fails sooner
+    golive(workspace, "deploy", "manufacturer", "staging", "--release", "1.0", engine="pyinfra")  # set-up
     result = golive(workspace, "deploy", "manufacturer", "staging", "--release", "9.9", check=3)
     report = hosts_of(result)["mfg-stg-1"]
     assert report["status"] == "rolled_back" and report["live_release"].startswith("1.0-")
@@ -187,7 +190,7 @@ def reencrypt_db_password(ws: Path, secret: str) -> None:
 
 
 def test_check_diff_changes_nothing_and_shows_no_secret(workspace, test_hosts):
-    golive(workspace, "deploy", "manufacturer", "staging", "--release", "1.0")
+    golive(workspace, "deploy", "manufacturer", "staging", "--release", "1.0", engine="pyinfra")  # set-up
     main = workspace / "inventories" / "manufacturer" / "group_vars" / "all" / "main.yml"
     main.write_text(main.read_text().replace("log_level: info", "log_level: debug"))
     new_secret = "Rotated-Db-2027!example"
@@ -202,8 +205,9 @@ def test_check_diff_changes_nothing_and_shows_no_secret(workspace, test_hosts):
                               "--limit", "staging", "-e", "golive_release_version=1.1", "--check", "--diff"],
                              capture_output=True, text=True, cwd=workspace, env=env)
     assert by_hand.returncode == 0, by_hand.stdout[-2000:]
-    # Ansible makes and removes its own scratch directory under ~/.ansible/tmp even in check mode
-    changed = [c for c in snapshot_difference(before, snapshot_hosts(test_hosts)) if "/root/.ansible/" not in c]
+    # Ansible makes its own ~/.ansible and a scratch directory in it even in check mode
+    changed = [c for c in snapshot_difference(before, snapshot_hosts(test_hosts))
+               if not re.search(r" /root/\.ansible(/|$)", c)]
     assert changed == []
     assert "INSTALL" in text.stdout and "+log_level = debug" in text.stdout
     host = hosts_of(data)["mfg-stg-1"]
@@ -237,7 +241,7 @@ def test_the_roles_gate_refuses_what_the_host_agent_refuses(case, tmp_path):
 
 
 def test_hostile_or_tampered_artifacts_are_refused_before_any_host_is_touched(workspace, test_hosts):
-    golive(workspace, "deploy", "manufacturer", "staging", "--release", "1.0")
+    golive(workspace, "deploy", "manufacturer", "staging", "--release", "1.0", engine="pyinfra")  # set-up
     hostile_store(workspace, "6.6", [("../evil", b"x", {})])
     tampered = workspace / "build" / "releases" / "northwind-1.1.tar.gz"
     tampered.write_bytes(tampered.read_bytes() + b"\0")
@@ -254,7 +258,7 @@ def test_hostile_or_tampered_artifacts_are_refused_before_any_host_is_touched(wo
 
 
 def test_a_host_locked_by_another_run_is_left_alone(workspace, test_hosts):
-    golive(workspace, "deploy", "manufacturer", "staging", "--release", "1.0")
+    golive(workspace, "deploy", "manufacturer", "staging", "--release", "1.0", engine="pyinfra")  # set-up
     lock = host_path(test_hosts, MFG_STG, "/opt/northwind/.golive/lock")
     lock.mkdir(mode=0o700)
     (lock / "owner.json").write_text(json.dumps({"operator": "alice", "controller": "laptop-7", "pid": 4242,
@@ -269,11 +273,11 @@ def test_a_host_locked_by_another_run_is_left_alone(workspace, test_hosts):
 
 def test_another_runs_lock_on_one_host_stops_the_whole_environment(workspace, test_hosts):
     """The leader's lock is taken, then given back: nothing is deployed or recorded anywhere."""
-    promote(workspace, "manufacturer", "1.0")
+    promote(workspace, "manufacturer", "1.0", engine="pyinfra")  # set-up
     lock = host_path(test_hosts, MFG_PROD2, "/opt/northwind/.golive/lock")
     lock.mkdir(mode=0o700)
     (lock / "owner.json").write_text(json.dumps({"operator": "bob", "controller": "ci-3", "pid": 7, "token": "x"}))
-    golive(workspace, "deploy", "manufacturer", "staging", "--release", "1.1")
+    golive(workspace, "deploy", "manufacturer", "staging", "--release", "1.1", engine="pyinfra")
     run_golive(workspace, "check", "manufacturer", "staging", check=0)
     result = golive(workspace, "deploy", "manufacturer", "production", "--release", "1.1", check=3)
     reports = hosts_of(result)
@@ -320,3 +324,55 @@ def test_checks_pass_and_no_drift_between_engines(workspace, test_hosts):
         run_golive(workspace, "check", "manufacturer", environment, check=0)
     drift = run_golive(workspace, "drift", "manufacturer", "--json", check=0)
     assert drift.returncode == 0
+
+
+def test_serial_batches_keep_the_environment_lock_and_max_fail_counts_the_whole_run(workspace, test_hosts):
+    """--serial 1: the leader's lock stays until the last batch is done (a pyinfra deploy started
+    during the second batch is refused at the leader and touches nothing), and --max-fail counts the
+    failed hosts of the whole run, not of one batch as Ansible's max_fail_percentage would."""
+    ws = workspace
+    override = ("--override-promotion", "serial test")
+    app = ws / "golive.yml"
+    app.write_text(app.read_text().replace("retries: 25", "retries: 3"))  # 9.9 fails sooner
+    golive(ws, "deploy", "manufacturer", "production", "--release", "1.0", *override, engine="pyinfra")
+    app.write_text(app.read_text().replace('before_cutover: ""',
+                                           'before_cutover: "touch $GOLIVE_APP_ROOT/shared/hook-ran && sleep 1"'))
+    # 9.9 fails its health check everywhere. 1 of 2 hosts failed = 50%: under 60% the second batch
+    # still runs (Ansible alone would stop after a batch whose every host failed); over 40% it does not.
+    marker = host_path(test_hosts, MFG_PROD2, "/opt/northwind/shared/hook-ran")
+    env = {**os.environ, "PYTHONPATH": str(REPO / "deploy")}
+    serial = subprocess.Popen([sys.executable, "-m", "golive", "deploy", "manufacturer", "production",
+                               "--release", "9.9", *override, "--serial", "1", "--max-fail", "60%",
+                               "--engine", "ansible", "--json", "--workspace", str(ws)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        while not marker.exists() and serial.poll() is None:
+            time.sleep(0.02)
+        assert marker.exists(), "the second batch never ran its hook"
+        # the first batch is done, the second under way: the leader's lock is still this run's
+        assert ledger(test_hosts, MFG_PROD1)[-1]["release"].startswith("9.9-")
+        owner = json.loads(host_path(test_hosts, MFG_PROD1, "/opt/northwind/.golive/lock/owner.json").read_text())
+        assert owner["engine"] == "ansible"
+        before = {s: len(ledger(test_hosts, s)) for s in (MFG_PROD1, MFG_PROD2)}
+        refused = golive(ws, "deploy", "manufacturer", "production", "--release", "1.1", *override,
+                         engine="pyinfra", check=3)
+        assert hosts_of(refused)["mfg-prod-1"]["status"] == "locked", refused.stdout
+        assert "still running" in hosts_of(refused)["mfg-prod-1"]["error"]
+        assert {s: len(ledger(test_hosts, s)) for s in (MFG_PROD1, MFG_PROD2)} == before
+        stdout, stderr = serial.communicate(timeout=120)
+    finally:
+        if serial.poll() is None:
+            serial.kill()
+    assert serial.returncode == 3, stdout + stderr
+    assert {h["status"] for h in json.loads(stdout)["hosts"]} == {"rolled_back"}
+    for suffix in (MFG_PROD1, MFG_PROD2):
+        assert not host_path(test_hosts, suffix, "/opt/northwind/.golive/lock").exists()
+
+    result = golive(ws, "deploy", "manufacturer", "production", "--release", "9.9", *override, "--serial", "1",
+                    "--max-fail", "40%", check=3)
+    reports = hosts_of(result)
+    assert reports["mfg-prod-1"]["status"] == "rolled_back"
+    assert reports["mfg-prod-2"]["status"] == "skipped"
+    assert reports["mfg-prod-2"]["error"] == "not deployed: 1 of 2 hosts failed, over --max-fail"
+    assert ledger(test_hosts, MFG_PROD2)[-1]["result"] == "skipped"
+    assert version_served(MFG_PROD1) == version_served(MFG_PROD2) == "1.0"

@@ -1,9 +1,10 @@
 """A secret never appears in any output: every verb, success and failure, text and --json, -v,
-plan diffs and the ledgers on the hosts."""
+plan diffs and the ledgers on the hosts; with both engines."""
 
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 from tests.conftest import VAULT_SECRETS, host_path, run_golive
@@ -172,3 +173,52 @@ def test_every_verb_and_failure_path_keeps_secrets_out_of_every_output(workspace
 
     assert host_files_with_a_secret(test_hosts) == []
     assert len(runs) >= 60
+
+
+# -- the Ansible engine ------------------------------------------------------------------------------
+
+def test_the_ansible_engine_keeps_secrets_out_of_every_output_and_ledger(workspace, test_hosts):
+    """golive deploy|rollback --engine ansible, success and failure paths, -v, --json, --check --diff,
+    and ansible-playbook run by hand on the workspace with --check --diff: no secret anywhere."""
+    plant(workspace)
+    ws = workspace
+    app = ws / "golive.yml"
+    app.write_text(app.read_text().replace("retries: 25", "retries: 3"))  # 9.9 fails sooner
+    original = app.read_text()
+
+    def run(*args: str):
+        result = run_golive(ws, *args, "--engine", "ansible")
+        assert leaks(result.output) == [], f"secret leaked by golive {' '.join(args)} (ansible):\n{result.output}"
+        return result
+
+    assert run("deploy", "manufacturer", "staging", "--release", "1.0", "-v").returncode == 0
+    # a config change and a rotated secret: the diff shows the one, and only that the other changed
+    staging = ws / "inventories/manufacturer/group_vars/staging.yml"
+    staging.write_text(staging.read_text().replace(PLAIN_SECRET, PLAIN_SECRET + "-rotated")
+                       + "log_level: debug\n")
+    planned = run("deploy", "manufacturer", "staging", "--release", "1.1", "--check", "--diff", "-v")
+    assert planned.returncode == 0 and "+log_level = debug" in planned.stdout, planned.output
+    assert PLAIN_SECRET + "-rotated" not in planned.output
+    env = {**os.environ, "ANSIBLE_CONFIG": str(ws / "ansible.cfg")}
+    by_hand = subprocess.run(["ansible-playbook", "-i", "inventories/manufacturer", "playbooks/deploy.yml",
+                              "--limit", "staging", "-e", "golive_release_version=1.1", "--check", "--diff", "-v"],
+                             capture_output=True, text=True, cwd=ws, env=env)
+    assert by_hand.returncode == 0 and "+log_level = debug" in by_hand.stdout, by_hand.stdout[-3000:]
+    assert leaks(by_hand.stdout + by_hand.stderr) == [] and PLAIN_SECRET + "-rotated" not in by_hand.stdout
+
+    # failure paths: a hook that prints the secret file and fails (its output goes into the ledger
+    # entry), a health check that fails, a rollback refused, a host locked by another run
+    app.write_text(original.replace('before_cutover: ""', 'before_cutover: "cat config/secrets.env; exit 1"'))
+    assert run("deploy", "manufacturer", "staging", "--release", "1.1", "-v").returncode == 3
+    assert run("deploy", "manufacturer", "staging", "--release", "1.1", "--json").returncode == 3
+    app.write_text(original)
+    assert run("deploy", "manufacturer", "staging", "--release", "9.9", "-v", "--json").returncode == 3
+    assert run("deploy", "manufacturer", "staging", "--release", "1.1", "-v").returncode == 0
+    assert run("rollback", "manufacturer", "staging", "-v").returncode == 0
+    assert run("rollback", "manufacturer", "staging", "--to", "9.9", "--json").returncode == 3
+    lock = host_path(test_hosts, 11, "/opt/northwind/.golive/lock")
+    lock.mkdir()
+    (lock / "owner.json").write_text('{"operator": "zoe", "controller": "elsewhere", "pid": 1}')
+    assert run("deploy", "manufacturer", "staging", "--release", "1.1", "-v", "--json").returncode == 3
+
+    assert host_files_with_a_secret(test_hosts, suffixes=(11,)) == []

@@ -1,7 +1,7 @@
 """golive.testhosts against real sshd processes, and a deploy of the example app by hand.
 
-Needs root (namespaces, bind mounts, port 22). The hosts live on 127.0.77.x so that they never
-collide with a developer's default set on 127.0.0.x.
+Needs root (namespaces, bind mounts, port 22). The hosts live on 127.0.77.x (127.0.78.x ... for
+further pytest-xdist workers) so that they never collide with a developer's default set on 127.0.0.x.
 """
 
 from __future__ import annotations
@@ -23,8 +23,9 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "deploy"))  # test the working tree, installed or not
 
 from golive.testhosts import HostInfo, TestHosts, TestHostsError  # noqa: E402
+from tests.conftest import worker_net  # noqa: E402
 
-NET = "127.0.77"
+NET = worker_net("127.0.77")
 APP_PORT = 18080
 
 

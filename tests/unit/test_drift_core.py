@@ -119,6 +119,24 @@ def test_a_config_link_replaced_by_a_copy_is_reported():
     production["config"]["links"]["northwind.ini"] = {"type": "file", "sha256": "x", "mode": "0644"}
     finding = only(compare(production=production))
     assert (finding.kind, finding.subject) == ("config", "northwind.ini link")
+    assert finding.actual_value == "an edited copy (x)" and "reads what golive did not write" in finding.reason
+
+
+@pytest.mark.parametrize("dest", ["northwind.ini", "secrets.env"])
+def test_a_faithful_copy_of_a_config_file_is_reported_as_a_copy_only(dest):
+    production = fingerprint("mfg-prod-1")
+    same = production["config"]["files"][dest]["sha256"]
+    production["config"]["links"][dest] = {"type": "file", "sha256": same, "mode": "0644"}
+    finding = only(compare(production=production))
+    assert (finding.subject, finding.actual_value) == (f"{dest} link", "a regular file")
+    assert "other content" not in finding.reason
+
+
+def test_an_edited_copy_of_a_secret_file_never_shows_its_digest():
+    production = fingerprint("mfg-prod-1")
+    production["config"]["links"]["secrets.env"] = {"type": "file", "sha256": "f00d" * 16, "mode": "0600"}
+    finding = only(compare(production=production))
+    assert finding.actual_value == f"an edited copy ({MASK})" and "f00d" not in str(finding)
 
 
 def test_a_patched_code_file_is_reported_against_the_artifact():

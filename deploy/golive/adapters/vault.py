@@ -37,7 +37,7 @@ def vault_password_file(workspace: Path, explicit: str | None) -> str | None:
     except configparser.Error as error:
         raise BadInput(f"{config_path}: {error}") from None
     value = config.get("defaults", "vault_password_file", fallback="").strip()
-    return str((config_path.parent / os.path.expanduser(value))) if value else None
+    return str(config_path.parent / os.path.expanduser(value)) if value else None
 
 
 class VaultPassword:

@@ -110,7 +110,9 @@ mv "$A.part" "$A"
 rm -rf releases/{release}.partial && mkdir releases/{release}.partial
 tar -xzf "$A" -C releases/{release}.partial --no-same-owner
 mkdir releases/{release}.partial/config && tar -xf .golive/config.tar -C releases/{release}.partial/config
-for d in data logs run; do rm -rf releases/{release}.partial/$d; ln -s ../../shared/$d releases/{release}.partial/$d; done
+for d in data logs run; do
+  rm -rf releases/{release}.partial/$d; ln -s ../../shared/$d releases/{release}.partial/$d
+done
 echo {meta} > .golive/releases/{release}.json
 mv releases/{release}.partial releases/{release}
 {links}
@@ -162,7 +164,8 @@ rm -rf .golive/lock""")
 
 
 def main(argv: list[str]) -> int:
-    job = json.loads(open(argv[0]).read())
+    with open(argv[0]) as handle:
+        job = json.load(handle)
     action = {"deploy": deploy, "nochange": nochange, "rollback": rollback}[argv[1]]
     with ThreadPoolExecutor(max_workers=len(job["hosts"])) as pool:
         results = list(pool.map(lambda host: action(job, host), job["hosts"]))

@@ -248,9 +248,13 @@ def _config_findings(name: str, fp: Mapping[str, Any], meta: Mapping[str, Any], 
         link = links.get(want.dest)
         if want.link and link is not None:
             if link.get("type") == "file":
-                found.append(_finding("config", f"{subject} link", name, want.link, "a regular file", "high",
-                                      "the published config file was replaced by a copy: switching releases "
-                                      "no longer switches it"))
+                edited = link.get("sha256") != want.sha256
+                found.append(_finding("config", f"{subject} link", name, want.link,
+                                      f"an edited copy ({shown(link.get('sha256'))})" if edited else "a regular file",
+                                      "high",
+                                      "the published config file was replaced by a copy"
+                                      + (" with other content: the application reads what golive did not write"
+                                         if edited else "") + "; switching releases no longer switches it"))
             elif link.get("type") == "missing":
                 found.append(_finding("config", f"{subject} link", name, want.link, NOT_SET, "high",
                                       "the published config file is missing"))

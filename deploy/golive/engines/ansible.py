@@ -6,6 +6,11 @@ touched, then runs playbooks/deploy.yml or playbooks/rollback.yml with ansible-p
 workspace's inventory, ansible.cfg and vault password. A stdout callback shipped here
 (callback_plugins/golive_events.py) turns the run into JSON events; they drive the progress table
 and become the same per-host reports, JSON document and exit codes as the pyinfra engine's.
+
+The playbooks lock like the pyinfra engine (the leader first, its lock held until the last play;
+--serial batches; --max-fail over the whole run: roles/golive/README.md). The one case Ansible
+cannot finish is a batch whose every host became unreachable: ansible-playbook stops before its
+last play, and golive gives the environment lock back itself (release_environment_lock).
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import subprocess
 import sys
 import tempfile
@@ -28,8 +34,8 @@ from golive.core.outcome import Outcome
 from golive.core.plan import UNCHANGED
 from golive.core.rollout import batches, max_fail_threshold
 from golive.flows import steps
-from golive.flows.common import HostReport, lock_report, operator_name
-from golive.flows.deploy import Target, deploy_outcome, enforce_promotion, prepare
+from golive.flows.common import HostReport, HostSession, lock_report, operator_name
+from golive.flows.deploy import BEGIN_TIMEOUT, Target, deploy_outcome, enforce_promotion, prepare
 from golive.progress import Progress
 from golive.workspace import Workspace
 
@@ -37,6 +43,8 @@ CALLBACK_PLUGINS = Path(__file__).with_name("callback_plugins")
 PLAYBOOKS = "playbooks"
 GATE_STEP = "gate"  # tasks that run before any host is locked (playbook tag)
 SKIPPED_BY_ANSIBLE = "not run: the play stopped before this host (a failure elsewhere or over --max-fail)"
+LEADER_LOCK_TASK = "golive : Lock | Take the leader's lock"  # tasks/lock.yml
+RELEASE_STEP = "release_environment"  # tasks/end.yml gives the leader's lock back
 
 
 @dataclass
@@ -45,9 +53,12 @@ class HostEvents:
 
     outcome: dict[str, Any] | None = None
     lock_holder: dict[str, Any] | None = None
+    lock_state: tuple[str, str] | None = None  # (liveness, sentence), judged when the lock was found
     failure: dict[str, Any] | None = None
     unreachable: str | None = None
     diffs: list[dict[str, str]] = field(default_factory=list)
+    leads: bool = False  # this run took the environment lock here (the leader's)
+    released: bool = False  # ... and gave it back in the playbook's last play
 
 
 def deploy(ws: Workspace, args: argparse.Namespace, progress: Progress) -> Outcome:
@@ -117,10 +128,12 @@ def run_playbook(ws: Workspace, verb: str, hosts: list[Host], extra: dict[str, A
     playbook = ws.root / PLAYBOOKS / f"{verb}.yml"
     if not playbook.is_file():
         raise BadInput(Problem(f"{PLAYBOOKS}/{verb}.yml", "missing: the Ansible engine runs the workspace's playbooks"))
+    token = secrets.token_hex(16)  # the run's lock token (never on a command line)
     env = {**os.environ, **ansible_environment(ws.root),
            "ANSIBLE_STDOUT_CALLBACK": "golive_events",
            "ANSIBLE_CALLBACK_PLUGINS": str(CALLBACK_PLUGINS),
-           "ANSIBLE_RETRY_FILES_ENABLED": "false"}
+           "ANSIBLE_RETRY_FILES_ENABLED": "false",
+           "GOLIVE_RUN_TOKEN": token}
     columns = list(columns)
     events = {h.name: HostEvents() for h in hosts}
     gate_failure = None
@@ -143,10 +156,30 @@ def run_playbook(ws: Workspace, verb: str, hosts: list[Host], extra: dict[str, A
         progress.stop()
     if gate_failure is not None:
         raise BadInput(Problem("", f"refused before any host was touched: {gate_failure}"))
+    release_environment_lock(ws, hosts, events, token, progress)
     if returncode not in (0, 2, 4) and not any(e.outcome or e.failure or e.unreachable for e in events.values()):
         # ansible-playbook itself could not run (syntax error, missing role, bad inventory)
         raise HostFailure(f"ansible-playbook exited {returncode}: {_last_error(errors)}")
     return events
+
+
+def release_environment_lock(ws: Workspace, hosts: list[Host], events: dict[str, HostEvents], token: str,
+                             progress: Progress) -> None:
+    """ansible-playbook stops after a --serial batch whose every host became unreachable, before its
+    last play gives the leader's lock (the environment's) back. Then golive gives it back itself, as
+    the pyinfra engine does at the end of a run (its agent releases a lock only for the run's token)."""
+    leader = next((h for h in hosts if events[h.name].leads and not events[h.name].released), None)
+    if leader is None:
+        return
+    session = HostSession([leader], progress, ws.app, token)
+    try:
+        connected = session.connect()[leader.name]
+        answer = session.call(connected, steps.release_batch(), timeout=BEGIN_TIMEOUT) if connected.ok else None
+    finally:
+        session.close()
+    if answer is None or not answer.ok:
+        progress.note(f"{leader.name}: could not release the environment lock "
+                      f"({answer.error if answer else connected.error}); `golive unlock` clears it")
 
 
 def _parse(line: str) -> dict[str, Any] | None:
@@ -165,6 +198,13 @@ def _record(event: dict[str, Any], host: HostEvents, columns: list[str], progres
         progress.update(name, "result", host.outcome.get("result", ""))
     if "golive_lock_holder" in event:
         host.lock_holder = event["golive_lock_holder"]
+        # alive or stale as of now: the holder may well finish before ansible-playbook does
+        host.lock_state = lock_report(host.lock_holder)
+    if status == "ok" and event.get("changed"):
+        if event.get("task", "").startswith(LEADER_LOCK_TASK):
+            host.leads = True
+        elif step == RELEASE_STEP:
+            host.released = True
     for diff in event.get("diff", []):
         host.diffs.append({"file": event.get("item", ""), "diff": diff})
     if step in columns and status in ("ok", "failed"):
@@ -195,7 +235,7 @@ def _unfinished(environment: str, name: str, events: HostEvents | None) -> HostR
     if events.unreachable and events.outcome is None:
         return HostReport(name, environment, "unreachable", error=events.unreachable)
     if events.lock_holder is not None:
-        state, sentence = lock_report(events.lock_holder)
+        state, sentence = events.lock_state or lock_report(events.lock_holder)
         return HostReport(name, environment, "locked", error=sentence, lock=state)
     if events.outcome is None:
         failure = events.failure or {}
@@ -225,6 +265,9 @@ def deploy_report(environment: str, name: str, events: HostEvents | None) -> Hos
     if result == "rolled_back":
         return HostReport(name, environment, "rolled_back", action, from_release, to_release, live,
                           error=outcome.get("error"), steps=seconds, details={"marked_bad": outcome.get("marked_bad")})
+    if result == "skipped":  # --max-fail crossed by earlier batches
+        return HostReport(name, environment, "skipped", action, from_release, to_release, from_release,
+                          error=outcome.get("error"))
     return HostReport(name, environment, "failed", action, from_release, to_release, live,
                       error=outcome.get("error"), steps=seconds)
 
@@ -237,6 +280,8 @@ def rollback_report(environment: str, name: str, events: HostEvents | None) -> H
     previous, target = outcome.get("from_release"), outcome.get("to_release")
     if outcome["result"] == "planned":
         return HostReport(name, environment, "planned", "rollback", previous, target, previous)
+    if outcome["result"] == "skipped":  # --max-fail crossed by earlier batches
+        return HostReport(name, environment, "skipped", error=outcome.get("error"))
     if outcome["result"] == "ok":
         return HostReport(name, environment, "deployed", "rollback", previous, target, target,
                           steps=outcome.get("steps") or {})

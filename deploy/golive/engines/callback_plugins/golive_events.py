@@ -45,7 +45,7 @@ class CallbackModule(CallbackBase):
     def _result(self, status: str, result, item: bool = False) -> None:
         task = result._task
         if self._fault and not item and status != "skipped":
-            self._fault.task_result(task.get_name())
+            self._fault.task_result(task.name or "")
         data = result._result
         event = {"event": "item" if item else "result", "status": status, "host": result._host.get_name(),
                  "task": task.get_name(), "step": (task.tags or [""])[0], "changed": bool(data.get("changed"))}
@@ -65,11 +65,11 @@ class CallbackModule(CallbackBase):
 
     def v2_playbook_on_task_start(self, task, is_conditional):
         if self._fault:
-            self._fault.task_started(task.get_name())
+            self._fault.task_started(task.name or "")
 
     def v2_playbook_on_handler_task_start(self, task):
         if self._fault:
-            self._fault.task_started(task.get_name())
+            self._fault.task_started(task.name or "")
 
     def v2_runner_on_ok(self, result):
         self._result("ok", result)
