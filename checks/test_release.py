@@ -16,5 +16,8 @@ def test_ledger_says_the_live_release_is_live(golive):
 
 
 def test_live_release_passed_its_health_check(host, golive):
-    meta = json.loads(host.check_output("cat %s", f"{golive.root}/.golive/releases/{golive.current}.json") or "{}")
+    # The same command on every host (golive check runs such commands on the whole fleet at once).
+    meta = json.loads(host.check_output('cat %s/.golive/releases/"$(basename "$(readlink %s/current)")".json',
+                                        golive.root, golive.root) or "{}")
+    assert meta.get("id") == golive.current, f"no metadata for the live release {golive.current}"
     assert meta.get("state") == "good", f"release {golive.current} is {meta.get('state')!r}, not verified good"

@@ -7,6 +7,10 @@ connector with TCP_NODELAY and strict host keys against the inventory's known_ho
 Testinfra command is one exec channel on that connection (a few milliseconds). pytest then runs
 in-process with golive.checkplugin (loaded by checks/conftest.py) and the result of each host is
 recorded in its ledger: `action: check`, `result: passed|failed`, the release and its config hash.
+
+pytest runs one check on one host at a time; CommandFanOut lets the hosts' commands run side by
+side anyway (checks are read-only, Testinfra's habit, and every host of a run goes through the
+same checks).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -38,8 +43,62 @@ COMMAND_TIMEOUT = 120
 RECORD_TIMEOUT = 60
 CHECKS_DIR = "checks"
 
-# Testinfra backend name -> live connection; filled only while `golive check` runs pytest.
-_CONNECTIONS: dict[str, Connected] = {}
+Answer = tuple[int, bytes, bytes]
+
+
+@dataclass
+class _Batch:
+    """One command run on several hosts at once."""
+
+    answers: dict[str, Answer | BaseException] = field(default_factory=dict)
+    done: threading.Event = field(default_factory=threading.Event)  # gevent's, once patched
+
+
+class CommandFanOut:
+    """Testinfra's commands over golive's connections, the hosts' side by side where they can be.
+
+    A command that a second host asks for word for word is one every host of the run will ask for
+    (the same checks, and nothing host-specific in it): it then runs at once on every host that has
+    not run it yet, and each of them takes its own answer when its check asks (once: asked again,
+    a command runs again). A command only one host asks for (one naming the host's address, release
+    or process) runs on that host alone. So a check costs about two round trips for the whole
+    fleet instead of one per host, and every answer is still the host's own, seconds old at most.
+    """
+
+    def __init__(self, connections: dict[str, Connected], parallel: Any) -> None:
+        self.connections = connections
+        self.parallel = parallel
+        self.asked: dict[str, set[str]] = {}  # command -> hosts it ran (or runs) on
+        self.ready: dict[tuple[str, str], _Batch] = {}  # answers nobody has taken yet
+
+    def run(self, host: str, command: str) -> Answer:
+        batch = self.ready.pop((host, command), None)
+        if batch is None:
+            asked = self.asked.setdefault(command, set())
+            rest = [h for h in self.connections if h != host and h not in asked] if asked else []
+            asked.update([host, *rest])
+            batch = _Batch()
+            self.ready.update(((name, command), batch) for name in rest)
+            try:
+                batch.answers.update(zip([host, *rest], self.parallel(lambda name: self._exec(name, command),
+                                                                      [host, *rest]), strict=True))
+            finally:
+                batch.done.set()
+        batch.done.wait()  # the facts are fetched in parallel greenlets: a batch may still be running
+        answer = batch.answers.get(host, RuntimeError(f"{host}: no answer to {command!r}"))
+        if isinstance(answer, BaseException):
+            raise answer
+        return answer
+
+    def _exec(self, host: str, command: str) -> Answer:
+        connected = self.connections.get(host)
+        if connected is None or connected.pyinfra_host is None:
+            raise RuntimeError(f"{host}: not connected by golive")
+        return connected.pyinfra_host.connector.exec_stream(command, b"", (), timeout=COMMAND_TIMEOUT)
+
+
+# Set only while `golive check` runs pytest.
+_FAN_OUT: CommandFanOut | None = None
 
 
 class GoliveBackend(base.BaseBackend):
@@ -49,10 +108,9 @@ class GoliveBackend(base.BaseBackend):
 
     def run(self, command: str, *args: str, **kwargs: Any) -> base.CommandResult:
         command = self.get_command(command, *args)
-        connected = _CONNECTIONS.get(self.hostname)
-        if connected is None or connected.pyinfra_host is None:
+        if _FAN_OUT is None:
             raise RuntimeError(f"{self.hostname}: not connected by golive")
-        code, out, err = connected.pyinfra_host.connector.exec_stream(command, b"", (), timeout=COMMAND_TIMEOUT)
+        code, out, err = _FAN_OUT.run(self.hostname, command)
         return self.result(code, self.encode(command), out, err)
 
     def get_encoding(self) -> str:
@@ -140,15 +198,16 @@ def _pytest_args(checks: Path, hosts: Iterable[Host], junit: str | None) -> list
 
 def run_checks(ws: Workspace, customer: str, environment: str, hosts: list[Host], connected: dict[str, Connected],
                release: str | None, junit: str | None,
-               parallel: Any = None) -> tuple[ResultCollector, checkplugin.CheckRun]:
+               parallel: Any) -> tuple[ResultCollector, checkplugin.CheckRun]:
     import pytest
     import testinfra
 
+    global _FAN_OUT
     run = checkplugin.CheckRun(ws, customer, environment, {h.name: h for h in hosts}, release)
     run.parallel = parallel
     run.testinfra_hosts = [testinfra.get_host(spec) for spec in _host_specs(hosts)]
     collector = ResultCollector(ws.redactor)
-    _CONNECTIONS.update({h.name: connected[h.name] for h in hosts})
+    _FAN_OUT = CommandFanOut({h.name: connected[h.name] for h in hosts}, parallel)
     checkplugin.RUN = run
     # Only the plugins the checks need: a developer's unrelated pytest plugins stay out of a gate.
     previous = os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD")
@@ -159,7 +218,7 @@ def run_checks(ws: Workspace, customer: str, environment: str, hosts: list[Host]
             code = pytest.main(_pytest_args(ws.root / CHECKS_DIR, hosts, junit), plugins=[collector])
     finally:
         checkplugin.RUN = None
-        _CONNECTIONS.clear()
+        _FAN_OUT = None
         if previous is None:
             os.environ.pop("PYTEST_DISABLE_PLUGIN_AUTOLOAD", None)
         else:

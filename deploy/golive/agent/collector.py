@@ -11,7 +11,6 @@ Every section is collected on its own: a section that fails reports its error an
 still arrive, so one unreadable file does not hide the rest of the host.
 """
 
-import hashlib
 import json
 import os
 import socket
@@ -22,29 +21,14 @@ import time
 
 # Imported where used (subprocess, urllib, grp, pwd): every module costs each host CPU time, and
 # drift runs this on every host of two environments at once.
+if __name__ != "golive_agent":  # on the controller; on a host golive.agent sends shared.py ahead of this
+    from golive.agent.shared import fast_sha256, http_get, read_json, sha256_file
 
 SCHEMA = 1
-CHUNK = 1 << 20
 LEDGER_TAIL_BYTES = 262144
 # Byte code the running service writes next to its sources: not part of what was shipped.
 IGNORED_DIRS = ("__pycache__",)
 TCP_LISTEN = "0A"
-
-
-def read_json(path, default=None):
-    try:
-        with open(path, "rb") as handle:
-            return json.loads(handle.read().decode("utf-8"))
-    except (OSError, ValueError):
-        return default
-
-
-def sha256_file(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(CHUNK), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 _NAMES = {}
@@ -172,7 +156,8 @@ class Collector(object):
                 if stat.S_ISLNK(info.st_mode):
                     files[relative] = {"link": os.readlink(path)}
                 elif stat.S_ISREG(info.st_mode):
-                    files[relative] = {"sha256": sha256_file(path), "mode": "%04o" % stat.S_IMODE(info.st_mode)}
+                    files[relative] = {"sha256": sha256_file(path, fast_sha256()),
+                                       "mode": "%04o" % stat.S_IMODE(info.st_mode)}
                 else:
                     files[relative] = {"special": True}
         return files
@@ -461,37 +446,6 @@ def dpkg_versions(names):
         if fields.get("Status", "").endswith(" installed"):
             found[name] = fields.get("Version")
     return found
-
-
-def http_get(url, timeout):
-    """(status, body) of a GET: a plain socket for http:// (urllib costs every host its import time)."""
-    if not url.startswith("http://"):
-        import urllib.error
-        import urllib.request
-
-        try:
-            response = urllib.request.urlopen(url, timeout=timeout)
-            return response.status, response.read(65536)
-        except urllib.error.HTTPError as error:
-            return error.code, error.read(65536)
-    rest = url[len("http://"):]
-    authority, _, path = rest.partition("/")
-    host, _, port = authority.rpartition(":") if ":" in authority.strip("[]").split("]")[-1] else (authority, "", "")
-    host = host.strip("[]") or authority
-    connection = socket.create_connection((host, int(port or 80)), timeout=timeout)
-    try:
-        connection.sendall(("GET /%s HTTP/1.0\r\nHost: %s\r\nConnection: close\r\n\r\n" % (path, authority)).encode())
-        chunks = []
-        while True:
-            chunk = connection.recv(65536)
-            if not chunk:
-                break
-            chunks.append(chunk)
-    finally:
-        connection.close()
-    head, _, body = b"".join(chunks).partition(b"\r\n\r\n")
-    status = int(head.split(b" ", 2)[1])
-    return status, body
 
 
 def main(raw_request):

@@ -17,13 +17,10 @@ import time
 
 # Only what every request needs is imported here: each module costs the host a few milliseconds
 # of CPU per request, which a fleet pays 30 times over. Steps import the rest when they run.
-try:
-    from _sha256 import sha256  # CPython's built-in; hashlib would first load OpenSSL (~3 ms)
-except ImportError:
-    from hashlib import sha256
+if __name__ != "golive_agent":  # on the controller; on a host golive.agent sends shared.py ahead of this
+    from golive.agent.shared import CHUNK, fast_sha256, http_get, read_json, sha256, sha256_file
 
 SCHEMA = 1
-CHUNK = 1 << 20
 OUTPUT_LIMIT = 4000
 
 
@@ -53,34 +50,10 @@ def write_atomic(path, data, mode=0o644):
         raise
 
 
-def read_json(path, default=None):
-    try:
-        with open(path, "rb") as handle:
-            return json.loads(handle.read().decode("utf-8"))
-    except (OSError, ValueError):
-        return default
-
-
 def remove_tree(path):
     import shutil
 
     shutil.rmtree(path, ignore_errors=True)
-
-
-def fast_sha256():
-    """For megabytes (artifacts): OpenSSL's sha256 is several times faster than the built-in one,
-    which pays off beyond its ~3 ms import."""
-    import hashlib
-
-    return hashlib.sha256()
-
-
-def sha256_file(path, digest=None):
-    digest = digest or sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(CHUNK), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def symlink_atomic(target, link):
@@ -708,13 +681,13 @@ class Agent:
 
     def health_once(self, health, expected, timeout, release):
         if health.get("url"):
-            import urllib.request
-
             try:
-                response = urllib.request.urlopen(health["url"], timeout=timeout)
-                body = response.read(65536).decode("utf-8", "replace")
-            except Exception as error:  # refused, timeout, HTTP error: all mean "not healthy yet"
+                status, raw = http_get(health["url"], timeout)
+            except Exception as error:  # refused, timeout, not HTTP: all mean "not healthy yet"
                 return False, "%s: %s" % (health["url"], getattr(error, "reason", error))
+            body = raw.decode("utf-8", "replace")
+            if not 200 <= status < 300:
+                return False, "%s: HTTP %d" % (health["url"], status)
         else:
             code, body = self.run_command(health["command"], cwd=os.path.join(self.releases_dir, release),
                                           timeout=timeout, env_extra=self.command_env(release))
