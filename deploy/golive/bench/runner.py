@@ -11,8 +11,10 @@ For each host count N the bench starts 2N test hosts (N staging, N production), 
 Scenarios: first deploy (hosts reset before every run), no-change re-deploy, new release, rollback;
 drift of N staging against N production hosts (golive drift, and the same facts as Testinfra
 assertions); golive check; and `ssh host true` to all hosts in parallel (the round-trip floor).
-Each is repeated (--repeat) and reported as median/min/max, with the controller's peak memory, and
-ratios golive/Ansible and golive/floor from the same run. Timing is wall-clock of whole commands.
+Each is repeated (--repeat; the slow baselines, Ansible and Testinfra, --baseline-repeat) and reported
+as median/min/max with the number of runs and the controller's peak memory, and ratios golive/Ansible
+and golive/floor from the same run. Timing is wall-clock of whole commands. The JSON is rewritten
+after every host count, so an interrupted run keeps what it measured.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ from golive.testhosts import TestHosts
 REPO = Path(__file__).resolve().parents[3]
 WORKSPACE_FILES = ("golive.yml", "config_templates", "checks", "roles", "playbooks", "vault-password.example")
 CUSTOMER = "bench"
+# Minutes per run at 30 hosts: --baseline-repeat may run them fewer times than golive and the floor.
+SLOW_BASELINES = ("golive-ansible", "ansible-playbook", "testinfra")
 
 
 @dataclass
@@ -150,8 +154,11 @@ class Bench:
     def measure(self, scenario: str, engine: str, n: int, ws: Path, argv: list[str], setup=None,
                 findings_ok: bool = False) -> None:
         measurement = Measurement(scenario, engine, n)
+        repeat = self.args.repeat
+        if engine in SLOW_BASELINES and self.args.baseline_repeat:
+            repeat = self.args.baseline_repeat
         try:
-            for _ in range(self.args.repeat):
+            for _ in range(repeat):
                 if setup is not None:
                     setup()
                 seconds, rss = self.run(argv, ws, findings_ok)
@@ -224,16 +231,20 @@ class Bench:
                 self.run([self.python, "-m", "golive", "validate", CUSTOMER], ws)
                 self.deploy_scenarios(n, ws)
                 self.inspection_scenarios(n, ws)
+                self.write_json(started, counts)
         finally:
             self.hosts.down()
-        report = {"machine": machine(), "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
-                  "repeat": self.args.repeat, "hosts": counts, "results": [m.as_dict() for m in self.results],
-                  "ratios": ratios(self.results)}
-        markdown = to_markdown(report)
-        print(markdown)
-        if self.args.json:
-            Path(self.args.json).write_text(json.dumps(report, indent=2) + "\n")
+        print(to_markdown(self.report(started, counts)))
         return 1 if any(m.failed for m in self.results) else 0
+
+    def report(self, started: float, counts: list[int]) -> dict:
+        return {"machine": machine(), "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+                "repeat": self.args.repeat, "baseline_repeat": self.args.baseline_repeat or self.args.repeat,
+                "hosts": counts, "results": [m.as_dict() for m in self.results], "ratios": ratios(self.results)}
+
+    def write_json(self, started: float, counts: list[int]) -> None:
+        if self.args.json:
+            Path(self.args.json).write_text(json.dumps(self.report(started, counts), indent=2) + "\n")
 
 
 def machine() -> dict:
@@ -269,14 +280,14 @@ def ratios(results: list[Measurement]) -> list[dict]:
 def to_markdown(report: dict) -> str:
     m = report["machine"]
     lines = [f"golive bench, {report['started']}: {m['cpus']} cores ({m['cpu']}), {m['memory_gb']} GB, "
-             f"Python {m['python']}; medians of {report['repeat']} run(s), seconds (min-max); peak controller MB", "",
-             "| scenario | engine | hosts | median s | min-max s | peak MB |", "|---|---|---|---|---|---|"]
+             f"Python {m['python']}; medians, seconds (min-max) of the runs counted; peak controller MB", "",
+             "| scenario | engine | hosts | median s | min-max s | runs | peak MB |", "|---|---|---|---|---|---|---|"]
     for r in report["results"]:
         if r["failed"]:
-            lines.append(f"| {r['scenario']} | {r['engine']} | {r['hosts']} | FAILED | {r['failed'][:60]} | |")
+            lines.append(f"| {r['scenario']} | {r['engine']} | {r['hosts']} | FAILED | {r['failed'][:60]} | | |")
             continue
         lines.append(f"| {r['scenario']} | {r['engine']} | {r['hosts']} | {r['median']:.2f} | "
-                     f"{r['min']:.2f}-{r['max']:.2f} | {r['peak_rss_mb_max']:.0f} |")
+                     f"{r['min']:.2f}-{r['max']:.2f} | {len(r['seconds'])} | {r['peak_rss_mb_max']:.0f} |")
     lines += ["", "| scenario | hosts | golive s | Ansible / golive | golive / floor | other |",
               "|---|---|---|---|---|---|"]
     for r in report["ratios"]:
@@ -290,7 +301,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="scripts/bench", description=__doc__.split("\n")[0])
     parser.add_argument("--hosts", default="1,10,30", help="host counts (default 1,10,30)")
     parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--json", help="write the results as JSON here")
+    parser.add_argument("--baseline-repeat", type=int,
+                        help="runs of the Ansible and Testinfra baselines (default: --repeat)")
+    parser.add_argument("--json", help="write the results as JSON here (after every host count)")
     parser.add_argument("--engines", help="comma list (default: every available engine)")
     parser.add_argument("--net", default="127.0.90", help="test host network (default 127.0.90)")
     parser.add_argument("--dir", default=os.path.join(tempfile.gettempdir(), "golive-bench"))
