@@ -107,14 +107,16 @@ cat > "$A.part"
 echo "{artifact['sha256']}  $A.part" | sha256sum -c --quiet
 mv "$A.part" "$A"
 {ARCHIVE_CHECK}
+if [ ! -d releases/{release} ]; then  # a release unpacked by an earlier run is complete: reuse it
 rm -rf releases/{release}.partial && mkdir releases/{release}.partial
 tar -xzf "$A" -C releases/{release}.partial --no-same-owner
 mkdir releases/{release}.partial/config && tar -xf .golive/config.tar -C releases/{release}.partial/config
 for d in data logs run; do
   rm -rf releases/{release}.partial/$d; ln -s ../../shared/$d releases/{release}.partial/$d
 done
+mv -T releases/{release}.partial releases/{release}
+fi
 echo {meta} > .golive/releases/{release}.json
-mv releases/{release}.partial releases/{release}
 {links}
 ln -sfn releases/{release} current.tmp && mv -T current.tmp current
 {CTL} restart >/dev/null
