@@ -253,3 +253,20 @@ def live_version(hosts: TestHosts, suffix: int, root: str = "/opt/northwind") ->
 def build_release(store: Path, version: str, *extra: str) -> None:
     subprocess.run([str(REPO / "scripts" / "build-release"), version, "--store", str(store), *extra],
                    check=True, capture_output=True)
+
+
+def set_hook(workspace: Path, hook: str, command: str) -> None:
+    """Set one of golive.yml's hooks (before_cutover, after_cutover, on_rollback); "" sets none."""
+    app = workspace / "golive.yml"
+    text, found = re.subn(rf'^(\s*{hook}): ".*"$', lambda m: f"{m.group(1)}: {json.dumps(command)}",
+                          app.read_text(), flags=re.MULTILINE)
+    assert found == 1, f"{app}: no single `{hook}:` line"
+    app.write_text(text)
+
+
+def health_retries(workspace: Path, retries: int) -> None:
+    """golive.yml's health check tries `retries` times (25 in the example): a bad release fails sooner."""
+    app = workspace / "golive.yml"
+    text = app.read_text()
+    assert text.count("retries: 25") == 1, f"{app}: no single `retries: 25` line"
+    app.write_text(text.replace("retries: 25", f"retries: {retries}"))

@@ -15,7 +15,16 @@ import time
 
 import pytest
 
-from tests.conftest import RELEASE_FILES, RELEASE_KB, REPO, build_release, host_path, live_release_problems, run_golive
+from tests.conftest import (
+    RELEASE_FILES,
+    RELEASE_KB,
+    REPO,
+    build_release,
+    host_path,
+    live_release_problems,
+    run_golive,
+    set_hook,
+)
 
 PROD = {"mfg-prod-1": 12, "mfg-prod-2": 13}
 REPEATS = 8
@@ -76,26 +85,12 @@ def race(ws, test_hosts, first: tuple[str, ...], second: tuple[str, ...], delay:
 HOLD = "sleep 2"
 
 
-def holding(ws, hold: bool) -> None:
-    """A before_cutover hook that makes a deploy hold its locks a while, or none."""
-    app = ws / "golive.yml"
-    text = app.read_text()
-    app.write_text(text.replace('before_cutover: ""', f'before_cutover: "{HOLD}"') if hold
-                   else text.replace(f'before_cutover: "{HOLD}"', 'before_cutover: ""'))
-
-
-def holding_on_rollback(ws) -> None:
-    """Releases deployed from now on hold a rollback that leaves them for a while."""
-    app = ws / "golive.yml"
-    app.write_text(app.read_text().replace('on_rollback: ""', f'on_rollback: "{HOLD}"'))
-
-
 @pytest.fixture
 def production(workspace):
     """Production on 1.1 (1.0 kept; leaving 1.1 holds a rollback for a while)."""
     store = workspace / "build" / "releases"
     build_release(store, "1.2", "--files", RELEASE_FILES, "--size-kb", RELEASE_KB)
-    holding_on_rollback(workspace)
+    set_hook(workspace, "on_rollback", HOLD)  # releases deployed from now on hold a rollback leaving them
     run_golive(workspace, "deploy", "manufacturer", "production", "--release", "1.0", *OVERRIDE, check=0)
     run_golive(workspace, "deploy", "manufacturer", "production", "--release", "1.1", *OVERRIDE, check=0)
     return workspace
@@ -103,9 +98,9 @@ def production(workspace):
 
 def held_race(ws, test_hosts, first: tuple[str, ...], second: tuple[str, ...], delay: float = 0) -> str:
     """A race whose winner holds its locks (HOLD), then production back on 1.1; the winner."""
-    holding(ws, True)
+    set_hook(ws, "before_cutover", HOLD)
     winner, _ = race(ws, test_hosts, first, second, delay)
-    holding(ws, False)
+    set_hook(ws, "before_cutover", "")
     run_golive(ws, "deploy", "manufacturer", "production", "--release", "1.1", *OVERRIDE, check=0)
     return winner
 
@@ -143,7 +138,7 @@ def ansible_production(workspace, test_hosts):
     deploy takes to lock the leader, measured as 1.1 goes live with Ansible."""
     store = workspace / "build" / "releases"
     build_release(store, "1.2", "--files", RELEASE_FILES, "--size-kb", RELEASE_KB)
-    holding_on_rollback(workspace)
+    set_hook(workspace, "on_rollback", HOLD)
     run_golive(workspace, "deploy", "manufacturer", "production", "--release", "1.0", *OVERRIDE, check=0)
     lock = host_path(test_hosts, PROD["mfg-prod-1"], "/opt/northwind/.golive/lock")
     started = time.monotonic()

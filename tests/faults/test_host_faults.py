@@ -26,6 +26,7 @@ from tests.conftest import (
     live_release_problems,
     live_version,
     run_golive,
+    set_hook,
     snapshot_difference,
     snapshot_hosts,
 )
@@ -90,10 +91,8 @@ def unmount_after(test_hosts):
 def deploy_losing_the_faulty_host(production, test_hosts, *options: str) -> dict[str, dict]:
     """Deploy 1.1 over 1.0 and stop the faulty host's sshd (every sshd process of the host, its open
     session included) while its before_cutover hook runs; the deploy's report per host (exit 3)."""
-    app = production / "golive.yml"
     # a before_cutover hook that says when it runs and takes a moment: sshd dies right then
-    app.write_text(app.read_text().replace(
-        'before_cutover: ""', 'before_cutover: "touch $GOLIVE_APP_ROOT/shared/cutover-next && sleep 2"'))
+    set_hook(production, "before_cutover", "touch $GOLIVE_APP_ROOT/shared/cutover-next && sleep 2")
     deploy(production, "1.0", check=0)
     marker = host_view(test_hosts, FAULTY[1], "/opt/northwind/shared/cutover-next")
     marker.unlink()

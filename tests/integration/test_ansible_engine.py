@@ -23,8 +23,10 @@ from tests.conftest import (
     TEST_NET,
     VAULT_SECRETS,
     health_of,
+    health_retries,
     host_path,
     run_golive,
+    set_hook,
     snapshot_difference,
     snapshot_hosts,
 )
@@ -164,8 +166,7 @@ def test_rollback_across_engines_and_the_app_serves_each_release(workspace, test
 
 
 def test_failed_health_check_rolls_back_and_marks_the_release_bad(workspace, test_hosts):
-    app = workspace / "golive.yml"
-    app.write_text(app.read_text().replace("retries: 25", "retries: 3"))  # 9.9 fails sooner
+    health_retries(workspace, 3)  # 9.9 fails sooner
     golive(workspace, "deploy", "manufacturer", "staging", "--release", "1.0", engine="pyinfra")  # set-up
     result = golive(workspace, "deploy", "manufacturer", "staging", "--release", "9.9", check=3)
     report = hosts_of(result)["mfg-stg-1"]
@@ -332,11 +333,9 @@ def test_serial_batches_keep_the_environment_lock_and_max_fail_counts_the_whole_
     failed hosts of the whole run, not of one batch as Ansible's max_fail_percentage would."""
     ws = workspace
     override = ("--override-promotion", "serial test")
-    app = ws / "golive.yml"
-    app.write_text(app.read_text().replace("retries: 25", "retries: 3"))  # 9.9 fails sooner
+    health_retries(ws, 3)  # 9.9 fails sooner
     golive(ws, "deploy", "manufacturer", "production", "--release", "1.0", *override, engine="pyinfra")
-    app.write_text(app.read_text().replace('before_cutover: ""',
-                                           'before_cutover: "touch $GOLIVE_APP_ROOT/shared/hook-ran && sleep 1"'))
+    set_hook(ws, "before_cutover", "touch $GOLIVE_APP_ROOT/shared/hook-ran && sleep 1")
     # 9.9 fails its health check everywhere. 1 of 2 hosts failed = 50%: under 60% the second batch
     # still runs (Ansible alone would stop after a batch whose every host failed); over 40% it does not.
     marker = host_path(test_hosts, MFG_PROD2, "/opt/northwind/shared/hook-ran")

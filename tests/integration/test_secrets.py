@@ -7,7 +7,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from tests.conftest import VAULT_SECRETS, host_path, run_golive
+from tests.conftest import VAULT_SECRETS, health_retries, host_path, run_golive, set_hook
 
 PLAIN_SECRET = "Plain-Stg-Secret-77"  # not vaulted, but db_password is `secret: true` in the schema
 
@@ -182,9 +182,7 @@ def test_the_ansible_engine_keeps_secrets_out_of_every_output_and_ledger(workspa
     and ansible-playbook run by hand on the workspace with --check --diff: no secret anywhere."""
     plant(workspace)
     ws = workspace
-    app = ws / "golive.yml"
-    app.write_text(app.read_text().replace("retries: 25", "retries: 3"))  # 9.9 fails sooner
-    original = app.read_text()
+    health_retries(ws, 3)  # 9.9 fails sooner
 
     def run(*args: str):
         result = run_golive(ws, *args, "--engine", "ansible")
@@ -208,10 +206,10 @@ def test_the_ansible_engine_keeps_secrets_out_of_every_output_and_ledger(workspa
 
     # failure paths: a hook that prints the secret file and fails (its output goes into the ledger
     # entry), a health check that fails, a rollback refused, a host locked by another run
-    app.write_text(original.replace('before_cutover: ""', 'before_cutover: "cat config/secrets.env; exit 1"'))
+    set_hook(ws, "before_cutover", "cat config/secrets.env; exit 1")
     assert run("deploy", "manufacturer", "staging", "--release", "1.1", "-v").returncode == 3
     assert run("deploy", "manufacturer", "staging", "--release", "1.1", "--json").returncode == 3
-    app.write_text(original)
+    set_hook(ws, "before_cutover", "")
     assert run("deploy", "manufacturer", "staging", "--release", "9.9", "-v", "--json").returncode == 3
     assert run("deploy", "manufacturer", "staging", "--release", "1.1", "-v").returncode == 0
     assert run("rollback", "manufacturer", "staging", "-v").returncode == 0
