@@ -8,6 +8,7 @@ This is the one place that decides exit codes:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -179,3 +180,14 @@ def main(argv: list[str] | None = None) -> int:
     if outcome.failed:
         return EXIT_HOST_FAILURE
     return EXIT_FINDING if outcome.finding else EXIT_OK
+
+
+def run() -> None:
+    """The `golive` command: main(), then leave without the interpreter's tear-down. By the time main
+    returns every file golive wrote is closed and every host session has ended; what would remain is
+    Python freeing pyinfra's, paramiko's and gevent's objects one by one, ~90 ms on every run."""
+    code = main()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a closed pipe: the reader has gone
+            stream.flush()
+    os._exit(code)

@@ -9,7 +9,7 @@ from functools import cached_property
 from pathlib import Path
 
 from golive.adapters.appdef import load_app_definition
-from golive.adapters.inventory_cache import InventoryCache
+from golive.adapters.inventory_cache import CACHE_DIR, InventoryCache
 from golive.adapters.render import Renderer
 from golive.adapters.vault import VaultPassword, customer_names, inventory_versions, vault_password_file
 from golive.core.errors import BadInput, Problem
@@ -40,6 +40,11 @@ class Workspace:
         from golive.adapters.inventory import AnsibleInventory
 
         return AnsibleInventory(self.root, self.vault_password)
+
+    @property
+    def cache_dir(self) -> Path:
+        """What golive may remember between runs (safe to delete): .golive-cache/ in the workspace."""
+        return self.root / CACHE_DIR
 
     @cached_property
     def inventory_cache(self) -> InventoryCache:

@@ -175,6 +175,8 @@ class Renderer:
         self._string_environment = AnsibleCompatibleStringEnvironment(**ENVIRONMENT_OPTIONS)
         self._contexts: dict[tuple[str, str, str], dict[str, Any]] = {}
         self._strings: dict[str, tuple[jinja2.Template, frozenset[str]]] = {}
+        self._paths: dict[tuple[str, str], str] = {}
+        self._templates: dict[tuple[str, str], tuple[str, jinja2.Template]] = {}
 
     def environment(self, customer: str) -> jinja2.Environment:
         if customer not in self._environments:
@@ -240,27 +242,39 @@ class Renderer:
         except jinja2.TemplateError as error:
             raise BadInput(Problem(f"{self.app.source}", f"{what or text!r}: {_jinja_message(error)}")) from None
 
+    def _template(self, customer: str, src: str) -> tuple[str, jinja2.Template]:
+        """A template file's source and compiled template, read once per customer, not once per host."""
+        key = (customer, src)
+        if key not in self._templates:
+            env = self.environment(customer)
+            source, _, _ = env.loader.get_source(env, src)
+            self._templates[key] = (source, env.get_template(src))
+        return self._templates[key]
+
     def template_path(self, customer: str, src: str) -> str:
-        for directory in template_dirs(self.workspace, self.app, customer):
-            if (directory / src).is_file():
-                return str((directory / src).relative_to(self.workspace))
-        return f"{TEMPLATES}/{self.app.name}/{src}"
+        key = (customer, src)
+        if key not in self._paths:  # asked for every host; the answer is the customer's
+            self._paths[key] = f"{TEMPLATES}/{self.app.name}/{src}"
+            for directory in template_dirs(self.workspace, self.app, customer):
+                if (directory / src).is_file():
+                    self._paths[key] = str((directory / src).relative_to(self.workspace))
+                    break
+        return self._paths[key]
 
     def render(self, host: Host, version: str) -> RenderedConfig:
         """Every config file of the host; all template problems reported at once."""
-        env = self.environment(host.customer)
         context = self.context(host, version)
         files: list[RenderedFile] = []
         problems: list[Problem] = []
         for spec in self.app.templates:
             shown = self.template_path(host.customer, spec.src)
             try:
-                source, _, _ = env.loader.get_source(env, spec.src)
+                source, template = self._template(host.customer, spec.src)
                 if source.startswith(ANSIBLE_OVERRIDE_HEADER):
                     problems.append(Problem(f"{shown}:1", f"{ANSIBLE_OVERRIDE_HEADER} template options are Ansible's "
                                                           "alone and would render differently here; remove the line"))
                     continue
-                text = _as_text(source, env.get_template(spec.src).render(context))
+                text = _as_text(source, template.render(context))
             except jinja2.TemplateNotFound:
                 folder = shown.rsplit("/", 1)[0]
                 problems.append(Problem(self.app.source, f"template {spec.src!r} not found in {folder}/"))

@@ -11,7 +11,6 @@ Every section is collected on its own: a section that fails reports its error an
 still arrive, so one unreadable file does not hide the rest of the host.
 """
 
-import json
 import os
 import socket
 import stat
@@ -22,7 +21,7 @@ import time
 # Imported where used (subprocess, urllib, grp, pwd): every module costs each host CPU time, and
 # drift runs this on every host of two environments at once.
 if __name__ != "golive_agent":  # on the controller; on a host golive.agent sends shared.py ahead of this
-    from golive.agent.shared import fast_sha256, http_get, read_json, sha256_file
+    from golive.agent.shared import fast_sha256, from_json, http_get, read_json, sha256_file, to_json
 
 SCHEMA = 1
 LEDGER_TAIL_BYTES = 262144
@@ -215,7 +214,7 @@ class Collector(object):
         checks = []
         for line in lines:
             try:
-                entry = json.loads(line)
+                entry = from_json(line)
             except ValueError:
                 continue
             if entry.get("action") in ("deploy", "rollback") and entry.get("result") in ("ok", "unchanged"):
@@ -333,7 +332,7 @@ class Collector(object):
         except Exception as error:  # refused or timed out: the service does not answer
             return {"url": url, "error": str(getattr(error, "reason", error))}
         try:
-            report = json.loads(body.decode("utf-8", "replace"))
+            report = from_json(body.decode("utf-8", "replace"))
         except ValueError:
             return {"url": url, "status": status, "error": "not JSON"}
         keep = ("status", "version", "config_hash", "release", "company")
@@ -450,13 +449,13 @@ def dpkg_versions(names):
 
 def main(raw_request):
     started = time.time()
-    request = json.loads(raw_request.decode("utf-8"))
+    request = from_json(raw_request.decode("utf-8"))
     data = Collector(request).collect()
     step = {"name": "fingerprint", "op": "fingerprint", "ok": True, "data": data,
             "seconds": round(time.time() - started, 4)}
     answer = {"schema": SCHEMA, "ok": True, "failed_step": None, "error": None, "holder": None, "result": "ok",
               "current": (data.get("release") or {}).get("id"), "vars": {}, "steps": [step]}
-    payload = json.dumps(answer, sort_keys=True).encode("utf-8")
+    payload = to_json(answer).encode("utf-8")
     try:
         sys.stdout.buffer.write(payload)
         sys.stdout.buffer.flush()

@@ -17,6 +17,7 @@ JOB.json (written by golive.bench from the workspace, so rendering is not part o
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import json
 import shlex
@@ -134,12 +135,18 @@ rm -rf .golive/lock
 
 
 def nochange(job: dict, host: dict) -> str:
+    """What golive verifies before it calls a host unchanged: the live release, its state, every
+    config file's hash against the rendered one, every published config link, the service."""
     client = connect(host)
     try:
         root, release = job["root"], host["release"]
-        sums = " ".join(f"current/config/{f['dest']}" for f in host["files"])
+        sums = "".join(f"{hashlib.sha256(base64.b64decode(f['data'])).hexdigest()}  current/config/{f['dest']}\\n"
+                       for f in host["files"])
+        links = " && ".join(f"[ \"$(readlink {job['config_dir']}/{f['dest']})\" = {root}/current/config/{f['dest']} ]"
+                            for f in host["files"])
         run(client, f"cd {root} && mkdir .golive/lock && [ \"$(readlink current)\" = releases/{release} ] && "
-                    f"grep -q '\"state\": \"good\"' .golive/releases/{release}.json && sha256sum {sums} >/dev/null && "
+                    f"grep -q '\"state\": \"good\"' .golive/releases/{release}.json && "
+                    f"printf '{sums}' | sha256sum -c --quiet && {links} && "
                     f"{CTL} status >/dev/null && echo {ledger_line(job, host, 'deploy', 'unchanged')} "
                     f">> .golive/ledger.jsonl && rm -rf .golive/lock")
         return "unchanged"

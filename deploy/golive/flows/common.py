@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import getpass
+import hashlib
 import os
 import secrets
 import tarfile
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from golive import faultpoints
@@ -67,19 +69,37 @@ def step_seconds(*answers: AgentAnswer | None) -> dict[str, float]:
     return seconds
 
 
-def check_artifact_archive(app: AppDefinition, artifact: Artifact) -> None:
-    """Refuse a hostile archive on the controller, before any host is touched (the host checks again)."""
+def check_artifact_archive(app: AppDefinition, artifact: Artifact, cache_dir: Path | None = None) -> None:
+    """Refuse a hostile archive on the controller, before any host is touched (the host checks again).
+
+    A pass is remembered in cache_dir under the archive's sha256 (which Workspace.artifact has just
+    verified against the file), the limits and the checker's own code: a re-deploy or rollforward
+    of the same artifact need not decompress it again (~30 ms for 5 MB)."""
+    from golive.agent import hostagent
     from golive.agent.hostagent import StepError, check_archive
 
+    limits = (app.store.max_members, app.store.max_unpacked_bytes)
+    passed = None
+    if cache_dir is not None:
+        checker = hashlib.sha256(Path(hostagent.__file__).read_bytes()).hexdigest()[:16]
+        passed = cache_dir / "archives-checked" / f"{artifact.sha256}-{limits[0]}-{limits[1]}-{checker}"
+        if passed.is_file():
+            return
     try:
         with tarfile.open(artifact.path, "r:*") as archive:
-            check_archive(archive.getmembers(), app.store.max_members, app.store.max_unpacked_bytes)
+            check_archive(archive.getmembers(), *limits)
     except StepError as error:
         raise BadInput(Problem(artifact.name, f"refused, nothing was sent to any host: {error}")) from None
     except (tarfile.TarError, OSError, EOFError) as error:
         reason = str(error).splitlines()[0].rstrip(":")  # tarfile lists every method it tried, one a line
         raise BadInput(Problem(artifact.name, f"not a readable tar archive ({reason}); nothing was sent to any "
                                               f"host")) from None
+    if passed is not None:
+        try:
+            passed.parent.mkdir(parents=True, exist_ok=True)
+            passed.touch()
+        except OSError:
+            pass  # a read-only workspace checks every time
 
 
 def rendered_meta(ws: Workspace, host: Host, version: str, desired: Desired) -> dict[str, Any]:

@@ -30,6 +30,7 @@ from golive.progress import Progress
 from golive.workspace import Workspace
 
 BEGIN_TIMEOUT, INSTALL_TIMEOUT, ACTIVATE_TIMEOUT = 120, 900, 1800
+LEADER_HEAD_START = 1.0  # seconds the leader has the wire to itself (see Fleet.first_alone)
 
 
 @dataclass
@@ -111,7 +112,7 @@ def prepare(ws: Workspace, customer: str, environment: str, version: str,
     """Everything that can be refused without touching a host."""
     hosts = ws.hosts(customer, environment, only)
     artifact = ws.artifact(version)
-    check_artifact_archive(ws.app, artifact)
+    check_artifact_archive(ws.app, artifact, ws.cache_dir)
     targets = []
     problems: list[Problem] = []
     for host in hosts:
@@ -127,18 +128,23 @@ def prepare(ws: Workspace, customer: str, environment: str, version: str,
 
 
 def begin(session: HostSession, run: steps.RunContext, ws: Workspace, targets: list[Target]) -> Target | None:
-    """Lock every host, leader first: whoever holds the leader's lock owns the environment. Each
-    host's round trip starts as soon as it is connected (connections open in the background).
+    """Lock every host, leader first: whoever holds the leader's lock owns the environment. The
+    leader connects and answers alone (for up to LEADER_HEAD_START seconds), the others connect
+    meanwhile, and each one's round trip starts as soon as it is connected.
 
     Returns the host another run holds, when there is one; then this run has released every lock
     it took and changed nothing (a host held by another run, even a stale lock of a crashed one,
     means the environment is not this run's to change until `golive unlock`)."""
-    session.fleet.start_connecting([t.host for t in targets])
-    leader = next((t for t in targets if _reachable(session, t)), None)
+    def lead() -> Target | None:
+        leader = next((t for t in targets if _reachable(session, t)), None)
+        if leader is not None:
+            leader.leads = True
+            _begin_one(session, run, ws, leader)
+        return leader
+
+    leader = session.fleet.first_alone(lead, LEADER_HEAD_START)
     if leader is None:
         return None
-    leader.leads = True
-    _begin_one(session, run, ws, leader)
     if leader.report is not None and leader.report.status == "locked":
         return leader
     rest = targets[targets.index(leader) + 1:]
