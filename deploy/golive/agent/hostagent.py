@@ -85,6 +85,16 @@ def symlink_atomic(target, link):
 
 def wait_for(pid, timeout):
     """The exit code of a child, or None after killing it at the timeout."""
+    status = wait_status(pid, timeout)
+    if status is None:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        return None
+    return os.WEXITSTATUS(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
+
+
+def wait_status(pid, timeout):
+    """The child's wait status once it exits, or None while it still runs after timeout seconds."""
     pidfd = None
     if hasattr(os, "pidfd_open"):  # Linux >= 5.3, Python >= 3.9: woken the moment the child exits
         try:
@@ -98,21 +108,14 @@ def wait_for(pid, timeout):
             exited = select.select([pidfd], [], [], timeout)[0]
         finally:
             os.close(pidfd)
-        if not exited:
-            os.kill(pid, signal.SIGKILL)
-        status = os.waitpid(pid, 0)[1]
-        if not exited:
-            return None
-        return os.WEXITSTATUS(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
+        return os.waitpid(pid, 0)[1] if exited else None
     deadline = time.time() + timeout
     pause = 0.0005
     while True:
         done, status = os.waitpid(pid, os.WNOHANG)
         if done:
-            return os.WEXITSTATUS(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
+            return status
         if time.time() > deadline:
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
             return None
         time.sleep(pause)
         pause = min(pause * 2, 0.02)

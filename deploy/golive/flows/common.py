@@ -76,7 +76,6 @@ def check_artifact_archive(app: AppDefinition, artifact: Artifact, cache_dir: Pa
     verified against the file), the limits and the checker's own code: a re-deploy or rollforward
     of the same artifact need not decompress it again (~30 ms for 5 MB)."""
     from golive.agent import hostagent
-    from golive.agent.hostagent import StepError, check_archive
 
     limits = (app.store.max_members, app.store.max_unpacked_bytes)
     passed = None
@@ -87,8 +86,8 @@ def check_artifact_archive(app: AppDefinition, artifact: Artifact, cache_dir: Pa
             return
     try:
         with tarfile.open(artifact.path, "r:*") as archive:
-            check_archive(archive.getmembers(), *limits)
-    except StepError as error:
+            hostagent.check_archive(archive.getmembers(), *limits)
+    except hostagent.StepError as error:
         raise BadInput(Problem(artifact.name, f"refused, nothing was sent to any host: {error}")) from None
     except (tarfile.TarError, OSError, EOFError) as error:
         reason = str(error).splitlines()[0].rstrip(":")  # tarfile lists every method it tried, one a line
