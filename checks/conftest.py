@@ -1,7 +1,7 @@
 """Loads golive's check plugin: the `golive` and `health` fixtures, the --golive-* options, the ssh
 config with verified host keys and one connection per host, and the per-customer folders."""
 
-from golive.checkplugin import (  # noqa: F401 - pytest finds hooks and fixtures by name here
+from golive.flows.checkplugin import (  # noqa: F401 - pytest finds hooks and fixtures by name here
     fetch,
     golive,
     health,

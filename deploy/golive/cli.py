@@ -1,6 +1,5 @@
-"""The golive command line: a thin layer over golive.api and golive.flows.
-
-This is the one place that decides exit codes:
+"""The golive command line: reads the arguments, calls one flow (or engine) with plain keywords, and
+decides the exit code. It is the only module that knows argparse or exit codes:
 0 success, 1 a finding (check failed, drift, no-go), 2 bad input (no host touched),
 3 failure on hosts (the report says what was rolled back and where each host is).
 """
@@ -12,11 +11,14 @@ import contextlib
 import json
 import os
 import sys
-from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from golive.core.errors import BadInput, GoliveError
 from golive.core.outcome import Outcome
 from golive.core.redact import Redactor
+
+if TYPE_CHECKING:
+    from golive.workspace import Workspace
 
 EXIT_OK, EXIT_FINDING, EXIT_BAD_INPUT, EXIT_HOST_FAILURE = 0, 1, 2, 3
 REMOTE_VERBS = {"plan", "deploy", "rollback", "status", "history", "check", "drift", "preflight", "unlock"}
@@ -120,19 +122,71 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _handler(verb: str) -> Callable[..., Outcome]:
-    """Each verb's implementation, imported only when that verb runs (start-up time matters)."""
+def _engine(args: argparse.Namespace) -> Any:
+    """The module that deploys and rolls back: golive.flows.deploy (pyinfra) or golive.engines.ansible."""
+    if args.engine == "ansible":
+        from golive.engines import ansible
+
+        return ansible
+    if getattr(args, "check", False) or getattr(args, "diff", False):
+        raise BadInput("--check/--diff belong to the ansible engine; use `golive plan` with the pyinfra engine")
+    from golive.flows import deploy
+
+    return deploy
+
+
+def dispatch(ws: Workspace, args: argparse.Namespace) -> Outcome:
+    """Run the verb. Each verb's flow is imported only when that verb runs (start-up time matters)."""
+    from golive.adapters.progress import Progress
+
+    verb = args.verb
+    progress = Progress(ws.redactor, quiet=args.json)
     if verb in ("inventory", "validate", "render"):
-        from golive import api
+        from golive.flows import offline
 
-        return {
-            "inventory": lambda ws, a: api.inventory(ws, a.customer),
-            "validate": lambda ws, a: api.validate(ws, a.customer),
-            "render": lambda ws, a: api.render(ws, a.customer, a.environment, a.host, a.out, a.release),
-        }[verb]
-    from golive import commands
+        if verb == "inventory":
+            return offline.inventory(ws, args.customer)
+        if verb == "validate":
+            return offline.validate(ws, args.customer)
+        return offline.render(ws, args.customer, args.environment, host=args.host, out=args.out, version=args.release)
+    if verb == "plan":
+        from golive.flows.deploy import plan
 
-    return getattr(commands, verb)
+        return plan(ws, args.customer, args.environment, args.release, only=args.hosts, progress=progress)
+    if verb in ("deploy", "rollback"):
+        engine = _engine(args)
+        rollout = {"serial": args.serial, "max_fail": args.max_fail, "only": args.hosts, "operator": args.operator,
+                   "progress": progress}
+        if args.engine == "ansible":
+            rollout.update(check=getattr(args, "check", False), diff=getattr(args, "diff", False))
+        if verb == "deploy":
+            return engine.deploy(ws, args.customer, args.environment, args.release,
+                                 override_promotion=args.override_promotion, **rollout)
+        return engine.rollback(ws, args.customer, args.environment, args.to_version, force=args.force, **rollout)
+    if verb in ("status", "history", "unlock"):
+        from golive.flows import inspect
+
+        if verb == "status":
+            return inspect.status(ws, args.customer, args.environment, progress=progress)
+        if verb == "history":
+            return inspect.history(ws, args.customer, args.environment, only=args.hosts, limit=args.limit,
+                                   progress=progress)
+        return inspect.unlock(ws, args.customer, args.environment, reason=args.reason, force=args.force,
+                              only=args.hosts, progress=progress)
+    if verb == "check":
+        from golive.flows.check import check
+
+        return check(ws, args.customer, args.environment, junit=args.junit, only=args.hosts, progress=progress)
+    if verb == "drift":
+        from golive.flows.drift import drift
+
+        return drift(ws, args.customer, args.source, args.target, progress=progress)
+    if verb == "preflight":
+        from golive.flows.preflight import preflight
+
+        return preflight(ws, args.customer, release=args.release, report_dir=args.report, junit=args.junit,
+                         progress=progress)
+    raise BadInput(f"unknown verb {verb!r}")  # argparse refuses it first
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -148,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
 
         ws = Workspace(args.workspace, args.vault_password_file)
         redactor = ws.redactor
-        outcome = _handler(args.verb)(ws, args)
+        outcome = dispatch(ws, args)
     except BadInput as error:
         for problem in error.problems:
             print(redactor.text(f"golive: error: {problem}"), file=sys.stderr)

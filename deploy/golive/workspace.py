@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+import tarfile
+from collections.abc import Iterable
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 from golive.adapters.appdef import load_app_definition
 from golive.adapters.inventory_cache import CACHE_DIR, InventoryCache
@@ -30,6 +33,8 @@ class Workspace:
         self.renderer = Renderer(self.root, self.app)
         self.redactor = Redactor()
         self._customers: dict[str, Customer] = {}
+        self._variants: dict[str, Renderer] = {}
+        self._artifact_files: dict[str, tuple[str | None, dict[str, dict[str, Any]] | None]] = {}
 
     @cached_property
     def vault_password(self) -> bytes | None:
@@ -63,6 +68,10 @@ class Workspace:
             self._customers[name] = customer
         return self._customers[name]
 
+    def as_environment(self, customer: str, hosts: Iterable[Host], environment: str) -> dict[str, Host | Problem]:
+        """Each host's variables as `environment` would set them (drift's counterpart of a host)."""
+        return self.inventory.as_environment(self.app, self.customer(customer), hosts, environment)
+
     def environment(self, customer: str, environment: str) -> Environment:
         found = self.customer(customer).environment(environment)
         if found is None:
@@ -94,6 +103,71 @@ class Workspace:
 
     def render_string(self, text: str, host: Host, version: str = "", what: str = "") -> str:
         return self.renderer.render_string(text, host, version, what)
+
+    def template_context(self, host: Host, version: str, *, variant: str = "") -> dict[str, Any]:
+        """The variables the host's templates see (templated values resolved)."""
+        return self._renderer(variant).context(host, version)
+
+    def render_variant(self, host: Host, version: str, variant: str) -> RenderedConfig:
+        """The config of a stand-in for a host (drift's host as another environment would set it), with
+        a renderer of its own: renderers cache by host name, and a stand-in has its host's name. The
+        schema check is its real host's."""
+        return self._renderer(variant).render(host, version)
+
+    def _renderer(self, variant: str) -> Renderer:
+        if not variant:
+            return self.renderer
+        if variant not in self._variants:
+            self._variants[variant] = Renderer(self.root, self.app)
+        return self._variants[variant]
+
+    def template_uses(self, customer: str) -> dict[str, frozenset[str]]:
+        """Which variables each config template reads (Jinja2's own analysis); a template that does not
+        parse reads nothing here (rendering reports it)."""
+        import jinja2
+        import jinja2.meta
+
+        env = self.renderer.environment(customer)
+        uses = {}
+        for spec in self.app.templates:
+            try:
+                source, _, _ = env.loader.get_source(env, spec.src)
+                uses[spec.dest] = frozenset(jinja2.meta.find_undeclared_variables(env.parse(source)))
+            except (jinja2.TemplateError, OSError, UnicodeDecodeError):
+                uses[spec.dest] = frozenset()
+        return uses
+
+    def artifact_files(self, version: str) -> tuple[str | None, dict[str, dict[str, Any]] | None]:
+        """(sha256, file list) of the release artifact of `version` in the store, read once per version:
+        path -> {sha256, executable} or {link}. (None, None) when the store does not have it."""
+        if version not in self._artifact_files:
+            try:
+                artifact = self.artifact(version)
+            except BadInput:
+                self._artifact_files[version] = (None, None)
+            else:
+                self._artifact_files[version] = (artifact.sha256, self._read_artifact_files(artifact.path))
+        return self._artifact_files[version]
+
+    def _read_artifact_files(self, path: str) -> dict[str, dict[str, Any]] | None:
+        skipped = {"config", *self.app.shared}
+        files: dict[str, dict[str, Any]] = {}
+        try:
+            with tarfile.open(path, "r:*") as archive:
+                for member in archive.getmembers():
+                    parts = [p for p in member.name.split("/") if p not in ("", ".")]
+                    if not parts or parts[0] in skipped or "__pycache__" in parts or member.isdir():
+                        continue
+                    name = "/".join(parts)
+                    if member.issym():
+                        files[name] = {"link": member.linkname}
+                    elif member.isfile() or member.islnk():
+                        handle = archive.extractfile(member)
+                        digest = hashlib.sha256(handle.read() if handle else b"").hexdigest()
+                        files[name] = {"sha256": digest, "executable": bool(member.mode & 0o100)}
+        except (tarfile.TarError, OSError):
+            return None
+        return files
 
     @property
     def store(self) -> Path:

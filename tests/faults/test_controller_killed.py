@@ -1,6 +1,6 @@
 """SIGKILL the controller at every step boundary and inside the long steps of a deploy.
 
-golive.faultpoints stops the controller dead at one named point (GOLIVE_FAULT_KILL): at the
+golive.adapters.faultpoints stops the controller dead at one named point (GOLIVE_FAULT_KILL): at the
 controller's own points it kills itself; at a host point the agent announces the point and waits
 until the controller is gone, so the kill lands exactly there and the agent then carries on as it
 would after a real crash. After each kill, on every host:

@@ -1,7 +1,7 @@
 """SIGKILL the controller of `golive deploy --engine ansible` (golive, ansible-playbook, its workers
 and their ssh clients) at every step boundary and inside the long steps.
 
-golive.faultpoints names the point: golive's callback plugin kills the whole run when the named
+golive.adapters.faultpoints names the point: golive's callback plugin kills the whole run when the named
 task of the role starts, ends, or has run for a given time (the two timed points run against a
 step slowed down for the purpose, so they land inside it). Unlike the pyinfra engine there is no
 host agent to finish the step: what a host was running (a module, the restart command) finishes

@@ -148,7 +148,7 @@ BYPASS = textwrap.dedent("""
     from golive.adapters.remote import call_agent
     from golive.adapters.transport import Fleet
     from golive.flows import steps
-    from golive.flows.common import chunks
+    from golive.flows.session import chunks
     from golive.workspace import Workspace
 
     ws = Workspace(sys.argv[1])

@@ -131,7 +131,7 @@ def test_wait_for_returns_the_exit_code_or_kills_at_the_timeout():
 def test_a_checked_archive_is_remembered_by_its_verified_checksum(tmp_path, monkeypatch):
     from golive.core.errors import BadInput
     from golive.core.release import Artifact
-    from golive.flows import common
+    from golive.flows import desired
     from golive.workspace import Workspace
 
     repo = Path(__file__).resolve().parents[2]
@@ -142,14 +142,14 @@ def test_a_checked_archive_is_remembered_by_its_verified_checksum(tmp_path, monk
         tar.addfile(info)
     artifact = Artifact(version="9.9", name=good.name, path=str(good), sha256="a" * 64, size=good.stat().st_size)
     cache = tmp_path / "cache"
-    common.check_artifact_archive(ws.app, artifact, cache)
+    desired.check_artifact_archive(ws.app, artifact, cache)
     assert len(list((cache / "archives-checked").iterdir())) == 1
 
     def unreadable(*args, **kwargs):
         raise AssertionError("the archive was opened again")
 
     monkeypatch.setattr(tarfile, "open", unreadable)
-    common.check_artifact_archive(ws.app, artifact, cache)  # remembered: not opened
+    desired.check_artifact_archive(ws.app, artifact, cache)  # remembered: not opened
     monkeypatch.undo()
 
     hostile = tmp_path / "hostile.tar.gz"
@@ -158,5 +158,5 @@ def test_a_checked_archive_is_remembered_by_its_verified_checksum(tmp_path, monk
     other = Artifact(version="9.9", name=hostile.name, path=str(hostile), sha256="b" * 64,
                      size=hostile.stat().st_size)
     with pytest.raises(BadInput, match="'..' component"):
-        common.check_artifact_archive(ws.app, other, cache)
+        desired.check_artifact_archive(ws.app, other, cache)
     assert len(list((cache / "archives-checked").iterdir())) == 1  # a refusal is never remembered

@@ -7,7 +7,7 @@ import tarfile
 
 import pytest
 
-from golive.agent.hostagent import StepError, check_archive, extract_checked
+from golive.agent.archive import ArchiveRefused, check_archive, extract_checked
 
 MB = 1 << 20
 
@@ -57,15 +57,16 @@ HOSTILE = {
 @pytest.mark.parametrize("case", sorted(HOSTILE), ids=sorted(HOSTILE))
 def test_hostile_archives_are_refused(case, tmp_path):
     members, message = HOSTILE[case]
-    with archive(*members) as tar, pytest.raises(StepError, match=message):
+    with archive(*members) as tar, pytest.raises(ArchiveRefused, match=message):
         check_archive(tar.getmembers(), 1000, 100 * MB)
     assert list(tmp_path.iterdir()) == []
 
 
 def test_limits_on_member_count_and_unpacked_size():
-    with archive(*(file(f"f{i}") for i in range(11))) as tar, pytest.raises(StepError, match="over the limit of 10"):
+    with archive(*(file(f"f{i}") for i in range(11))) as tar, \
+            pytest.raises(ArchiveRefused, match="over the limit of 10"):
         check_archive(tar.getmembers(), 10, MB)
-    with archive(file("big", b"x" * 2048)) as tar, pytest.raises(StepError, match="more than"):
+    with archive(file("big", b"x" * 2048)) as tar, pytest.raises(ArchiveRefused, match="more than"):
         check_archive(tar.getmembers(), 10, 1024)
 
 
@@ -77,7 +78,7 @@ def test_names_that_are_not_utf8_are_refused():
         tar.addfile(info, io.BytesIO(b"x"))
     buffer.seek(0)
     with tarfile.open(fileobj=buffer, mode="r", encoding="utf-8", errors="surrogateescape") as tar, \
-            pytest.raises(StepError, match="UTF-8"):
+            pytest.raises(ArchiveRefused, match="UTF-8"):
         check_archive(tar.getmembers(), 10, MB)
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from golive.core import drift
-from golive.core.drift import Counterpart, Desired, DesiredFile, Expectation, HostState, Value
+from golive.core.drift import Counterpart, DesiredFile, DesiredHost, Expectation, HostState, Value
 from golive.core.redact import MASK
 
 FIXTURES = Path(__file__).parent / "fixtures" / "drift"
@@ -32,7 +32,7 @@ def fingerprint(name: str) -> dict:
     return json.loads((FIXTURES / f"{name}.json").read_text())
 
 
-def desired_for(fp: dict) -> Desired:
+def desired_for(fp: dict) -> DesiredHost:
     """What the workspace wants: what was deployed (the fixtures are fresh deploys)."""
     meta = fp["release"]["meta"]
     files = tuple(DesiredFile(f["dest"], f["sha256"], int(f["mode"], 8), f["secret"],
@@ -40,7 +40,7 @@ def desired_for(fp: dict) -> Desired:
     manifest = {path: ({"link": e["link"]} if "link" in e else
                        {"sha256": e["sha256"], "executable": bool(int(e["mode"], 8) & 0o100)})
                 for path, e in fp["code"].items()}
-    return Desired(meta["version"], meta["id"], meta["config_hash"], files, meta["artifact_sha256"], manifest, 8080)
+    return DesiredHost(meta["version"], meta["id"], meta["config_hash"], files, meta["artifact_sha256"], manifest, 8080)
 
 
 def value(text: str, origin: str = "", secret: bool = False) -> Value:

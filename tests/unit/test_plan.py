@@ -7,18 +7,18 @@ from pathlib import Path
 
 import pytest
 
-from golive.core.plan import Desired, HostFacts, plan_host
+from golive.core.plan import DesiredRelease, HostFacts, plan_host
 from golive.core.release import RenderedConfig, RenderedFile, release_id
 
 FIXTURES = sorted((Path(__file__).parent / "fixtures" / "plan").glob("*.json"))
 
 
-def desired_from(data: dict) -> Desired:
+def desired_from(data: dict) -> DesiredRelease:
     files = tuple(RenderedFile(f["dest"], f["content"].encode(), int(f["mode"], 8), f.get("secret", False))
                   for f in data["files"])
     config = RenderedConfig("h", files)
-    return Desired(release_id(data["version"], config.hash), data["version"], f"northwind-{data['version']}.tar.gz",
-                   data["sha256"], config)
+    return DesiredRelease(release_id(data["version"], config.hash), data["version"],
+                          f"northwind-{data['version']}.tar.gz", data["sha256"], config)
 
 
 @pytest.mark.parametrize("fixture", FIXTURES, ids=[f.stem for f in FIXTURES])

@@ -74,6 +74,50 @@ class AnsibleInventory:
         )
         return Customer(customer, str(inventory_dir), environments)
 
+    def as_environment(self, app: AppDefinition, customer: Customer, hosts: Iterable[Host],
+                       environment: str) -> dict[str, Host | Problem]:
+        """Each host as `environment` would configure it (or the Problem that stops that), computed
+        by ansible-core itself.
+
+        Drift asks "does production differ from staging in anything but the declared variables?".
+        Hosts of the two environments are rarely twins (a plant host with its own host_vars, a
+        gateway role that only one staging host has), so comparing a production host with some
+        staging host would report those as drift. Instead each host is moved, in a private copy of
+        the inventory, out of its environment's groups (the environment group and every group below
+        it) and into `environment`'s group; Ansible then gives its variables with the same
+        precedence rules as always. What differs between the two sets is exactly what the
+        environment contributes. The host keeps its host_vars and its cross-environment groups, so
+        those never count as environment drift."""
+        from ansible.errors import AnsibleError
+        from ansible.inventory.manager import InventoryManager
+        from ansible.vars.manager import VariableManager
+
+        try:
+            inventory = InventoryManager(loader=self.loader, sources=[customer.inventory_dir])
+            destination = inventory.groups.get(environment)
+            if destination is None:
+                raise BadInput(f"environment group {environment!r} is not in the inventory of {customer.name!r}")
+            moved = []
+            for host in hosts:
+                ansible_host = inventory.get_host(host.name)
+                if ansible_host is None:
+                    continue
+                for group in list(ansible_host.get_groups()):
+                    below_own = host.environment in {g.name for g in group.get_ancestors()}
+                    if group.name == host.environment or below_own:
+                        group.remove_host(ansible_host)
+                destination.add_host(ansible_host)
+                moved.append(ansible_host)
+            variables = VariableManager(loader=self.loader, inventory=inventory)
+            result: dict[str, Host | Problem] = {}
+            for ansible_host in moved:
+                raw = variables.get_vars(host=ansible_host, include_hostvars=False, stage="all")
+                # The same conversion as the workspace's own hosts: vault values decrypted and noted.
+                result[ansible_host.name] = self._host(app, customer.name, ansible_host, raw)
+        except AnsibleError as error:
+            raise BadInput(Problem(customer.inventory_dir, f"cannot evaluate the inventory: {error}")) from None
+        return result
+
     def _host(self, app: AppDefinition, customer: str, host: Any, raw: dict[str, Any]) -> Host | Problem:
         from ansible import constants as C
 

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from golive import faultpoints
+from golive.adapters import faultpoints
 from golive.adapters.transport import Connected
 from golive.agent import command_line, request_header
 
@@ -48,7 +48,7 @@ def call_agent(connected: Connected, request: dict[str, Any], payload: Iterable[
     host = connected.host
     command = command_line(host.connection.python, sudo=bool(host.vars.get("ansible_become")))
     watch = None
-    if faultpoints.armed():  # test hook only: see golive.faultpoints
+    if faultpoints.armed():  # test hook only: see golive.adapters.faultpoints
         request = {**request, "fault_point": faultpoints.armed()}
         watch = faultpoints.watch_agent_output
     try:
@@ -65,7 +65,7 @@ def call_agent(connected: Connected, request: dict[str, Any], payload: Iterable[
                                                       "answered (sshd stopped, host down or network failure)",
                            transport_error=True)
     try:
-        # The answer is the last line (a fault-point announcement may precede it, see golive.faultpoints).
+        # The answer is the last line (a fault-point announcement may precede it, see golive.adapters.faultpoints).
         answer = json.loads(stdout.strip().rsplit(b"\n", 1)[-1].decode("utf-8"))
     except ValueError:
         detail = stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or ["no output"]

@@ -3,7 +3,8 @@
 A request travels on the exec channel's stdin as: a 38-byte header (the controller's Python
 version, then the lengths of the three parts), the agent compiled by the controller (marshal,
 zlib), the agent's source (zlib), the JSON request, then any streamed payload (an artifact). The
-agent is shared.py followed by the program (hostagent.py or collector.py). A host
+agent is shared.py followed by the program (hostagent.py, with archive.py ahead of it, or
+collector.py), in one code object. A host
 running the controller's Python version loads the compiled code (compiling costs ~6 ms of host
 CPU per request); any other Python compiles the source. The bootstrap below is the whole command
 line: no file is left on the host.
@@ -28,11 +29,15 @@ BOOTSTRAP = (
 PYTHON_TAG = ("%d.%d" % sys.version_info[:2]).encode().ljust(8)
 
 
+# What travels for each program, in order, in one code object: the names of the earlier parts are
+# the program's own.
+PARTS = {"hostagent": ("shared", "archive", "hostagent"), "collector": ("shared", "collector")}
+
+
 @cache
 def _agent(module: str) -> tuple[bytes, bytes]:
     here = Path(__file__).parent
-    # shared.py travels ahead of the program, in the same code object: its names are the program's
-    source = (here / "shared.py").read_bytes() + b"\n\n" + (here / f"{module}.py").read_bytes()
+    source = b"\n\n".join((here / f"{part}.py").read_bytes() for part in PARTS[module])
     compiled = marshal.dumps(compile(source, "golive-agent", "exec", dont_inherit=True))
     return zlib.compress(compiled, 6), zlib.compress(source, 9)
 

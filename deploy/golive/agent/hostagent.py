@@ -9,7 +9,6 @@ release. The on-host layout and formats are described in docs/design.md.
 
 import errno
 import os
-import stat
 import sys
 import time
 
@@ -20,6 +19,7 @@ try:
 except ImportError:
     import signal
 if __name__ != "golive_agent":  # on the controller; on a host golive.agent sends shared.py ahead of this
+    from golive.agent.archive import ArchiveRefused, check_archive, extract_checked
     from golive.agent.shared import CHUNK, fast_sha256, from_json, http_get, read_json, sha256, sha256_file, to_json
 
 SCHEMA = 1
@@ -142,112 +142,6 @@ def fsync_dir(path):
         os.close(fd)
 
 
-# ---------------------------------------------------------------------------------------------
-# Archive safety: every member is checked before anything is written.
-
-def _inside(path):
-    """True when a normalised relative path stays inside the release directory."""
-    normal = os.path.normpath(path)
-    return not (normal == ".." or normal.startswith("../") or os.path.isabs(normal))
-
-
-def normal_link_target(linkname):
-    """A hardlink's target, relative to the archive root."""
-    return "/".join(p for p in linkname.split("/") if p not in ("", "."))
-
-
-def check_archive(members, max_members, max_bytes):
-    """Raise StepError naming the first hostile or oversized member; return the checked list."""
-    import tarfile
-
-    allowed_types = (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.DIRTYPE, tarfile.SYMTYPE, tarfile.LNKTYPE)
-    if len(members) > max_members:
-        raise StepError("archive has %d members, over the limit of %d" % (len(members), max_members))
-    total = 0
-    names = set()
-    links = set()
-    checked = []
-    for member in members:
-        name = member.name
-        try:
-            name.encode("utf-8")
-        except UnicodeEncodeError:
-            raise StepError("archive member name %r is not valid UTF-8" % name) from None
-        if "\x00" in name or "\\" in name:
-            raise StepError("archive member name %r has a NUL or backslash" % name)
-        if name.startswith("/") or os.path.isabs(name):
-            raise StepError("archive member %r has an absolute path" % name)
-        parts = [p for p in name.split("/") if p not in ("", ".")]
-        if not parts:
-            if member.isdir():
-                continue
-            raise StepError("archive member %r has an empty path" % name)
-        if ".." in parts:
-            raise StepError("archive member %r has a '..' component" % name)
-        relative = "/".join(parts)
-        if member.type not in allowed_types:
-            kinds = {tarfile.CHRTYPE: "a character device", tarfile.BLKTYPE: "a block device",
-                     tarfile.FIFOTYPE: "a FIFO", tarfile.CONTTYPE: "a contiguous file"}
-            kind = kinds.get(member.type, "a special file")
-            raise StepError("archive member %r is %s" % (name, kind))
-        if member.mode & (stat.S_ISUID | stat.S_ISGID):
-            raise StepError("archive member %r has a setuid/setgid bit" % name)
-        for depth in range(1, len(parts)):
-            if "/".join(parts[:depth]) in links:
-                raise StepError("archive member %r is written through the symlink %r" % (name, "/".join(parts[:depth])))
-        if member.issym():
-            target = member.linkname
-            if not target or os.path.isabs(target):
-                raise StepError("archive symlink %r points to the absolute path %r" % (name, target))
-            if not _inside(os.path.join(os.path.dirname(relative), target)):
-                raise StepError("archive symlink %r points outside the release (%r)" % (name, target))
-            links.add(relative)
-        elif member.islnk():
-            target = normal_link_target(member.linkname)
-            if os.path.isabs(member.linkname) or not _inside(target) or target not in names:
-                raise StepError("archive hardlink %r points outside the release or to a later member (%r)"
-                                % (name, member.linkname))
-        if relative in names and not member.isdir():
-            raise StepError("archive member %r appears twice" % name)
-        if member.isreg():
-            total += member.size
-            if total > max_bytes:
-                raise StepError("archive unpacks to more than %d MB, over the limit" % (max_bytes // (1 << 20)))
-        names.add(relative)
-        checked.append((relative, member))
-    return checked
-
-
-def extract_checked(archive, checked, destination, resume=False):
-    """Write the checked members; O_EXCL|O_NOFOLLOW so nothing is ever written through a link."""
-    import shutil
-
-    if not resume:
-        os.mkdir(destination, 0o755)
-    nofollow = getattr(os, "O_NOFOLLOW", 0)
-    for relative, member in checked:
-        path = os.path.join(destination, relative)
-        parent = os.path.dirname(path)
-        if not os.path.isdir(parent):
-            os.makedirs(parent, 0o755)
-        mode = member.mode & 0o755 | 0o600 if not member.isdir() else 0o755
-        if member.isdir():
-            if not os.path.isdir(path):
-                os.mkdir(path, 0o755)
-        elif member.issym():
-            os.symlink(member.linkname, path)
-        elif member.islnk():
-            os.link(os.path.join(destination, normal_link_target(member.linkname)), path)
-        else:
-            source = archive.extractfile(member)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | nofollow, mode)
-            with os.fdopen(fd, "wb") as handle:
-                shutil.copyfileobj(source, handle, CHUNK)
-
-
-# ---------------------------------------------------------------------------------------------
-
-
 class Agent:
     def __init__(self, request, stream):
         self.request = request
@@ -265,7 +159,7 @@ class Agent:
         self.fault_fired = False
 
     def fault_point(self, point):
-        """Test hook (golive.faultpoints): at the armed point, announce it and wait for the controller
+        """Test hook (golive.adapters.faultpoints): at the armed point, announce it and wait for the controller
         to be killed; then carry on exactly as after a real crash. A no-op in normal requests."""
         if not point or self.fault_fired or self.request.get("fault_point") != point:
             return
@@ -583,7 +477,7 @@ class Agent:
         with archive:
             try:
                 checked = check_archive(archive.getmembers(), args["max_members"], args["max_bytes"])
-            except StepError:
+            except ArchiveRefused:
                 # A hostile archive is not kept in the cache, where a later run would find it ready.
                 for path in (artifact, artifact + ".json"):
                     if os.path.exists(path):
@@ -879,7 +773,7 @@ class Agent:
             record["data"] = getattr(self, "step_" + step["op"])(step)
         except LockHeld as held:
             record.update(ok=False, error="locked", holder=held.holder)
-        except StepError as error:
+        except (StepError, ArchiveRefused) as error:
             record.update(ok=False, error=str(error))
         except OSError as error:
             record.update(ok=False, error=self.os_error_text(error))

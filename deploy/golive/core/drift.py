@@ -19,13 +19,17 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import date
-from typing import Any
+from typing import Any, Literal, get_args
 
 from golive.core.redact import MASK
 
-KINDS = ("release", "code_file", "config", "variable", "platform", "package", "service", "port", "permission")
-SEVERITIES = ("high", "medium", "low", "info")
-HOST, ENVIRONMENT = "host", "environment"
+Kind = Literal["release", "code_file", "config", "variable", "platform", "package", "service", "port", "permission"]
+KINDS: tuple[Kind, ...] = get_args(Kind)
+Severity = Literal["high", "medium", "low", "info"]
+SEVERITIES: tuple[Severity, ...] = get_args(Severity)
+Scope = Literal["host", "environment"]
+HOST: Scope = "host"
+ENVIRONMENT: Scope = "environment"
 NOT_SET = "(not set)"
 # Platform facts and how much a difference matters for the application.
 PLATFORM_FIELDS = (("machine", "high"), ("os", "medium"), ("os_version", "medium"), ("python", "medium"),
@@ -38,7 +42,7 @@ class Expectation:
     """A declared expected difference (golive.yml `differs_by`), like an audit waiver."""
 
     variable: str
-    differs_by: str  # "environment" | "host"
+    differs_by: Literal["environment", "host"]
     reason: str
     expires: date | None = None
 
@@ -66,7 +70,7 @@ class DesiredFile:
 
 
 @dataclass(frozen=True)
-class Desired:
+class DesiredHost:
     """What the workspace says one host should run, for the version it runs."""
 
     version: str
@@ -84,7 +88,7 @@ class HostState:
     environment: str
     fingerprint: Mapping[str, Any] | None = None
     error: str | None = None  # unreachable, or the collector failed
-    desired: Desired | None = None
+    desired: DesiredHost | None = None
     desired_error: str = ""  # why the workspace cannot say what the host should run
 
 
@@ -105,13 +109,13 @@ class Counterpart:
 
 @dataclass(frozen=True)
 class Finding:
-    scope: str  # "host" | "environment"
-    kind: str  # one of KINDS
+    scope: Scope
+    kind: Kind
     subject: str  # a file, a variable, a package, a platform fact
     hosts: tuple[str, ...]
     expected_value: str | None  # host scope: what the workspace wants; environment scope: the source side
     actual_value: str | None  # host scope: what the host has; environment scope: the target side
-    severity: str
+    severity: Severity
     expected: bool
     reason: str
     counterparts: tuple[str, ...] = ()
@@ -174,8 +178,8 @@ def pair_hosts(targets: Sequence[tuple[str, Iterable[str]]], sources: Sequence[t
 
 # -- host against its desired state --------------------------------------------------------------
 
-def _finding(kind: str, subject: str, host: str, expected: Any, actual: Any, severity: str, reason: str,
-             scope: str = HOST, **extra: Any) -> Finding:
+def _finding(kind: Kind, subject: str, host: str, expected: Any, actual: Any, severity: Severity, reason: str,
+             scope: Scope = HOST, **extra: Any) -> Finding:
     return Finding(scope, kind, subject, (host,), None if expected is None else str(expected),
                    None if actual is None else str(actual), severity, False, reason, **extra)
 
@@ -209,7 +213,7 @@ def host_findings(state: HostState) -> list[Finding]:
     return found
 
 
-def _config_findings(name: str, fp: Mapping[str, Any], meta: Mapping[str, Any], desired: Desired) -> list[Finding]:
+def _config_findings(name: str, fp: Mapping[str, Any], meta: Mapping[str, Any], desired: DesiredHost) -> list[Finding]:
     config = fp.get("config") or {}
     files = config.get("files") or {}
     links = config.get("links") or {}
@@ -269,7 +273,7 @@ def _config_findings(name: str, fp: Mapping[str, Any], meta: Mapping[str, Any], 
     return found
 
 
-def _code_findings(name: str, fp: Mapping[str, Any], meta: Mapping[str, Any], desired: Desired) -> list[Finding]:
+def _code_findings(name: str, fp: Mapping[str, Any], meta: Mapping[str, Any], desired: DesiredHost) -> list[Finding]:
     if desired.code is None or meta.get("artifact_sha256") != desired.artifact_sha256:
         return []  # no manifest for this artifact here: the environment comparison covers code files
     code = fp.get("code") or {}
@@ -300,7 +304,7 @@ def _code_value(entry: Mapping[str, Any]) -> str:
 
 
 def _service_findings(name: str, fp: Mapping[str, Any], meta: Mapping[str, Any],
-                      desired: Desired | None) -> list[Finding]:
+                      desired: DesiredHost | None) -> list[Finding]:
     service = fp.get("service") or {}
     if not service.get("defined"):
         return []
@@ -333,7 +337,7 @@ def _service_findings(name: str, fp: Mapping[str, Any], meta: Mapping[str, Any],
 
 # -- environment against environment --------------------------------------------------------------
 
-def _env(kind: str, subject: str, pair: Counterpart, source: Any, target: Any, severity: str, reason: str,
+def _env(kind: Kind, subject: str, pair: Counterpart, source: Any, target: Any, severity: Severity, reason: str,
          expected: bool = False, **extra: Any) -> Finding:
     return Finding(ENVIRONMENT, kind, subject, (pair.target,), None if source is None else str(source),
                    None if target is None else str(target), severity, expected, reason, (pair.source,), **extra)

@@ -9,17 +9,22 @@ from __future__ import annotations
 import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from golive.core.release import RenderedConfig
 
 DEPLOY_STEPS = ("lock", "upload", "unpack", "configure", "hooks", "cutover", "restart", "verify", "record")
 
-UNCHANGED, REPAIR, SWITCH, INSTALL = "unchanged", "repair", "switch", "install"
+Action = Literal["unchanged", "repair", "switch", "install"]
+UNCHANGED: Action = "unchanged"
+REPAIR: Action = "repair"
+SWITCH: Action = "switch"
+INSTALL: Action = "install"
+FileChangeKind = Literal["added", "changed", "removed"]
 
 
 @dataclass(frozen=True)
-class Desired:
+class DesiredRelease:
     """What the workspace says one host should run."""
 
     release: str
@@ -60,7 +65,7 @@ class HostFacts:
 @dataclass(frozen=True)
 class FileChange:
     dest: str
-    change: str  # "added" | "changed" | "removed"
+    change: FileChangeKind
     secret: bool
     diff: str = ""  # unified diff; empty for secret files
 
@@ -68,7 +73,7 @@ class FileChange:
 @dataclass(frozen=True)
 class HostPlan:
     host: str
-    action: str  # unchanged | repair | switch | install
+    action: Action
     steps: tuple[str, ...]
     from_release: str | None
     to_release: str
@@ -100,7 +105,7 @@ def file_changes(desired: RenderedConfig, live: Mapping[str, Mapping[str, Any]])
     return tuple(changes)
 
 
-def plan_host(host: str, facts: HostFacts, desired: Desired) -> HostPlan:
+def plan_host(host: str, facts: HostFacts, desired: DesiredRelease) -> HostPlan:
     changes = file_changes(desired.config, facts.live_files)
     target = desired.release
     if facts.desired_live:

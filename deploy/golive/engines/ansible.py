@@ -15,7 +15,6 @@ last play, and golive gives the environment lock back itself (release_environmen
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import secrets
@@ -28,15 +27,15 @@ from pathlib import Path
 from typing import Any
 
 from golive.adapters.ansible_env import ansible_environment
+from golive.adapters.progress import Progress
 from golive.core.errors import BadInput, HostFailure, Problem
 from golive.core.model import Host
 from golive.core.outcome import Outcome
 from golive.core.plan import UNCHANGED
 from golive.core.rollout import batches, max_fail_threshold
 from golive.flows import steps
-from golive.flows.common import HostReport, HostSession, lock_report, operator_name
 from golive.flows.deploy import BEGIN_TIMEOUT, Target, deploy_outcome, enforce_promotion, prepare
-from golive.progress import Progress
+from golive.flows.session import HostReport, HostSession, lock_report, operator_name
 from golive.workspace import Workspace
 
 CALLBACK_PLUGINS = Path(__file__).with_name("callback_plugins")
@@ -61,51 +60,71 @@ class HostEvents:
     released: bool = False  # ... and gave it back in the playbook's last play
 
 
-def deploy(ws: Workspace, args: argparse.Namespace, progress: Progress) -> Outcome:
-    artifact, targets = prepare(ws, args.customer, args.environment, args.release, args.hosts)
-    promotion = enforce_promotion(ws, args.customer, args.environment, artifact, args.override_promotion, progress)
+@dataclass(frozen=True)
+class PlaybookOptions:
+    """What the command line asks of ansible-playbook beyond the hosts and the extra variables."""
+
+    serial: str | None = None
+    max_fail: str | None = None
+    operator: str | None = None
+    check: bool = False
+    diff: bool = False
+
+
+def deploy(ws: Workspace, customer: str, environment: str, version: str, *, serial: str | None = None,
+           max_fail: str | None = None, only: list[str] | None = None, operator: str | None = None,
+           override_promotion: str | None = None, progress: Progress, check: bool = False,
+           diff: bool = False) -> Outcome:
+    """golive.flows.deploy.deploy, with ansible-playbook on the role doing the hosts' part."""
+    options = PlaybookOptions(serial, max_fail, operator, check, diff)
+    artifact, targets = prepare(ws, customer, environment, version, only)
+    promotion = enforce_promotion(ws, customer, environment, artifact, override_promotion, progress)
     extra = {"golive_release_version": artifact.version,
              # golive has just applied the promotion rule itself, with the pyinfra engine's words
              "golive_promotion_check": False,
-             "golive_promotion_override_reason": args.override_promotion or ""}
-    title = f"{'check: ' if args.check else ''}deploy {artifact.version} to {args.customer}/{args.environment}"
-    events = run_playbook(ws, "deploy", [t.host for t in targets], extra, args, progress, title, steps.DEPLOY_COLUMNS)
+             "golive_promotion_override_reason": override_promotion or ""}
+    title = f"{'check: ' if check else ''}deploy {artifact.version} to {customer}/{environment}"
+    events = run_playbook(ws, "deploy", [t.host for t in targets], extra, options, progress, title,
+                          steps.DEPLOY_COLUMNS)
     for target in targets:
-        target.report = deploy_report(args.environment, target.host.name, events.get(target.host.name))
-    if args.check:
-        return check_outcome("deploy", args.customer, args.environment, artifact.version, targets)
-    return deploy_outcome("deploy", args.customer, args.environment, artifact.version, targets,
+        target.report = deploy_report(environment, target.host.name, events.get(target.host.name))
+    if check:
+        return check_outcome("deploy", customer, environment, artifact.version, targets)
+    return deploy_outcome("deploy", customer, environment, artifact.version, targets,
                           {**promotion, "engine": "ansible"})
 
 
-def rollback(ws: Workspace, args: argparse.Namespace, progress: Progress) -> Outcome:
-    hosts = list(ws.hosts(args.customer, args.environment, args.hosts))
-    extra = {"golive_rollback_to": args.to_version or "", "golive_rollback_force": bool(args.force)}
-    check = getattr(args, "check", False)
-    title = (f"{'check: ' if check else ''}rollback {args.customer}/{args.environment}"
-             + (f" to {args.to_version}" if args.to_version else ""))
-    events = run_playbook(ws, "rollback", hosts, extra, args, progress, title, steps.ROLLBACK_COLUMNS)
-    targets = [Target(h, None, {}, report=rollback_report(args.environment, h.name, events.get(h.name)))  # type: ignore[arg-type]
+def rollback(ws: Workspace, customer: str, environment: str, to_version: str | None, *, force: bool = False,
+             serial: str | None = None, max_fail: str | None = None, only: list[str] | None = None,
+             operator: str | None = None, progress: Progress, check: bool = False, diff: bool = False) -> Outcome:
+    """golive.flows.deploy.rollback, with ansible-playbook on the role doing the hosts' part."""
+    options = PlaybookOptions(serial, max_fail, operator, check, diff)
+    hosts = list(ws.hosts(customer, environment, only))
+    extra = {"golive_rollback_to": to_version or "", "golive_rollback_force": bool(force)}
+    title = (f"{'check: ' if check else ''}rollback {customer}/{environment}"
+             + (f" to {to_version}" if to_version else ""))
+    events = run_playbook(ws, "rollback", hosts, extra, options, progress, title, steps.ROLLBACK_COLUMNS)
+    targets = [Target(h, None, {}, report=rollback_report(environment, h.name, events.get(h.name)))  # type: ignore[arg-type]
                for h in hosts]
     if check:
-        return check_outcome("rollback", args.customer, args.environment, args.to_version, targets)
-    return deploy_outcome("rollback", args.customer, args.environment, args.to_version, targets,
-                          {"to": args.to_version, "force": args.force, "engine": "ansible"})
+        return check_outcome("rollback", customer, environment, to_version, targets)
+    return deploy_outcome("rollback", customer, environment, to_version, targets,
+                          {"to": to_version, "force": force, "engine": "ansible"})
 
 
 # -- running ansible-playbook ---------------------------------------------------------------
 
 def playbook_command(ws: Workspace, verb: str, hosts: Iterable[Host], extra: dict[str, Any],
-                     args: argparse.Namespace) -> list[str]:
+                     options: PlaybookOptions) -> list[str]:
     """The ansible-playbook command line a user could run by hand (plus golive's callback)."""
     hosts = list(hosts)
-    extra = {**extra, "golive_workspace": str(ws.root), "golive_operator": operator_name(args.operator),
+    extra = {**extra, "golive_workspace": str(ws.root), "golive_operator": operator_name(options.operator),
              # the lock names this golive process: its stale-lock check looks for it
              "golive_lock_pid": os.getpid()}
-    if args.serial:
-        batches(hosts, args.serial)  # refuses a malformed --serial with the pyinfra engine's words
-        extra["golive_serial"] = args.serial.strip()
-    threshold = max_fail_threshold(args.max_fail)
+    if options.serial:
+        batches(hosts, options.serial)  # refuses a malformed --serial with the pyinfra engine's words
+        extra["golive_serial"] = options.serial.strip()
+    threshold = max_fail_threshold(options.max_fail)
     if threshold < 1.0:
         extra["golive_max_fail_percentage"] = round(threshold * 100, 3)
     command = [sys.executable, "-m", "ansible.cli.playbook",
@@ -115,14 +134,14 @@ def playbook_command(ws: Workspace, verb: str, hosts: Iterable[Host], extra: dic
                "--extra-vars", json.dumps(extra)]
     if ws.vault_password_file:
         command += ["--vault-password-file", ws.vault_password_file]
-    if getattr(args, "check", False):
+    if options.check:
         command.append("--check")
-    if getattr(args, "diff", False):
+    if options.diff:
         command.append("--diff")
     return command
 
 
-def run_playbook(ws: Workspace, verb: str, hosts: list[Host], extra: dict[str, Any], args: argparse.Namespace,
+def run_playbook(ws: Workspace, verb: str, hosts: list[Host], extra: dict[str, Any], options: PlaybookOptions,
                  progress: Progress, title: str, columns: Iterable[str]) -> dict[str, HostEvents]:
     """Run the playbook, showing progress; what it said about each host."""
     playbook = ws.root / PLAYBOOKS / f"{verb}.yml"
@@ -140,7 +159,7 @@ def run_playbook(ws: Workspace, verb: str, hosts: list[Host], extra: dict[str, A
     progress.start(title, [h.name for h in hosts], columns)
     try:
         with tempfile.TemporaryFile(mode="w+") as stderr:
-            process = subprocess.Popen(playbook_command(ws, verb, hosts, extra, args), cwd=str(ws.root), env=env,
+            process = subprocess.Popen(playbook_command(ws, verb, hosts, extra, options), cwd=str(ws.root), env=env,
                                        stdout=subprocess.PIPE, stderr=stderr, text=True, stdin=subprocess.DEVNULL)
             for line in process.stdout or ():
                 event = _parse(line)
@@ -231,18 +250,18 @@ def _last_error(stderr: str) -> str:
 def _unfinished(environment: str, name: str, events: HostEvents | None) -> HostReport | None:
     """The report of a host that never got an outcome: unreachable, locked, or stopped early."""
     if events is None or (events.outcome is None and not events.failure and not events.unreachable):
-        return HostReport(name, environment, "skipped", error=SKIPPED_BY_ANSIBLE)
+        return HostReport(host=name, environment=environment, status="skipped", error=SKIPPED_BY_ANSIBLE)
     if events.unreachable and events.outcome is None:
-        return HostReport(name, environment, "unreachable", error=events.unreachable)
+        return HostReport(host=name, environment=environment, status="unreachable", error=events.unreachable)
     if events.lock_holder is not None:
         state, sentence = events.lock_state or lock_report(events.lock_holder)
-        return HostReport(name, environment, "locked", error=sentence, lock=state)
+        return HostReport(host=name, environment=environment, status="locked", error=sentence, lock=state)
     if events.outcome is None:
         failure = events.failure or {}
         if failure.get("step") == "lock":  # another run holds some other host: nothing was changed here
-            return HostReport(name, environment, "skipped", error=failure.get("msg"))
+            return HostReport(host=name, environment=environment, status="skipped", error=failure.get("msg"))
         step = failure.get("step") or "ansible"
-        return HostReport(name, environment, "failed", error=f"{step}: {failure.get('msg')}")
+        return HostReport(host=name, environment=environment, status="failed", error=f"{step}: {failure.get('msg')}")
     return None
 
 
@@ -255,20 +274,26 @@ def deploy_report(environment: str, name: str, events: HostEvents | None) -> Hos
     from_release, to_release, live = outcome.get("from_release"), outcome.get("to_release"), outcome.get("live_release")
     seconds = outcome.get("steps") or {}
     if result == "planned":
-        return HostReport(name, environment, "planned", action, from_release, to_release, live,
+        return HostReport(host=name, environment=environment, status="planned", action=action,
+                          from_release=from_release, to_release=to_release, live_release=live,
                           details={"reason": outcome.get("reason", ""), "diffs": events.diffs})  # type: ignore[union-attr]
     if result == "ok":
-        return HostReport(name, environment, "deployed", action, from_release, to_release, to_release, steps=seconds)
+        return HostReport(host=name, environment=environment, status="deployed", action=action,
+                          from_release=from_release, to_release=to_release, live_release=to_release, steps=seconds)
     if result == "unchanged":
-        return HostReport(name, environment, "unchanged", UNCHANGED, from_release, to_release, from_release,
+        return HostReport(host=name, environment=environment, status="unchanged", action=UNCHANGED,
+                          from_release=from_release, to_release=to_release, live_release=from_release,
                           steps=seconds)
     if result == "rolled_back":
-        return HostReport(name, environment, "rolled_back", action, from_release, to_release, live,
+        return HostReport(host=name, environment=environment, status="rolled_back", action=action,
+                          from_release=from_release, to_release=to_release, live_release=live,
                           error=outcome.get("error"), steps=seconds, details={"marked_bad": outcome.get("marked_bad")})
     if result == "skipped":  # --max-fail crossed by earlier batches
-        return HostReport(name, environment, "skipped", action, from_release, to_release, from_release,
+        return HostReport(host=name, environment=environment, status="skipped", action=action,
+                          from_release=from_release, to_release=to_release, live_release=from_release,
                           error=outcome.get("error"))
-    return HostReport(name, environment, "failed", action, from_release, to_release, live,
+    return HostReport(host=name, environment=environment, status="failed", action=action, from_release=from_release,
+                      to_release=to_release, live_release=live,
                       error=outcome.get("error"), steps=seconds)
 
 
@@ -279,13 +304,16 @@ def rollback_report(environment: str, name: str, events: HostEvents | None) -> H
     outcome = events.outcome  # type: ignore[union-attr]
     previous, target = outcome.get("from_release"), outcome.get("to_release")
     if outcome["result"] == "planned":
-        return HostReport(name, environment, "planned", "rollback", previous, target, previous)
+        return HostReport(host=name, environment=environment, status="planned", action="rollback",
+                          from_release=previous, to_release=target, live_release=previous)
     if outcome["result"] == "skipped":  # --max-fail crossed by earlier batches
-        return HostReport(name, environment, "skipped", error=outcome.get("error"))
+        return HostReport(host=name, environment=environment, status="skipped", error=outcome.get("error"))
     if outcome["result"] == "ok":
-        return HostReport(name, environment, "deployed", "rollback", previous, target, target,
+        return HostReport(host=name, environment=environment, status="deployed", action="rollback",
+                          from_release=previous, to_release=target, live_release=target,
                           steps=outcome.get("steps") or {})
-    return HostReport(name, environment, "failed", "rollback", previous, target, outcome.get("live_release"),
+    return HostReport(host=name, environment=environment, status="failed", action="rollback", from_release=previous,
+                      to_release=target, live_release=outcome.get("live_release"),
                       error=outcome.get("error"), steps=outcome.get("steps") or {})
 
 

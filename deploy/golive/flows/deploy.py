@@ -6,27 +6,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from golive import faultpoints
+from golive.adapters import faultpoints
+from golive.adapters.progress import Progress
 from golive.adapters.remote import AgentAnswer
 from golive.adapters.transport import Connected
 from golive.core.errors import BadInput, Problem
 from golive.core.model import Host
 from golive.core.outcome import Outcome
-from golive.core.plan import INSTALL, UNCHANGED, Desired, HostFacts, HostPlan, plan_host
+from golive.core.plan import INSTALL, UNCHANGED, DesiredRelease, HostFacts, HostPlan, plan_host
 from golive.core.release import Artifact
 from golive.core.rollout import batches, crossed, max_fail_threshold
 from golive.flows import steps
-from golive.flows.common import (
-    HostReport,
-    HostSession,
-    check_artifact_archive,
-    chunks,
-    desired_state,
-    lock_report,
-    run_context,
-    step_seconds,
-)
-from golive.progress import Progress
+from golive.flows.desired import check_artifact_archive, desired_release
+from golive.flows.session import HostReport, HostSession, chunks, lock_report, run_context, step_seconds
 from golive.workspace import Workspace
 
 BEGIN_TIMEOUT, INSTALL_TIMEOUT, ACTIVATE_TIMEOUT = 120, 900, 1800
@@ -38,7 +30,7 @@ class Target:
     """One host of the run: what it should become and what is known of it so far."""
 
     host: Host
-    desired: Desired
+    desired: DesiredRelease
     meta: dict[str, Any]
     connected: Connected | None = None
     plan: HostPlan | None = None
@@ -117,7 +109,7 @@ def prepare(ws: Workspace, customer: str, environment: str, version: str,
     problems: list[Problem] = []
     for host in hosts:
         try:
-            desired, meta = desired_state(ws, host, artifact)
+            desired, meta = desired_release(ws, host, artifact)
         except BadInput as error:
             problems.extend(p for p in error.problems if p not in problems)
             continue
@@ -160,7 +152,7 @@ def begin(session: HostSession, run: steps.RunContext, ws: Workspace, targets: l
 def _reachable(session: HostSession, target: Target) -> bool:
     target.connected = session.fleet.wait_connected(target.host)
     if not target.connected.ok:
-        target.report = HostReport(target.host.name, target.host.environment, "unreachable",
+        target.report = HostReport(host=target.host.name, environment=target.host.environment, status="unreachable",
                                    error=target.connected.error)
         session.progress.update(target.host.name, "lock", "failed", "unreachable")
     return target.connected.ok
@@ -192,10 +184,11 @@ def _begin_one(session: HostSession, run: steps.RunContext, ws: Workspace, targe
     if not answer.ok:
         if answer.holder is not None or answer.error == "locked":
             state, sentence = lock_report(answer.holder)
-            target.report = HostReport(name, run.environment, "locked", error=sentence, lock=state)
+            target.report = HostReport(host=name, environment=run.environment, status="locked", error=sentence,
+                                       lock=state)
             session.progress.update(name, "lock", "failed", "locked")
         else:
-            target.report = HostReport(name, run.environment, "failed", error=answer.error)
+            target.report = HostReport(host=name, environment=run.environment, status="failed", error=answer.error)
             session.progress.update(name, "lock", "failed")
         return
     state = answer.data("state")
@@ -205,10 +198,12 @@ def _begin_one(session: HostSession, run: steps.RunContext, ws: Workspace, targe
     session.progress.update(name, "lock", "ok")
     if target.plan.action == UNCHANGED:
         if not answer.data("record").get("unchanged"):  # the host changed between state and finish
-            target.report = HostReport(name, run.environment, "failed", error="host state changed during the run")
+            target.report = HostReport(host=name, environment=run.environment, status="failed",
+                                       error="host state changed during the run")
             return
-        target.report = HostReport(name, run.environment, "unchanged", UNCHANGED, facts.current,
-                                   target.desired.release, facts.current, steps=step_seconds(answer))
+        target.report = HostReport(host=name, environment=run.environment, status="unchanged", action=UNCHANGED,
+                                   from_release=facts.current, to_release=target.desired.release,
+                                   live_release=facts.current, steps=step_seconds(answer))
         session.progress.update(name, "result", "unchanged")
 
 
@@ -224,8 +219,9 @@ def install(session: HostSession, run: steps.RunContext, ws: Workspace, artifact
         if step.name in ("upload", "unpack", "configure"):
             session.progress.update(name, step.name, "ok" if step.ok else "failed", f"{step.seconds:.2f}s")
     if not answer.ok:
-        target.report = HostReport(name, run.environment, "failed", target.plan.action, target.plan.from_release,
-                                   target.desired.release, target.plan.from_release,
+        target.report = HostReport(host=name, environment=run.environment, status="failed", action=target.plan.action,
+                                   from_release=target.plan.from_release,
+                                   to_release=target.desired.release, live_release=target.plan.from_release,
                                    error=f"{answer.failed_step or 'install'}: {answer.error}",
                                    steps=step_seconds(*target.answers))
 
@@ -246,22 +242,25 @@ def activate(session: HostSession, run: steps.RunContext, ws: Workspace, target:
     seconds = step_seconds(*target.answers)
     plan = target.plan
     if answer.ok:
-        target.report = HostReport(name, run.environment, "deployed", plan.action, plan.from_release,
-                                   target.desired.release, target.desired.release, steps=seconds)
+        target.report = HostReport(host=name, environment=run.environment, status="deployed", action=plan.action,
+                                   from_release=plan.from_release, to_release=target.desired.release,
+                                   live_release=target.desired.release, steps=seconds)
         session.progress.update(name, "result", "ok")
         return
     if answer.transport_error:
         # The agent goes on without us: it finishes the batch or rolls it back, and records which.
-        target.report = HostReport(name, run.environment, "unknown", plan.action, plan.from_release,
-                                   target.desired.release, None, steps=seconds,
+        target.report = HostReport(host=name, environment=run.environment, status="unknown", action=plan.action,
+                                   from_release=plan.from_release, to_release=target.desired.release,
+                                   live_release=None, steps=seconds,
                                    error=f"{answer.error}; the host finishes or rolls back the cutover on its "
                                          f"own and records the outcome: see `golive status` once it is reachable")
         session.progress.update(name, "result", "failed")
         return
     rolled_back = answer.result == "rolled_back"
     target.report = HostReport(
-        name, run.environment, "rolled_back" if rolled_back else "failed", plan.action, plan.from_release,
-        target.desired.release, answer.current,
+        host=name, environment=run.environment, status="rolled_back" if rolled_back else "failed",
+        action=plan.action, from_release=plan.from_release, to_release=target.desired.release,
+        live_release=answer.current,
         error=f"{answer.failed_step}: {answer.error}", steps=seconds,
         details={"marked_bad": target.desired.release} if answer.step("mark_bad") else {})
     session.progress.update(name, "result", "rolled_back" if rolled_back else "failed")
@@ -285,7 +284,7 @@ def deploy(ws: Workspace, customer: str, environment: str, version: str, *, seri
             held = f"{blocked_by.host.name}: {blocked_by.report.error}"
             for target in targets:
                 if target.report is None:
-                    target.report = HostReport(target.host.name, environment, "skipped",
+                    target.report = HostReport(host=target.host.name, environment=environment, status="skipped",
                                                error=f"not touched: the environment is locked ({held})")
         else:
             roll_out(session, run, ws, artifact, planned_batches, threshold, len(targets))
@@ -319,15 +318,17 @@ def stop_remaining(session: HostSession, run: steps.RunContext, targets: list[Ta
                 for t in pending}
     session.call_all(requests, BEGIN_TIMEOUT)
     for target in pending:
-        target.report = HostReport(target.host.name, run.environment, "skipped", target.plan.action,
-                                   target.plan.from_release, target.desired.release, target.plan.from_release,
+        target.report = HostReport(host=target.host.name, environment=run.environment, status="skipped",
+                                   action=target.plan.action, from_release=target.plan.from_release,
+                                   to_release=target.desired.release, live_release=target.plan.from_release,
                                    error=reason)
         session.progress.update(target.host.name, "result", "skipped")
 
 
 def deploy_outcome(verb: str, customer: str, environment: str, version: str | None, targets: list[Target],
                    extra: Mapping[str, Any]) -> Outcome:
-    reports = [t.report or HostReport(t.host.name, environment, "unknown", error="no result") for t in targets]
+    reports = [t.report or HostReport(host=t.host.name, environment=environment, status="unknown",
+                                      error="no result") for t in targets]
     failed = [r for r in reports if r.failed]
     what = f"{verb} {version} to" if version else verb
     lines = [f"{what} {customer}/{environment}: {len(reports) - len(failed)} of {len(reports)} host(s) ok"]
@@ -359,7 +360,7 @@ def describe_report(r: HostReport) -> str:
 
 # -- plan -----------------------------------------------------------------------------------
 
-def plan(ws: Workspace, customer: str, environment: str, version: str, only: list[str] | None,
+def plan(ws: Workspace, customer: str, environment: str, version: str, *, only: list[str] | None = None,
          progress: Progress) -> Outcome:
     artifact, targets = prepare(ws, customer, environment, version, only)
     source, promotion = promotion_problems(ws, customer, environment, artifact, progress)
@@ -373,7 +374,8 @@ def plan(ws: Workspace, customer: str, environment: str, version: str, only: lis
                 requests[target.host.name] = (target.connected,
                                               {"steps": [steps.read_state(ws.app, target.desired, with_text=True)]})
             else:
-                target.report = HostReport(target.host.name, environment, "unreachable", error=target.connected.error)
+                target.report = HostReport(host=target.host.name, environment=environment, status="unreachable",
+                                           error=target.connected.error)
         answers = session.call_all(requests, BEGIN_TIMEOUT)
     finally:
         session.close()
@@ -437,13 +439,14 @@ def rollback(ws: Workspace, customer: str, environment: str, to_version: str | N
         connected = session.connect()
         for host in hosts:
             if not connected[host.name].ok:
-                reports[host.name] = HostReport(host.name, environment, "unreachable", error=connected[host.name].error)
+                reports[host.name] = HostReport(host=host.name, environment=environment, status="unreachable",
+                                                error=connected[host.name].error)
         leader = take_environment_lock(session, run, [h for h in hosts if h.name not in reports], connected, reports)
         for index, batch in enumerate(planned_batches if leader else []):
             failed = sum(1 for r in reports.values() if r.failed)
             if crossed(failed, len(hosts), threshold):
                 for host in (h for b in planned_batches[index:] for h in b):
-                    reports.setdefault(host.name, HostReport(host.name, environment, "skipped",
+                    reports.setdefault(host.name, HostReport(host=host.name, environment=environment, status="skipped",
                                                              error="not rolled back: over --max-fail"))
                 break
             requests = {h.name: (connected[h.name], steps.rollback_batch(run, ws.app, to_version, force, h.name,
@@ -480,11 +483,13 @@ def take_environment_lock(session: HostSession, run: steps.RunContext, hosts: li
         return leader
     if answer.holder is not None or answer.error == "locked":
         state, held = lock_report(answer.holder)
-        reports[leader.name] = HostReport(leader.name, run.environment, "locked", error=held, lock=state)
+        reports[leader.name] = HostReport(host=leader.name, environment=run.environment, status="locked", error=held,
+                                          lock=state)
     else:
-        reports[leader.name] = HostReport(leader.name, run.environment, "failed", error=answer.error)
+        reports[leader.name] = HostReport(host=leader.name, environment=run.environment, status="failed",
+                                          error=answer.error)
     for host in hosts[1:]:
-        reports[host.name] = HostReport(host.name, run.environment, "skipped",
+        reports[host.name] = HostReport(host=host.name, environment=run.environment, status="skipped",
                                         error=f"not touched: the environment is locked ({leader.name}: "
                                               f"{reports[leader.name].error})")
     return None
@@ -494,10 +499,12 @@ def rollback_report(environment: str, name: str, answer: AgentAnswer) -> HostRep
     chosen = answer.data("choose")
     target, previous = chosen.get("target"), chosen.get("from")
     if answer.ok:
-        return HostReport(name, environment, "deployed", "rollback", previous, target, target,
+        return HostReport(host=name, environment=environment, status="deployed", action="rollback",
+                          from_release=previous, to_release=target, live_release=target,
                           steps=step_seconds(answer))
     if answer.holder is not None or answer.error == "locked":
         state, sentence = lock_report(answer.holder)
-        return HostReport(name, environment, "locked", error=sentence, lock=state)
-    return HostReport(name, environment, "failed", "rollback", previous, target, answer.current,
+        return HostReport(host=name, environment=environment, status="locked", error=sentence, lock=state)
+    return HostReport(host=name, environment=environment, status="failed", action="rollback", from_release=previous,
+                      to_release=target, live_release=answer.current,
                       error=f"{answer.failed_step}: {answer.error}", steps=step_seconds(answer))

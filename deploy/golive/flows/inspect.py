@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from golive.adapters.progress import Progress
 from golive.core.errors import BadInput
 from golive.core.model import Host
 from golive.core.outcome import Outcome
 from golive.flows import steps
-from golive.flows.common import HostSession, lock_report, run_context
-from golive.progress import Progress
+from golive.flows.session import HostSession, lock_report, run_context
 from golive.workspace import Workspace
 
 TIMEOUT = 120
@@ -58,7 +58,7 @@ def _host_status(ws: Workspace, host: Host, result: dict) -> dict[str, Any]:
     return row
 
 
-def status(ws: Workspace, customer: str | None, environment: str | None, progress: Progress) -> Outcome:
+def status(ws: Workspace, customer: str | None, environment: str | None, *, progress: Progress) -> Outcome:
     if customer is None:
         hosts = [h for name in ws.customer_names() for h in ws.customer(name).hosts]
     elif environment is None:
@@ -128,7 +128,7 @@ def _environment_summary(ws: Workspace, rows: list[dict]) -> list[dict]:
     return summary
 
 
-def history(ws: Workspace, customer: str, environment: str, only: list[str] | None, limit: int,
+def history(ws: Workspace, customer: str, environment: str, *, only: list[str] | None = None, limit: int = 20,
             progress: Progress) -> Outcome:
     hosts = list(ws.hosts(customer, environment, only))
     results = _read(ws, hosts, progress, {"steps": [{"op": "history", "name": "history", "limit": limit}]})
@@ -154,8 +154,8 @@ def history(ws: Workspace, customer: str, environment: str, only: list[str] | No
                    "\n".join(lines), failed=bool(errors))
 
 
-def unlock(ws: Workspace, customer: str, environment: str, reason: str, force: bool, only: list[str] | None,
-           operator: str | None, progress: Progress) -> Outcome:
+def unlock(ws: Workspace, customer: str, environment: str, *, reason: str, force: bool = False,
+           only: list[str] | None = None, operator: str | None = None, progress: Progress) -> Outcome:
     if not reason.strip():
         raise BadInput("unlock needs --reason, recorded in the history")
     hosts = list(ws.hosts(customer, environment, only))

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from golive.core.model import AppDefinition
-from golive.core.plan import INSTALL, REPAIR, Desired, HostPlan
+from golive.core.plan import INSTALL, REPAIR, DesiredRelease, HostPlan
 from golive.core.release import Artifact
 
 DEPLOY_COLUMNS = ("lock", "upload", "unpack", "configure", "cutover", "restart", "verify", "result")
@@ -75,7 +75,7 @@ def lock(run: RunContext) -> dict[str, Any]:
     return {"op": "lock", "owner": run.owner()}
 
 
-def read_state(app: AppDefinition, desired: Desired | None = None, with_text: bool = False,
+def read_state(app: AppDefinition, desired: DesiredRelease | None = None, with_text: bool = False,
                history: bool = False) -> dict[str, Any]:
     """The host's facts; `history` adds the ledger entry that made the live release live."""
     step: dict[str, Any] = {"op": "state", "name": "state", "config_dir": app.config_dir, "history": history}
@@ -87,7 +87,7 @@ def read_state(app: AppDefinition, desired: Desired | None = None, with_text: bo
     return step
 
 
-def _desired_fields(app: AppDefinition, desired: Desired) -> dict[str, Any]:
+def _desired_fields(app: AppDefinition, desired: DesiredRelease) -> dict[str, Any]:
     return {
         "desired_release": desired.release,
         "config_dir": app.config_dir,
@@ -95,7 +95,7 @@ def _desired_fields(app: AppDefinition, desired: Desired) -> dict[str, Any]:
     }
 
 
-def finish_if_unchanged(run: RunContext, app: AppDefinition, desired: Desired, host: str,
+def finish_if_unchanged(run: RunContext, app: AppDefinition, desired: DesiredRelease, host: str,
                         keep_lock: bool = False) -> dict[str, Any]:
     return {"op": "finish_if_unchanged", "name": "record", **_desired_fields(app, desired),
             "entry": run.entry(host, **_release_fields(desired)), "keep_lock": keep_lock}
@@ -106,13 +106,13 @@ def upload(artifact: Artifact) -> dict[str, Any]:
     return {"op": "upload", "artifact": artifact.name, "size": artifact.size, "sha256": artifact.sha256}
 
 
-def unpack(app: AppDefinition, desired: Desired) -> dict[str, Any]:
+def unpack(app: AppDefinition, desired: DesiredRelease) -> dict[str, Any]:
     return {"op": "unpack", "release": desired.release, "artifact": desired.artifact_name,
             "sha256": desired.artifact_sha256, "max_members": app.store.max_members,
             "max_bytes": app.store.max_unpacked_bytes}
 
 
-def configure(app: AppDefinition, desired: Desired, release_meta: Mapping[str, Any],
+def configure(app: AppDefinition, desired: DesiredRelease, release_meta: Mapping[str, Any],
               in_place: bool = False) -> dict[str, Any]:
     files = [{"dest": f.dest, "mode": f"{f.mode:04o}", "data": base64.b64encode(f.content).decode()}
              for f in desired.config.files]
@@ -161,12 +161,12 @@ def after(step: dict[str, Any], failures: tuple[str, ...]) -> dict[str, Any]:
     return {**step, "after": list(failures)}
 
 
-def _release_fields(desired: Desired) -> dict[str, Any]:
+def _release_fields(desired: DesiredRelease) -> dict[str, Any]:
     return {"release": desired.release, "version": desired.version,
             "artifact_sha256": desired.artifact_sha256, "config_hash": desired.config.hash}
 
 
-def release_meta(app: AppDefinition, desired: Desired, service: Mapping[str, str],
+def release_meta(app: AppDefinition, desired: DesiredRelease, service: Mapping[str, str],
                  health: Mapping[str, Any], hooks: Mapping[str, str]) -> dict[str, Any]:
     """Everything a release needs to be restarted, verified or rolled back to, by either engine."""
     return {
@@ -189,14 +189,14 @@ def _unlock_unless(keep_lock: bool) -> list[dict[str, Any]]:
     return [] if keep_lock else [unlock()]
 
 
-def begin_batch(run: RunContext, app: AppDefinition, desired: Desired, host: str,
+def begin_batch(run: RunContext, app: AppDefinition, desired: DesiredRelease, host: str,
                 keep_lock: bool = False) -> dict[str, Any]:
     return {"steps": [lock(run), read_state(app, desired), finish_if_unchanged(run, app, desired, host, keep_lock)],
             # a lock this batch took is not left behind when reading the state fails
             "on_failure": [after(u, ("state", "record")) for u in _unlock_unless(keep_lock)]}
 
 
-def install_batch(run: RunContext, app: AppDefinition, plan: HostPlan, desired: Desired, artifact: Artifact,
+def install_batch(run: RunContext, app: AppDefinition, plan: HostPlan, desired: DesiredRelease, artifact: Artifact,
                   meta: Mapping[str, Any], host: str, keep_lock: bool = False) -> dict[str, Any]:
     steps = []
     if "upload" in plan.steps:
@@ -207,7 +207,7 @@ def install_batch(run: RunContext, app: AppDefinition, plan: HostPlan, desired: 
                                            record(failed_entry), *_unlock_unless(keep_lock)]}
 
 
-def activate_batch(run: RunContext, app: AppDefinition, plan: HostPlan, desired: Desired,
+def activate_batch(run: RunContext, app: AppDefinition, plan: HostPlan, desired: DesiredRelease,
                    hooks: Mapping[str, str], earlier_steps: Mapping[str, float], host: str,
                    keep_lock: bool = False) -> dict[str, Any]:
     target = desired.release

@@ -33,8 +33,8 @@ class CallbackModule(CallbackBase):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self._fault = None
-        if os.environ.get("GOLIVE_FAULT_KILL"):  # the fault tests' kill points (golive.faultpoints); else inert
-            from golive.faultpoints import AnsiblePoint
+        if os.environ.get("GOLIVE_FAULT_KILL"):  # the fault tests' kill points; else inert
+            from golive.adapters.faultpoints import AnsiblePoint
 
             self._fault = AnsiblePoint.from_environment()
 

@@ -1,28 +1,21 @@
-"""What every flow that reaches hosts shares: the run context, the fleet, per-host reports."""
+"""What every flow that reaches hosts shares: the run context, the host session, per-host reports."""
 
 from __future__ import annotations
 
 import getpass
-import hashlib
 import os
 import secrets
-import tarfile
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from golive import faultpoints
+from golive.adapters import faultpoints
 from golive.adapters.locks import controller_name, describe, liveness, process_start
+from golive.adapters.progress import Progress
 from golive.adapters.remote import AgentAnswer, call_agent
 from golive.adapters.transport import Connected, Fleet
-from golive.core.errors import BadInput, Problem
 from golive.core.model import AppDefinition, Host
-from golive.core.plan import Desired
-from golive.core.release import Artifact, release_id
 from golive.flows import steps
-from golive.progress import Progress
-from golive.workspace import Workspace
 
 
 def operator_name(explicit: str | None = None) -> str:
@@ -37,13 +30,19 @@ def run_context(action: str, customer: str, environment: str, operator: str | No
                             reason=reason)
 
 
-@dataclass
+# Where a host ended up after a run; the first three keep the run going, the others are failures.
+HostStatus = Literal["deployed", "unchanged", "planned", "rolled_back", "failed", "unreachable", "locked", "skipped",
+                     "unknown"]
+FAILED_STATUSES: frozenset[str] = frozenset({"failed", "unreachable", "locked", "rolled_back", "skipped", "unknown"})
+
+
+@dataclass(kw_only=True)
 class HostReport:
     """Where one host ended up, in words and data."""
 
     host: str
     environment: str
-    status: str  # deployed|unchanged|rolled_back|failed|unreachable|locked|skipped|planned|ok
+    status: HostStatus
     action: str | None = None
     from_release: str | None = None
     to_release: str | None = None
@@ -55,7 +54,7 @@ class HostReport:
 
     @property
     def failed(self) -> bool:
-        return self.status in ("failed", "unreachable", "locked", "rolled_back", "skipped", "unknown")
+        return self.status in FAILED_STATUSES
 
     def as_dict(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v not in (None, {}, [])}
@@ -67,59 +66,6 @@ def step_seconds(*answers: AgentAnswer | None) -> dict[str, float]:
         for step in (answer.steps if answer else []):
             seconds[step.name] = round(seconds.get(step.name, 0.0) + step.seconds, 4)
     return seconds
-
-
-def check_artifact_archive(app: AppDefinition, artifact: Artifact, cache_dir: Path | None = None) -> None:
-    """Refuse a hostile archive on the controller, before any host is touched (the host checks again).
-
-    A pass is remembered in cache_dir under the archive's sha256 (which Workspace.artifact has just
-    verified against the file), the limits and the checker's own code: a re-deploy or rollforward
-    of the same artifact need not decompress it again (~30 ms for 5 MB)."""
-    from golive.agent import hostagent
-
-    limits = (app.store.max_members, app.store.max_unpacked_bytes)
-    passed = None
-    if cache_dir is not None:
-        checker = hashlib.sha256(Path(hostagent.__file__).read_bytes()).hexdigest()[:16]
-        passed = cache_dir / "archives-checked" / f"{artifact.sha256}-{limits[0]}-{limits[1]}-{checker}"
-        if passed.is_file():
-            return
-    try:
-        with tarfile.open(artifact.path, "r:*") as archive:
-            hostagent.check_archive(archive.getmembers(), *limits)
-    except hostagent.StepError as error:
-        raise BadInput(Problem(artifact.name, f"refused, nothing was sent to any host: {error}")) from None
-    except (tarfile.TarError, OSError, EOFError) as error:
-        reason = str(error).splitlines()[0].rstrip(":")  # tarfile lists every method it tried, one a line
-        raise BadInput(Problem(artifact.name, f"not a readable tar archive ({reason}); nothing was sent to any "
-                                              f"host")) from None
-    if passed is not None:
-        try:
-            passed.parent.mkdir(parents=True, exist_ok=True)
-            passed.touch()
-        except OSError:
-            pass  # a read-only workspace checks every time
-
-
-def rendered_meta(ws: Workspace, host: Host, version: str, desired: Desired) -> dict[str, Any]:
-    app = ws.app
-
-    def render(text: str, what: str) -> str:
-        return ws.render_string(text, host, version, what)
-
-    service = {k: render(getattr(app.service, k), f"service.{k}")
-               for k in ("start", "stop", "restart", "status", "systemd_unit")}
-    health = {"url": render(app.health.url, "health.url"), "command": render(app.health.command, "health.command"),
-              "timeout": app.health.timeout, "retries": app.health.retries, "interval": app.health.interval}
-    hooks = {k: render(getattr(app.hooks, k), f"hooks.{k}") for k in ("before_cutover", "after_cutover", "on_rollback")}
-    return steps.release_meta(app, desired, service, health, hooks)
-
-
-def desired_state(ws: Workspace, host: Host, artifact: Artifact) -> tuple[Desired, dict[str, Any]]:
-    config = ws.render(host, artifact.version)
-    desired = Desired(release_id(artifact.version, config.hash), artifact.version, artifact.name, artifact.sha256,
-                      config)
-    return desired, rendered_meta(ws, host, artifact.version, desired)
 
 
 class HostSession:
@@ -176,4 +122,4 @@ def chunks(path: str, size: int = 1 << 18) -> Iterable[bytes]:
             yield block
             sent += len(block)
             if sent >= half:
-                faultpoints.reached("upload:half")  # test hook; see golive.faultpoints
+                faultpoints.reached("upload:half")  # test hook; see golive.adapters.faultpoints

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from golive.core import drift as core
+from golive.core.gate import Gate, HostGate
 from golive.core.redact import Redactor
-from golive.preflight import Gate, HostGate
 
 
 def _finding_data(f: core.Finding) -> dict[str, Any]:

@@ -16,77 +16,32 @@ with --junit.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from golive import drift as drift_flow
 from golive.adapters.locks import describe, liveness
+from golive.adapters.progress import Progress
 from golive.core import drift as core
 from golive.core.errors import BadInput
+from golive.core.gate import Gate, HostGate, Item
 from golive.core.model import Host
 from golive.core.outcome import Outcome
 from golive.core.release import release_id
-from golive.flows.common import operator_name
-from golive.progress import Progress
+from golive.flows import drift as drift_flow
+from golive.flows import preflight_report
+from golive.flows.offline import validate
+from golive.flows.session import operator_name
 from golive.workspace import Workspace
 
 TARGET = "production"
 DEFAULT_REPORT_DIR = ".golive-out/preflight"
 
 
-@dataclass
-class Item:
-    """One gate item of one host (or of the workspace): green or red, and what to do when red."""
-
-    name: str
-    ok: bool
-    detail: str
-    action: str = ""
-
-
-@dataclass
-class HostGate:
-    host: str
-    environment: str
-    address: str
-    items: list[Item] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return all(i.ok for i in self.items)
-
-
-@dataclass
-class Gate:
-    customer: str
-    source: str
-    target: str
-    release: str | None
-    workspace: Item
-    hosts: list[HostGate]
-    unexpected: list[core.Finding]
-    expected: list[core.Finding]
-    pending: list[core.Finding]  # what the go-live itself changes
-    started: str
-    operator: str
-    seconds: float = 0.0
-
-    @property
-    def go(self) -> bool:
-        return self.workspace.ok and all(h.ok for h in self.hosts)
-
-    def red(self) -> list[tuple[str, Item]]:
-        found = [("workspace", self.workspace)] if not self.workspace.ok else []
-        return found + [(h.host, i) for h in self.hosts for i in h.items if not i.ok]
-
-
 # -- the gate items ----------------------------------------------------------------------------------
 
 def _workspace_item(ws: Workspace, customer: str) -> Item:
-    from golive.api import validate
-
     try:
         result = validate(ws, customer)
     except BadInput as error:
@@ -281,8 +236,6 @@ def evaluate(ws: Workspace, customer: str, release: str | None, progress: Progre
 
 def preflight(ws: Workspace, customer: str, *, release: str | None = None, report_dir: str | None = None,
               junit: str | None = None, progress: Progress, today: date | None = None) -> Outcome:
-    from golive import preflight_report
-
     gate = evaluate(ws, customer, release, progress, today)
     directory = Path(report_dir) if report_dir else ws.root / DEFAULT_REPORT_DIR / customer
     written = preflight_report.write(gate, directory, ws.redactor)

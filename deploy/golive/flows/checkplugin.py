@@ -2,7 +2,7 @@
 
 checks/conftest.py loads it, so the same check files run two ways:
 
-- `golive check CUSTOMER ENV` (golive.checks) runs pytest in-process over golive's own SSH sessions
+- `golive check CUSTOMER ENV` (golive.flows.check) runs pytest in-process over golive's own SSH sessions
   (`golive://HOST` hosts): connected in parallel up front, host keys verified, one connection each;
 - plain `pytest checks/ --golive-customer C --golive-environment E` (or `--hosts ssh://HOST,...`)
   uses Testinfra's ssh backend with an ssh config this plugin writes from the inventory: the
@@ -51,7 +51,7 @@ class ConfigFile:
 
 
 @dataclass(frozen=True)
-class HostFacts:
+class ExpectedHost:
     """What one host must look like, for the checks. Secret values are never in here."""
 
     name: str
@@ -76,16 +76,17 @@ class HostFacts:
         return next(f for f in self.files if f.dest == dest)
 
 
-@dataclass
+@dataclass(eq=False)  # one run is one object: pytest registers it as a plugin, by identity
 class CheckRun:
-    """Set by `golive check` before it runs pytest: its workspace, hosts and what it learns."""
+    """One run of the checks: its workspace, hosts and what it learns. `golive check` hands its run
+    to pytest as a plugin object; a plain `pytest checks/` run makes its own (pytest_configure)."""
 
     workspace: Any  # golive.workspace.Workspace
     customer: str
     environment: str
     hosts: dict[str, Host]
     release: str | None = None
-    facts: dict[str, HostFacts] = field(default_factory=dict)
+    facts: dict[str, ExpectedHost] = field(default_factory=dict)
     fact_errors: dict[str, str] = field(default_factory=dict)
     health: dict[str, dict[str, Any]] = field(default_factory=dict)
     # golive check gives its parallel map: per-host facts are then fetched for every host at once
@@ -105,9 +106,6 @@ class CheckRun:
                 function(host)
 
         self.parallel(quietly, self.testinfra_hosts)
-
-
-RUN: CheckRun | None = None  # set by golive.checks for an in-process run
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -165,8 +163,9 @@ class PlainRun:
 
 def pytest_configure(config: pytest.Config) -> None:
     option = config.option
-    if RUN is not None:
-        config.stash[_RUN_KEY] = RUN
+    handed_over = next((p for p in config.pluginmanager.get_plugins() if isinstance(p, CheckRun)), None)
+    if handed_over is not None:  # `golive check` runs pytest in-process and hands its run over
+        config.stash[_RUN_KEY] = handed_over
         return
     if getattr(option, "hosts", None) is None and not option.golive_environment:
         return  # not a golive run (a bare `pytest` in the folder): the checks will say what is missing
@@ -270,7 +269,7 @@ def _read_ledger(host: Any, root: str) -> tuple[str | None, dict[str, Any] | Non
     return current, live
 
 
-def host_facts(run: CheckRun, host: Any) -> HostFacts:
+def host_facts(run: CheckRun, host: Any) -> ExpectedHost:
     inventory_host = _inventory_host(run, host)
     if inventory_host.name in run.facts:
         return run.facts[inventory_host.name]
@@ -297,7 +296,7 @@ def host_facts(run: CheckRun, host: Any) -> HostFacts:
     parts = urllib.parse.urlsplit(health_url)
     masked = {k: (MASK if k in app.secret_var_names else ws.redactor.data(v)) for k, v in inventory_host.vars.items()}
     c = inventory_host.connection
-    facts = HostFacts(
+    facts = ExpectedHost(
         name=inventory_host.name, customer=inventory_host.customer, environment=inventory_host.environment,
         vars=masked, root=app.root, config_dir=app.config_dir, version=version,
         release=release_id(version, config.hash), config_hash=config.hash,
@@ -310,7 +309,7 @@ def host_facts(run: CheckRun, host: Any) -> HostFacts:
 
 
 @pytest.fixture(scope="module")
-def golive(request: pytest.FixtureRequest, host: Any) -> HostFacts:
+def golive(request: pytest.FixtureRequest, host: Any) -> ExpectedHost:
     """The host's golive facts: variables (secrets masked), desired release, rendered config hashes."""
     run = _run(request)
     run.prefetch("facts", lambda other: host_facts(run, other))
@@ -326,7 +325,7 @@ HTTP_PROBE = ("import sys,urllib.request\n"
               "sys.stdout.write(b.decode('utf-8','replace')+'\\n'+str(s))\n")
 
 
-def http_get(host: Any, golive: HostFacts, url: str) -> tuple[int | None, str]:
+def http_get(host: Any, golive: ExpectedHost, url: str) -> tuple[int | None, str]:
     """(HTTP status, body) of a GET made on the host itself: one command, curl or python3."""
     python = str(golive.vars.get("ansible_python_interpreter") or "python3")
     result = host.run("if command -v curl >/dev/null 2>&1; then curl -sS --max-time 3 -w '\\n%%{http_code}' %s; "
@@ -340,7 +339,7 @@ def http_get(host: Any, golive: HostFacts, url: str) -> tuple[int | None, str]:
 
 
 @pytest.fixture(scope="module")
-def fetch(host: Any, golive: HostFacts):
+def fetch(host: Any, golive: ExpectedHost):
     """fetch(path) -> (status, body): a GET to the service's own address, made on the host."""
     def get(path: str) -> tuple[int | None, str]:
         return http_get(host, golive, f"http://{golive.address}:{golive.port}{path}")
@@ -348,14 +347,14 @@ def fetch(host: Any, golive: HostFacts):
 
 
 @pytest.fixture(scope="module")
-def health(request: pytest.FixtureRequest, host: Any, golive: HostFacts) -> dict[str, Any]:
+def health(request: pytest.FixtureRequest, host: Any, golive: ExpectedHost) -> dict[str, Any]:
     """The /health answer of the host's service, fetched on the host itself (once per host)."""
     run = _run(request)
     run.prefetch("health", lambda other: health_of(run, other, host_facts(run, other)))
     return health_of(run, host, golive)
 
 
-def health_of(run: CheckRun, host: Any, facts: HostFacts) -> dict[str, Any]:
+def health_of(run: CheckRun, host: Any, facts: ExpectedHost) -> dict[str, Any]:
     key = f"{facts.name}@{facts.health_url}"
     if key not in run.health:
         status, body = http_get(host, facts, facts.health_url)

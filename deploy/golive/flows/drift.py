@@ -3,7 +3,7 @@
 One round trip per host: golive.agent.collector fingerprints every host of both environments in
 parallel. Everything else happens on the controller: what each host should run (its config rendered
 now for the version it runs, the artifact's file list from the release store), its variables as the
-source environment would set them (golive.adapters.counterpart), and the comparison itself, which
+source environment would set them (Workspace.as_environment), and the comparison itself, which
 is pure (golive.core.drift).
 """
 
@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tarfile
 import time
 import urllib.parse
 from dataclasses import dataclass, replace
@@ -20,9 +19,8 @@ from datetime import date
 from types import MappingProxyType
 from typing import Any
 
-from golive.adapters.counterpart import as_environment
+from golive.adapters.progress import Progress
 from golive.adapters.remote import call_agent
-from golive.adapters.render import Renderer
 from golive.adapters.transport import Connected, Fleet
 from golive.core import drift as core
 from golive.core.errors import BadInput, Problem
@@ -30,7 +28,6 @@ from golive.core.model import Host
 from golive.core.outcome import Outcome
 from golive.core.redact import MASK
 from golive.core.release import RenderedConfig, release_id
-from golive.progress import Progress
 from golive.workspace import Workspace
 
 COLLECT_TIMEOUT = 120
@@ -95,44 +92,6 @@ def collect(ws: Workspace, hosts: list[Host], progress: Progress, fleet: Fleet |
 
 # -- what each host should run ----------------------------------------------------------------------
 
-class Manifests:
-    """File lists of release artifacts in the store, read once per artifact."""
-
-    def __init__(self, ws: Workspace) -> None:
-        self.ws = ws
-        self.cache: dict[str, tuple[str | None, dict[str, dict[str, Any]] | None]] = {}
-
-    def get(self, version: str) -> tuple[str | None, dict[str, dict[str, Any]] | None]:
-        if version not in self.cache:
-            try:
-                artifact = self.ws.artifact(version)
-            except BadInput:
-                self.cache[version] = (None, None)  # not in this store: environments are compared instead
-            else:
-                self.cache[version] = (artifact.sha256, self._read(artifact.path))
-        return self.cache[version]
-
-    def _read(self, path: str) -> dict[str, dict[str, Any]] | None:
-        skipped = {"config", *self.ws.app.shared}
-        files: dict[str, dict[str, Any]] = {}
-        try:
-            with tarfile.open(path, "r:*") as archive:
-                for member in archive.getmembers():
-                    parts = [p for p in member.name.split("/") if p not in ("", ".")]
-                    if not parts or parts[0] in skipped or "__pycache__" in parts or member.isdir():
-                        continue
-                    name = "/".join(parts)
-                    if member.issym():
-                        files[name] = {"link": member.linkname}
-                    elif member.isfile() or member.islnk():
-                        handle = archive.extractfile(member)
-                        digest = hashlib.sha256(handle.read() if handle else b"").hexdigest()
-                        files[name] = {"sha256": digest, "executable": bool(member.mode & 0o100)}
-        except (tarfile.TarError, OSError):
-            return None
-        return files
-
-
 def health_port(url: str) -> int | None:
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in ("http", "https"):
@@ -143,8 +102,7 @@ def health_port(url: str) -> int | None:
         return None
 
 
-def desired_state(ws: Workspace, host: Host, fingerprint: dict[str, Any] | None,
-                  manifests: Manifests) -> tuple[core.Desired | None, str]:
+def desired_host(ws: Workspace, host: Host, fingerprint: dict[str, Any] | None) -> tuple[core.DesiredHost | None, str]:
     """What the workspace wants on this host for the version it runs (or why it cannot say)."""
     if fingerprint is None:
         return None, "unreachable"
@@ -157,10 +115,10 @@ def desired_state(ws: Workspace, host: Host, fingerprint: dict[str, Any] | None,
         url = ws.render_string(ws.app.health.url, host, version, "health.url") if ws.app.health.url else ""
     except BadInput as error:
         return None, "; ".join(str(p) for p in error.problems)
-    sha, manifest = manifests.get(version)
+    sha, manifest = ws.artifact_files(version)
     files = tuple(core.DesiredFile(f.dest, f.sha256, f.mode, f.secret,
                                    os.path.join(ws.app.root, "current", "config", f.dest)) for f in config.files)
-    return core.Desired(version, release_id(version, config.hash), config.hash, files, sha, manifest,
+    return core.DesiredHost(version, release_id(version, config.hash), config.hash, files, sha, manifest,
                         health_port(url) if url else None), ""
 
 
@@ -175,27 +133,12 @@ def _value(ws: Workspace, host: Host, name: str, value: Any) -> core.Value:
     return core.Value(digest, shown, host.var_origins.get(name, ""), secret)
 
 
-def compared_variables(ws: Workspace, host: Host, renderer: Renderer | None = None) -> dict[str, core.Value]:
+def compared_variables(ws: Workspace, host: Host, variant: str = "") -> dict[str, core.Value]:
     """The host's variables as its templates see them; connection settings and golive's own names
     differ by host by definition and are left out."""
-    context = (renderer or ws.renderer).context(host, PLACEHOLDER_VERSION)
+    context = ws.template_context(host, PLACEHOLDER_VERSION, variant=variant)
     return {name: _value(ws, host, name, value) for name, value in context.items()
             if not name.startswith(("ansible_", "golive_"))}
-
-
-def template_uses(ws: Workspace, customer: str) -> dict[str, frozenset[str]]:
-    """Which variables each config template reads (Jinja2's own analysis)."""
-    import jinja2.meta
-
-    env = ws.renderer.environment(customer)
-    uses = {}
-    for spec in ws.app.templates:
-        try:
-            source, _, _ = env.loader.get_source(env, spec.src)
-            uses[spec.dest] = frozenset(jinja2.meta.find_undeclared_variables(env.parse(source)))
-        except Exception:  # a broken template is reported by rendering; here it only reads nothing
-            uses[spec.dest] = frozenset()
-    return uses
 
 
 def expectations(ws: Workspace) -> dict[str, core.Expectation]:
@@ -207,19 +150,14 @@ def _hashes(config: RenderedConfig) -> dict[str, str]:
     return {f.dest: f.sha256 for f in config.files}
 
 
-class Variants:
-    """Renderers for a host's stand-ins: the renderer caches contexts by host name, and a stand-in
-    has the name of the host it stands for, so each kind of stand-in gets a renderer of its own."""
-
-    def __init__(self, ws: Workspace) -> None:
-        self.as_source = Renderer(ws.root, ws.app)
-        self.declared_only = Renderer(ws.root, ws.app)
+# Stand-ins for a target host, each rendered apart (Workspace.render_variant).
+AS_SOURCE, DECLARED_ONLY = "as-source", "declared-only"
 
 
-def counterpart(ws: Workspace, variants: Variants, target: Host, as_source: Host, version: str,
+def counterpart(ws: Workspace, target: Host, as_source: Host, version: str,
                 declared: set[str], uses: dict[str, frozenset[str]]) -> core.Counterpart:
     mine = compared_variables(ws, target)
-    theirs = compared_variables(ws, as_source, variants.as_source)
+    theirs = compared_variables(ws, as_source, AS_SOURCE)
     # The source environment's values, with only the declared differences taken from the target:
     # what the target's config should be if nothing undeclared differs.
     merged = {k: v for k, v in as_source.vars.items() if k not in declared}
@@ -227,8 +165,8 @@ def counterpart(ws: Workspace, variants: Variants, target: Host, as_source: Host
     declared_only = replace(target, vars=MappingProxyType(merged))
     try:
         files = _hashes(ws.render(target, version))
-        files_as_source = _hashes(variants.as_source.render(as_source, version))
-        files_declared_only = _hashes(variants.declared_only.render(declared_only, version))
+        files_as_source = _hashes(ws.render_variant(as_source, version, AS_SOURCE))
+        files_declared_only = _hashes(ws.render_variant(declared_only, version, DECLARED_ONLY))
     except BadInput as error:
         return core.Counterpart(target.name, "", mine, theirs, uses=uses,
                                 render_error="; ".join(str(p) for p in error.problems))
@@ -274,29 +212,27 @@ def plan(ws: Workspace, customer: str, source: str, target: str) -> DriftPlan:
     if problems:
         raise BadInput(problems)
     return DriftPlan(customer, source, target, source_hosts, target_hosts, pairs,
-                     as_environment(ws, customer, target_hosts, source))
+                     ws.as_environment(customer, target_hosts, source))
 
 
 def report(ws: Workspace, drift_plan: DriftPlan, prints: dict[str, Fingerprint],
            today: date | None = None) -> core.DriftReport:
-    manifests = Manifests(ws)
     states: dict[str, core.HostState] = {}
     for host in drift_plan.hosts:
         fp = prints.get(host.name)
         data = fp.data if fp else None
-        desired, why = desired_state(ws, host, data, manifests)
+        desired, why = desired_host(ws, host, data)
         states[host.name] = core.HostState(host.name, host.environment, data, fp.error if fp else "not collected",
                                            desired, why)
     declared = {name for name, e in expectations(ws).items() if not e.expired(today or date.today())}
-    uses = template_uses(ws, drift_plan.customer)
+    uses = ws.template_uses(drift_plan.customer)
     pairs = []
-    variants = Variants(ws)
     for host in drift_plan.target_hosts:
         moved = drift_plan.as_source.get(host.name)
         desired = states[host.name].desired
         version = desired.version if desired else PLACEHOLDER_VERSION
         if isinstance(moved, Host):
-            pair = counterpart(ws, variants, host, moved, version, declared, uses)
+            pair = counterpart(ws, host, moved, version, declared, uses)
         else:
             pair = core.Counterpart(host.name, "", compared_variables(ws, host), {},
                                     render_error=str(moved or "not in the inventory"))

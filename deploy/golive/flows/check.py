@@ -1,16 +1,10 @@
 """golive check CUSTOMER ENV: the Testinfra checks in checks/, run over golive's own SSH sessions.
 
-Testinfra's paramiko:// backend accepts any host key, and its ssh:// backend opens a connection per
-assertion unless a ControlPath is set. golive therefore gives Testinfra a backend of its own,
-`golive://HOST`: every host is connected once, in parallel, before the first check (pyinfra's
-connector with TCP_NODELAY and strict host keys against the inventory's known_hosts), and each
-Testinfra command is one exec channel on that connection (a few milliseconds). pytest then runs
-in-process with golive.checkplugin (loaded by checks/conftest.py) and the result of each host is
-recorded in its ledger: `action: check`, `result: passed|failed`, the release and its config hash.
-
-pytest runs one check on one host at a time; CommandFanOut lets the hosts' commands run side by
-side anyway (checks are read-only, Testinfra's habit, and every host of a run goes through the
-same checks).
+Every host is connected once, in parallel, host keys verified; Testinfra's commands run over those
+connections (golive.adapters.testinfra_backend). pytest runs in-process with
+golive.flows.checkplugin (loaded by checks/conftest.py), handed this run's CheckRun as a plugin, and
+the result of each host is recorded in its ledger: `action: check`, `result: passed|failed`, the
+release and its config hash.
 """
 
 from __future__ import annotations
@@ -18,106 +12,25 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import testinfra.backend
-from testinfra.backend import base
-
-from golive import checkplugin
+from golive.adapters.progress import Progress
 from golive.adapters.remote import call_agent
+from golive.adapters.testinfra_backend import CommandFanOut, host_spec, testinfra_hosts
 from golive.adapters.transport import Connected, Fleet
 from golive.core.errors import BadInput, Problem
 from golive.core.model import Host
 from golive.core.outcome import Outcome
-from golive.flows import steps
-from golive.flows.common import run_context
-from golive.progress import Progress
+from golive.flows import checkplugin, steps
+from golive.flows.session import run_context
 from golive.workspace import Workspace
 
-COMMAND_TIMEOUT = 120
 RECORD_TIMEOUT = 60
 CHECKS_DIR = "checks"
-
-Answer = tuple[int, bytes, bytes]
-
-
-@dataclass
-class _Batch:
-    """One command run on several hosts at once."""
-
-    answers: dict[str, Answer | BaseException] = field(default_factory=dict)
-    done: threading.Event = field(default_factory=threading.Event)  # gevent's, once patched
-
-
-class CommandFanOut:
-    """Testinfra's commands over golive's connections, the hosts' side by side where they can be.
-
-    A command that a second host asks for word for word is one every host of the run will ask for
-    (the same checks, and nothing host-specific in it): it then runs at once on every host that has
-    not run it yet, and each of them takes its own answer when its check asks (once: asked again,
-    a command runs again). A command only one host asks for (one naming the host's address, release
-    or process) runs on that host alone. So a check costs about two round trips for the whole
-    fleet instead of one per host, and every answer is still the host's own, seconds old at most.
-    """
-
-    def __init__(self, connections: dict[str, Connected], parallel: Any) -> None:
-        self.connections = connections
-        self.parallel = parallel
-        self.asked: dict[str, set[str]] = {}  # command -> hosts it ran (or runs) on
-        self.ready: dict[tuple[str, str], _Batch] = {}  # answers nobody has taken yet
-
-    def run(self, host: str, command: str) -> Answer:
-        batch = self.ready.pop((host, command), None)
-        if batch is None:
-            asked = self.asked.setdefault(command, set())
-            rest = [h for h in self.connections if h != host and h not in asked] if asked else []
-            asked.update([host, *rest])
-            batch = _Batch()
-            self.ready.update(((name, command), batch) for name in rest)
-            try:
-                batch.answers.update(zip([host, *rest], self.parallel(lambda name: self._exec(name, command),
-                                                                      [host, *rest]), strict=True))
-            finally:
-                batch.done.set()
-        batch.done.wait()  # the facts are fetched in parallel greenlets: a batch may still be running
-        answer = batch.answers.get(host, RuntimeError(f"{host}: no answer to {command!r}"))
-        if isinstance(answer, BaseException):
-            raise answer
-        return answer
-
-    def _exec(self, host: str, command: str) -> Answer:
-        connected = self.connections.get(host)
-        if connected is None or connected.pyinfra_host is None:
-            raise RuntimeError(f"{host}: not connected by golive")
-        return connected.pyinfra_host.connector.exec_stream(command, b"", (), timeout=COMMAND_TIMEOUT)
-
-
-# Set only while `golive check` runs pytest.
-_FAN_OUT: CommandFanOut | None = None
-
-
-class GoliveBackend(base.BaseBackend):
-    """Runs Testinfra's commands over the connection golive opened (and verified) for the host."""
-
-    NAME = "golive"
-
-    def run(self, command: str, *args: str, **kwargs: Any) -> base.CommandResult:
-        command = self.get_command(command, *args)
-        if _FAN_OUT is None:
-            raise RuntimeError(f"{self.hostname}: not connected by golive")
-        code, out, err = _FAN_OUT.run(self.hostname, command)
-        return self.result(code, self.encode(command), out, err)
-
-    def get_encoding(self) -> str:
-        return "utf-8"  # asking the host would cost a command; golive's hosts run UTF-8 Pythons
-
-
-testinfra.backend.BACKENDS["golive"] = f"{__name__}.GoliveBackend"
 
 
 @dataclass
@@ -181,12 +94,8 @@ def _reason(report: Any) -> str:
     return ("(setup) " if report.when == "setup" else "") + first[:300]
 
 
-def _host_specs(hosts: Iterable[Host]) -> list[str]:
-    return [f"golive://{h.name}" + ("?sudo=true" if h.vars.get("ansible_become") else "") for h in hosts]
-
-
 def _pytest_args(checks: Path, hosts: Iterable[Host], junit: str | None) -> list[str]:
-    specs = _host_specs(hosts)
+    specs = [host_spec(h) for h in hosts]
     ini = checks / "pytest.ini"
     args = [str(checks), "--rootdir", str(checks), "-c", str(ini) if ini.is_file() else os.devnull,
             "-p", "testinfra.plugin", "-p", "no:cacheprovider", "-p", "no:faulthandler", "-qq", "--tb=short",
@@ -200,25 +109,23 @@ def run_checks(ws: Workspace, customer: str, environment: str, hosts: list[Host]
                release: str | None, junit: str | None,
                parallel: Any) -> tuple[ResultCollector, checkplugin.CheckRun]:
     import pytest
-    import testinfra
 
-    global _FAN_OUT
     run = checkplugin.CheckRun(ws, customer, environment, {h.name: h for h in hosts}, release)
     run.parallel = parallel
-    run.testinfra_hosts = [testinfra.get_host(spec) for spec in _host_specs(hosts)]
+    fan_out = CommandFanOut({h.name: connected[h.name] for h in hosts}, parallel)
+    run.testinfra_hosts = testinfra_hosts(hosts, fan_out)
     collector = ResultCollector(ws.redactor)
-    _FAN_OUT = CommandFanOut({h.name: connected[h.name] for h in hosts}, parallel)
-    checkplugin.RUN = run
     # Only the plugins the checks need: a developer's unrelated pytest plugins stay out of a gate.
     previous = os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD")
     os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
     try:
         # pytest's own report goes to a buffer: golive prints its summary, and stdout stays clean for --json.
+        # The run itself is handed to the check plugin as a plugin object (checkplugin.pytest_configure).
         with contextlib.redirect_stdout(collector.output):
-            code = pytest.main(_pytest_args(ws.root / CHECKS_DIR, hosts, junit), plugins=[collector])
+            code = pytest.main(_pytest_args(ws.root / CHECKS_DIR, hosts, junit), plugins=[collector, run])
     finally:
-        checkplugin.RUN = None
-        _FAN_OUT = None
+        for testinfra_host in run.testinfra_hosts:
+            testinfra_host.backend.fan_out = None
         if previous is None:
             os.environ.pop("PYTEST_DISABLE_PLUGIN_AUTOLOAD", None)
         else:
