@@ -15,7 +15,6 @@ same checks).
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -85,7 +84,7 @@ class GoliveBackend(base.BaseBackend):
     """Runs Testinfra's commands over the connection golive opened (and verified) for the host."""
 
     NAME = "golive"
-    fan_out: CommandFanOut | None = None  # handed over by `golive check` (attach), per run
+    fan_out: CommandFanOut | None = None  # handed over per run by `golive check` (through its check plugin)
 
     def run(self, command: str, *args: str, **kwargs: Any) -> base.CommandResult:
         command = self.get_command(command, *args)
@@ -107,15 +106,3 @@ def host_spec(host: Host) -> str:
     """The Testinfra host spec that reaches `host` through golive's own connection."""
     return f"golive://{host.name}" + ("?sudo=true" if host.vars.get("ansible_become") else "")
 
-
-def testinfra_hosts(hosts: Iterable[Host], fan_out: CommandFanOut) -> list[Any]:
-    """Testinfra's host objects for `hosts`, each running its commands through `fan_out`. Testinfra
-    keeps one object per spec for the process; pytest's --hosts finds these same objects."""
-    import testinfra
-
-    found = []
-    for host in hosts:
-        testinfra_host = testinfra.get_host(host_spec(host))
-        testinfra_host.backend.fan_out = fan_out
-        found.append(testinfra_host)
-    return found

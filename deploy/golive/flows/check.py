@@ -20,7 +20,7 @@ from typing import Any
 
 from golive.adapters.progress import Progress
 from golive.adapters.remote import call_agent
-from golive.adapters.testinfra_backend import CommandFanOut, host_spec, testinfra_hosts
+from golive.adapters.testinfra_backend import CommandFanOut, host_spec
 from golive.adapters.transport import Connected, Fleet
 from golive.core.errors import BadInput, Problem
 from golive.core.model import Host
@@ -112,8 +112,7 @@ def run_checks(ws: Workspace, customer: str, environment: str, hosts: list[Host]
 
     run = checkplugin.CheckRun(ws, customer, environment, {h.name: h for h in hosts}, release)
     run.parallel = parallel
-    fan_out = CommandFanOut({h.name: connected[h.name] for h in hosts}, parallel)
-    run.testinfra_hosts = testinfra_hosts(hosts, fan_out)
+    run.fan_out = CommandFanOut({h.name: connected[h.name] for h in hosts}, parallel)
     collector = ResultCollector(ws.redactor)
     # Only the plugins the checks need: a developer's unrelated pytest plugins stay out of a gate.
     previous = os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD")
@@ -125,7 +124,7 @@ def run_checks(ws: Workspace, customer: str, environment: str, hosts: list[Host]
             code = pytest.main(_pytest_args(ws.root / CHECKS_DIR, hosts, junit), plugins=[collector, run])
     finally:
         for testinfra_host in run.testinfra_hosts:
-            testinfra_host.backend.fan_out = None
+            testinfra_host.backend.fan_out = None  # Testinfra keeps its host objects for the process
         if previous is None:
             os.environ.pop("PYTEST_DISABLE_PLUGIN_AUTOLOAD", None)
         else:

@@ -92,6 +92,9 @@ class CheckRun:
     # golive check gives its parallel map: per-host facts are then fetched for every host at once
     # on first use, instead of one host after another as pytest walks the checks.
     parallel: Callable[[Callable[[Any], Any], list[Any]], list[Any]] | None = None
+    # golive check's command fan-out (adapters/testinfra_backend.py): handed to the backend of every
+    # Testinfra host pytest runs checks on, once collected (pytest_collection_modifyitems)
+    fan_out: Any = None
     testinfra_hosts: list[Any] = field(default_factory=list)
     prefetched: set[str] = field(default_factory=set)
 
@@ -229,9 +232,20 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
     return None
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """A customer's own checks run after the shared ones (pytest would collect customers/ first)."""
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A customer's own checks run after the shared ones (pytest would collect customers/ first).
+    In a `golive check` run, the Testinfra hosts pytest made get the run's command fan-out."""
     items.sort(key=lambda item: CUSTOMERS_DIR in Path(str(item.path)).parts)
+    run = config.stash.get(_RUN_KEY, None)
+    if run is None or run.fan_out is None:
+        return
+    seen: dict[int, Any] = {}
+    for item in items:
+        testinfra_host = getattr(getattr(item, "callspec", None), "params", {}).get("_testinfra_host")
+        if testinfra_host is not None and id(testinfra_host) not in seen:
+            seen[id(testinfra_host)] = testinfra_host
+            testinfra_host.backend.fan_out = run.fan_out
+    run.testinfra_hosts = list(seen.values())
 
 
 # -- fixtures -----------------------------------------------------------------------------------
