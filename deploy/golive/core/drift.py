@@ -32,8 +32,9 @@ HOST: Scope = "host"
 ENVIRONMENT: Scope = "environment"
 NOT_SET = "(not set)"
 # Platform facts and how much a difference matters for the application.
-PLATFORM_FIELDS = (("machine", "high"), ("os", "medium"), ("os_version", "medium"), ("python", "medium"),
-                   ("timezone", "medium"), ("locale", "medium"), ("kernel", "low"))
+PLATFORM_FIELDS: tuple[tuple[str, Severity], ...] = (
+    ("machine", "high"), ("os", "medium"), ("os_version", "medium"), ("python", "medium"),
+    ("timezone", "medium"), ("locale", "medium"), ("kernel", "low"))
 GROUP_OR_OTHER_ACCESS = 0o077
 
 
@@ -345,7 +346,7 @@ def _env(kind: Kind, subject: str, pair: Counterpart, source: Any, target: Any, 
 
 def environment_findings(pair: Counterpart, target: HostState, source: HostState,
                          expectations: Mapping[str, Expectation], today: date,
-                         explained: set[tuple[str, str, str]]) -> list[Finding]:
+                         explained: set[tuple[str, Kind, str]]) -> list[Finding]:
     """Differences between a target host and its source counterpart; `explained` holds
     (host, kind, subject) of host findings, which are not repeated."""
     found = _variable_findings(pair, expectations, today)
@@ -450,7 +451,7 @@ def _package_findings(pair: Counterpart, tfp: Mapping[str, Any], sfp: Mapping[st
 
 
 def _service_env_findings(pair: Counterpart, tfp: Mapping[str, Any], sfp: Mapping[str, Any],
-                          explained: set[tuple[str, str, str]]) -> list[Finding]:
+                          explained: set[tuple[str, Kind, str]]) -> list[Finding]:
     if any((h, "service", "state") in explained for h in (pair.target, pair.source)):
         return []
     found = []
@@ -468,11 +469,12 @@ def _service_env_findings(pair: Counterpart, tfp: Mapping[str, Any], sfp: Mappin
 
 
 def _running(service: Mapping[str, Any]) -> str:
-    return {True: "running", False: "stopped"}.get(service.get("running"), "not defined")
+    running = service.get("running")
+    return "running" if running is True else "stopped" if running is False else "not defined"
 
 
 def _port_findings(pair: Counterpart, tfp: Mapping[str, Any], sfp: Mapping[str, Any], target: HostState,
-                   source: HostState, explained: set[tuple[str, str, str]]) -> list[Finding]:
+                   source: HostState, explained: set[tuple[str, Kind, str]]) -> list[Finding]:
     def ports(fp: Mapping[str, Any]) -> set[tuple[int, str]]:
         return {(p["port"], p["address"]) for p in fp.get("ports") or []}
 
@@ -496,7 +498,7 @@ def _port_findings(pair: Counterpart, tfp: Mapping[str, Any], sfp: Mapping[str, 
 
 
 def _permission_env_findings(pair: Counterpart, tfp: Mapping[str, Any], sfp: Mapping[str, Any],
-                             explained: set[tuple[str, str, str]]) -> list[Finding]:
+                             explained: set[tuple[str, Kind, str]]) -> list[Finding]:
     found = []
     tconf, sconf = tfp.get("config") or {}, sfp.get("config") or {}
     tfiles, sfiles = tconf.get("files") or {}, sconf.get("files") or {}
@@ -522,7 +524,7 @@ def _permission_env_findings(pair: Counterpart, tfp: Mapping[str, Any], sfp: Map
 
 def _merge(findings: Iterable[Finding]) -> list[Finding]:
     """One finding per difference, naming every host that has it (30 hosts, one line)."""
-    merged: dict[tuple, Finding] = {}
+    merged: dict[tuple[Any, ...], Finding] = {}
     for f in findings:
         key = (f.scope, f.kind, f.subject, f.expected_value, f.actual_value, f.expected, f.reason, f.severity,
                f.files, f.where)

@@ -91,7 +91,7 @@ def file_changes(desired: RenderedConfig, live: Mapping[str, Mapping[str, Any]])
         seen = live.get(f.dest) or {}
         if seen.get("exists") and seen.get("sha256") == f.sha256:
             continue
-        kind = "changed" if seen.get("exists") else "added"
+        kind: FileChangeKind = "changed" if seen.get("exists") else "added"
         diff = ""
         if not f.secret:
             before = (seen.get("text") or "").splitlines(keepends=True)
