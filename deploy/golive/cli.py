@@ -13,7 +13,7 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any
 
-from golive.core.errors import BadInput, GoliveError
+from golive.core.errors import BadInput, GoliveError, merged
 from golive.core.outcome import Outcome
 from golive.core.redact import Redactor
 
@@ -28,7 +28,18 @@ class _Parser(argparse.ArgumentParser):
     """argparse exits 2 on bad usage already; keep its message to one line naming the problem."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        raise BadInput(f"{self.prog}: {message}")
+        verb = self.prog.removeprefix("golive").strip()  # "golive: error:" is printed once, by main
+        raise BadInput(f"{verb}: {message}" if verb else message)
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def _common() -> argparse.ArgumentParser:
@@ -98,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("customer")
     p.add_argument("environment")
     p.add_argument("--host", action="append", dest="hosts", metavar="HOST")
-    p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--limit", type=_positive, default=20, help="the newest N entries per host (default 20)")
     p = verb("check", "run the Testinfra checks in checks/ against an environment")
     p.add_argument("customer")
     p.add_argument("environment")
@@ -229,6 +240,8 @@ def main(argv: list[str] | None = None) -> int:
         elif outcome.text:
             print(redactor.text(outcome.text))
         sys.stdout.flush()
+        for warning in merged(ws.warnings):
+            print(redactor.text(f"golive: warning: {warning}"), file=sys.stderr)
     except BrokenPipeError:  # `golive ... | head`: the reader has what it wanted
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     if outcome.failed:

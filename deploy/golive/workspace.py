@@ -33,6 +33,9 @@ class Workspace:
         self.renderer = Renderer(self.root, self.app)
         self.redactor = Redactor()
         self._customers: dict[str, Customer] = {}
+        # What the user should know but that stops nothing (an undeclared variable): printed once, at the end.
+        self.warnings: list[Problem] = []
+        self._warned: set[tuple[str, str]] = set()
         self._variants: dict[str, Renderer] = {}
         self._artifact_files: dict[str, tuple[str | None, dict[str, dict[str, Any]] | None]] = {}
 
@@ -94,11 +97,14 @@ class Workspace:
     def render(self, host: Host, version: str) -> RenderedConfig:
         """The host's config files; a variable that breaks the schema (a port that is not a number)
         is refused here, so render, plan and deploy stop before a host is touched, like validate."""
-        from golive.core.schema import check_host_vars
+        from golive.core.schema import check_host_vars, undeclared_variables
 
         problems = check_host_vars(self.app, host)
         if problems:
             raise BadInput(problems)
+        if (host.customer, host.name) not in self._warned:
+            self._warned.add((host.customer, host.name))
+            self.warnings.extend(undeclared_variables(self.app, host))
         return self.renderer.render(host, version)
 
     def render_string(self, text: str, host: Host, version: str = "", what: str = "") -> str:
@@ -173,6 +179,13 @@ class Workspace:
     def store(self) -> Path:
         return (self.root / self.app.store.path).resolve()
 
+    def _build_hint(self, version: str) -> str:
+        """How this workspace makes an artifact: its own build script when it has one (the example's)."""
+        if (self.root / "scripts" / "build-release").is_file():
+            return f"build it with scripts/build-release {version}"
+        store = os.path.relpath(self.store, self.root)
+        return f"make it from the release's files with `golive package DIR --version {version} --out {store}`"
+
     def artifact(self, version: str) -> Artifact:
         """The release artifact, its checksum file read and the artifact verified against it."""
         if not VERSION_PATTERN.match(version):
@@ -183,8 +196,7 @@ class Workspace:
         if not path.is_file():
             available = sorted(p.name for p in self.store.glob("*.sha256")) if self.store.is_dir() else []
             hint = f" (the store has: {', '.join(a.removesuffix('.sha256') for a in available)})" if available else ""
-            raise BadInput(f"release {version}: artifact {shown} not found{hint}; "
-                           f"build it with scripts/build-release {version}")
+            raise BadInput(f"release {version}: artifact {shown} not found{hint}; {self._build_hint(version)}")
         sha_path = path.with_name(name + ".sha256")
         if not sha_path.is_file():
             raise BadInput(f"release {version}: checksum file {shown}.sha256 is missing")

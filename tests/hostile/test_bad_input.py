@@ -130,7 +130,14 @@ CASES: dict[str, Case] = {
                                   DEPLOY, (rf"{MFG}/group_vars/all/main\.yml:\d+", r"'http_port'.*must be int")),
     "vars file: value not allowed": Case(edit(f"{RTL}/group_vars/all/main.yml", "log_level: warning",
                                               "log_level: loud"),
-                                         ("validate",), (r"main\.yml:\d+", r"'log_level'.*allowed")),
+                                         ("validate",), (r"main\.yml:\d+", r"'log_level'.*allowed",
+                                                         r"variables\.log_level\.allowed at golive\.yml:\d+")),
+    "vars file: a typo in a required variable's name": Case(
+        edit(f"{MFG}/group_vars/all/main.yml", "company_name:", "comapny_name:"),
+        DEPLOY, (rf"{MFG}/group_vars/all/main\.yml:\d+", r"did you mean 'company_name'", r"golive\.yml:\d+")),
+    "golive.yml: no health section": Case(
+        edit("golive.yml", "health:\n  url:", "healthcheck_url_was_here:\n  url:"),
+        ("validate",), (r"no 'health:' section",)),
     "vars file: required variable missing": Case(edit(f"{MFG}/group_vars/all/main.yml", "currency: CNY\n", ""),
                                                  DEPLOY, (r"'currency'", r"mfg-stg-1")),
     "vars file: not a mapping": Case(write(f"{MFG}/group_vars/staging.yml", "- workers\n- 2\n"),
@@ -205,6 +212,8 @@ CASES: dict[str, Case] = {
                                           (r"/nonexistent/ws",)),
     "history --limit not a number": Case(nothing, ("history", "manufacturer", "staging", "--limit", "ten"),
                                          (r"--limit", r"ten")),
+    "history --limit below one": Case(nothing, ("history", "manufacturer", "staging", "--limit", "-3"),
+                                      (r"--limit", r"at least 1")),
     "--check with the pyinfra engine": Case(nothing, (*DEPLOY, "--check"), (r"--check/--diff belong to the ansible",)),
     "rollback of an unknown environment": Case(nothing, ("rollback", "manufacturer", "prod"),
                                                (r"unknown environment 'prod'",)),
@@ -240,6 +249,7 @@ def test_bad_input_exits_2_with_one_clear_message_and_touches_no_host(name, depl
     assert result.stdout == ""
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert lines and all(line.startswith("golive: error: ") for line in lines), result.stderr
+    assert not any(line.startswith("golive: error: golive") for line in lines), "the prefix is printed twice"
     assert len(lines) <= 3, f"not one clear message:\n{result.stderr}"
     for pattern in case.expect:
         assert re.search(pattern, result.stderr), f"{pattern!r} not in:\n{result.stderr}"

@@ -167,6 +167,7 @@ def _variables(reader: _Reader, data: YamlMap) -> tuple[VarSpec, ...]:
                 differs_by=differs_by,
                 reason=reason,
                 expires=expires,
+                where=reader.at(section, name),
             )
         )
     return tuple(specs)
@@ -264,9 +265,17 @@ def load_app_definition(workspace: Path) -> AppDefinition:
         if "/" in shared_dir or shared_dir in ("", ".", "..", "config", ".golive"):
             reader.problem(data, "shared", f"shared entry {shared_dir!r} must be a plain directory name")
     if not (app.service.systemd_unit or app.service.restart or (app.service.start and app.service.stop)):
-        reader.problem(data, "service", "service needs 'systemd_unit', 'restart' or both 'start' and 'stop'")
+        if "service" in data:
+            reader.problem(data, "service", "service needs 'systemd_unit', 'restart' or both 'start' and 'stop'")
+        else:
+            reader.problem(None, None, "no 'service:' section: add service: {systemd_unit: NAME} or the "
+                                       "restart (or start and stop) commands")
     if not (app.health.url or app.health.command):
-        reader.problem(data, "health", "health needs a 'url' or a 'command'")
+        if "health" in data:
+            reader.problem(data, "health", "health needs a 'url' or a 'command'")
+        else:
+            reader.problem(None, None, "no 'health:' section: golive verifies every deploy with it; add "
+                                       "health: {url: ...} or health: {command: ...}")
     if reader.problems:
         raise BadInput(reader.problems)
     return app

@@ -67,6 +67,7 @@ class VarSpec:
     differs_by: str | None = None  # "environment" or "host": an expected difference
     reason: str = ""
     expires: date | None = None
+    where: str = ""  # golive.yml:LINE of its declaration
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ import os
 from datetime import date
 from pathlib import Path
 
-from golive.core.errors import BadInput, Problem
+from golive.core.errors import BadInput, Problem, merged
 from golive.core.outcome import Outcome
 from golive.core.redact import MASK
 from golive.core.release import RenderedConfig, release_id
@@ -47,8 +47,11 @@ def validate(ws: Workspace, customer: str | None = None, today: date | None = No
                                                f"{spec.expires}: renew its 'expires' or remove the declaration"))
     if problems:
         raise BadInput(problems)
-    text = f"workspace ok: {len(names)} customer(s), {hosts} host(s), {rendered} file(s) rendered"
-    return Outcome({"ok": True, "customers": names, "hosts": hosts, "files_rendered": rendered}, text)
+    warnings = [str(w) for w in merged(ws.warnings)]
+    text = f"workspace ok: {len(names)} customer(s), {hosts} host(s), {rendered} file(s) rendered" + \
+        (f", {len(warnings)} warning(s) (below)" if warnings else "")
+    return Outcome({"ok": True, "customers": names, "hosts": hosts, "files_rendered": rendered,
+                    "warnings": warnings}, text)
 
 
 def inventory(ws: Workspace, customer: str) -> Outcome:
