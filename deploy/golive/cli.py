@@ -18,9 +18,11 @@ from golive.core.outcome import Outcome
 from golive.core.redact import Redactor
 
 if TYPE_CHECKING:
+    from golive.adapters.progress import Progress
     from golive.workspace import Workspace
 
 EXIT_OK, EXIT_FINDING, EXIT_BAD_INPUT, EXIT_HOST_FAILURE = 0, 1, 2, 3
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports it
 REMOTE_VERBS = {"plan", "deploy", "rollback", "status", "history", "check", "drift", "preflight", "unlock"}
 
 
@@ -146,12 +148,9 @@ def _engine(args: argparse.Namespace) -> Any:
     return deploy
 
 
-def dispatch(ws: Workspace, args: argparse.Namespace) -> Outcome:
+def dispatch(ws: Workspace, args: argparse.Namespace, progress: Progress) -> Outcome:
     """Run the verb. Each verb's flow is imported only when that verb runs (start-up time matters)."""
-    from golive.adapters.progress import Progress
-
     verb = args.verb
-    progress = Progress(ws.redactor, quiet=args.json)
     if verb in ("inventory", "validate", "render"):
         from golive.flows import offline
 
@@ -200,20 +199,43 @@ def dispatch(ws: Workspace, args: argparse.Namespace) -> Outcome:
     raise BadInput(f"unknown verb {verb!r}")  # argparse refuses it first
 
 
+def _interrupted(args: argparse.Namespace | None, progress: Progress | None, redactor: Redactor) -> None:
+    """Ctrl-C: say where each host was and what happens to it now, instead of a traceback."""
+    if progress is not None:
+        progress.stop()
+    seen = progress.whereabouts() if progress is not None else {}
+    lines = ["golive: interrupted"]
+    if seen and args is not None and args.verb in ("deploy", "rollback"):
+        if getattr(args, "engine", "pyinfra") == "ansible":
+            after = "ansible-playbook stops after the task it was running"
+        else:
+            after = "the agent on each host finishes the batch it was running on its own (or rolls it back)"
+        lines.append(f"golive: {after}; nothing is left half-switched. Where each host was:")
+        lines += [f"  {host}: {where}" for host, where in seen.items()]
+        lines.append(f"golive: see where each host is now: golive status {args.customer} {args.environment}")
+    elif seen:
+        lines.append("golive: nothing was changed by this command; the hosts are as they were")
+    for line in lines:
+        print(redactor.text(line), file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     redactor = Redactor()
     args = None
+    progress = None
     try:
         args = build_parser().parse_args(argv)
         if args.verb in REMOTE_VERBS:
             from golive.adapters.concurrency import patch_for_parallel_ssh
 
             patch_for_parallel_ssh()
+        from golive.adapters.progress import Progress
         from golive.workspace import Workspace
 
         ws = Workspace(args.workspace, args.vault_password_file)
         redactor = ws.redactor
-        outcome = dispatch(ws, args)
+        progress = Progress(ws.redactor, quiet=args.json)
+        outcome = dispatch(ws, args, progress)
     except BadInput as error:
         for problem in error.problems:
             print(redactor.text(f"golive: error: {problem}"), file=sys.stderr)
@@ -222,8 +244,8 @@ def main(argv: list[str] | None = None) -> int:
         print(redactor.text(f"golive: failed: {error}"), file=sys.stderr)
         return error.exit_code
     except KeyboardInterrupt:
-        print("golive: interrupted", file=sys.stderr)
-        return 130
+        _interrupted(args, progress, redactor)
+        return EXIT_INTERRUPTED
     except SystemExit as stop:  # --help / --version
         return int(stop.code or 0)
     except Exception as error:  # a bug in golive, not a user mistake

@@ -47,3 +47,9 @@ def patch_for_parallel_ssh() -> None:
 
     if not monkey.is_module_patched("socket"):
         monkey.patch_all()
+    import gevent
+
+    # Ctrl-C still stops golive (the hub raises it in the main greenlet); the hub need not also
+    # print it, with a traceback, before golive says where each host was.
+    hub = gevent.get_hub()
+    hub.NOT_ERROR = (*hub.NOT_ERROR, KeyboardInterrupt)

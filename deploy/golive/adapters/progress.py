@@ -72,3 +72,15 @@ class Progress:
         if self.live is not None:
             self.live.stop()
             self.live = None
+
+    def whereabouts(self) -> dict[str, str]:
+        """Per host, what it was last seen doing: `done: <result>`, or the step under way (for the
+        operator who interrupted a run)."""
+        seen = {}
+        for host, cells in self.rows.items():
+            if cells.get("result"):
+                seen[host] = f"done: {cells['result']}"
+                continue
+            steps = [c for c in self.columns if cells.get(c)]
+            seen[host] = f"at {steps[-1]} ({cells[steps[-1]]})" if steps else "not started"
+        return seen
