@@ -140,6 +140,23 @@ def offline_workspace(tmp_path) -> Path:
     return destination
 
 
+# Waiting in tests is on events (a file appears, a process ends). A bound exists only so that an event
+# that never comes fails the test instead of hanging the suite; it is far beyond any loaded machine.
+WAIT_BOUND_SECONDS = 600
+
+
+def wait_until(condition, what: str, bound: float = WAIT_BOUND_SECONDS, pause: float = 0.05) -> None:
+    """Return once condition() is true; fail naming `what` (a string, or a callable giving one at the
+    time of failure, e.g. what a run printed) if it is still false after `bound` seconds."""
+    import time
+
+    give_up = time.monotonic() + bound
+    while not condition():
+        if time.monotonic() > give_up:
+            raise AssertionError(f"still not the case after {bound:.0f} s: {what() if callable(what) else what}")
+        time.sleep(pause)
+
+
 def host_path(hosts: TestHosts, address_suffix: int, path: str) -> Path:
     """Where a path on a test host lives on the controller's disk (for assertions only)."""
     for info in hosts.hosts:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import build_release, host_path, live_release_problems, live_version, run_golive
+from tests.conftest import build_release, host_path, live_release_problems, live_version, run_golive, wait_until
 
 PROD = (12, 13)  # manufacturer production: mfg-prod-1 (the lock leader), mfg-prod-2
 OLD, NEW = "1.0", "2.0"
@@ -114,14 +114,9 @@ def assert_the_deploy_run_again_converges(ws, test_hosts, point: str, *options: 
         assert not list(host_path(test_hosts, suffix, "/opt/northwind/releases").glob("*.partial"))
 
 
-def wait_for_agents(ws, test_hosts, seconds: float = 20) -> dict:
+def wait_for_agents(ws, test_hosts) -> dict:
     """`golive status --json` once no golive agent runs on the test hosts any more."""
-    import time
-
-    deadline = time.monotonic() + seconds
-    while agents_running(test_hosts) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not agents_running(test_hosts), "an agent is still running 20 s after its controller was killed"
+    wait_until(lambda: not agents_running(test_hosts), "every agent finishing after its controller was killed")
     return run_golive(ws, "status", "manufacturer", "production", "--json", check=0).json()
 
 

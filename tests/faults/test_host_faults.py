@@ -29,6 +29,7 @@ from tests.conftest import (
     set_hook,
     snapshot_difference,
     snapshot_hosts,
+    wait_until,
 )
 
 HEALTHY, FAULTY = ("mfg-prod-1", 12), ("mfg-prod-2", 13)
@@ -101,10 +102,11 @@ def deploy_losing_the_faulty_host(production, test_hosts, *options: str) -> dict
                                 "--release", "1.1", *OVERRIDE, "--json", *options, "--workspace", str(production)],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
-        deadline = time.monotonic() + 60
-        while not marker.exists() and time.monotonic() < deadline and running.poll() is None:
-            time.sleep(0.02)
-        assert marker.exists(), "the deploy never reached the before_cutover hook"
+        # the event: the hook starts on the faulty host, or the deploy ends without getting there
+        wait_until(lambda: marker.exists() or running.poll() is not None, "the deploy reaching the hook", pause=0.02)
+        if not marker.exists():
+            stdout, stderr = running.communicate()
+            raise AssertionError(f"the deploy ended before the before_cutover hook ran:\n{stdout}{stderr}")
         test_hosts.stop(FAULTY_HOST)
         stdout, stderr = running.communicate(timeout=60)
     finally:
@@ -122,9 +124,8 @@ def test_sshd_stopped_mid_deploy(production, test_hosts):
     faulty = deploy_losing_the_faulty_host(production, test_hosts)[FAULTY[0]]
     assert faulty["status"] == "unknown" and "connection lost" in faulty["error"], faulty
     # the agent finished the batch on its own once its controller lost it: wait until it has
-    deadline = time.monotonic() + 20
-    while host_view(test_hosts, FAULTY[1], "/opt/northwind/.golive/lock").exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
+    lock = host_view(test_hosts, FAULTY[1], "/opt/northwind/.golive/lock")
+    wait_until(lambda: not lock.exists(), "the agent finishing the batch and releasing the lock")
     for name, suffix in (HEALTHY, FAULTY):
         assert live_release_problems(test_hosts, suffix) == [], name
     status = run_golive(production, "status", "manufacturer", "production", "--json", check=0).json()

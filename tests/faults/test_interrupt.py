@@ -9,9 +9,8 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
-from tests.conftest import REPO, host_path, live_release_problems, run_golive, set_hook
+from tests.conftest import REPO, host_path, live_release_problems, run_golive, set_hook, wait_until
 
 STARTED = "/opt/northwind/shared/data/hook-started"
 
@@ -25,8 +24,7 @@ def test_ctrl_c_during_a_deploy_says_where_each_host_was(workspace, test_hosts):
                                 "--workspace", str(workspace)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True, env=env, cwd=str(workspace))
     marker = host_path(test_hosts, 11, STARTED)
-    while not marker.exists() and process.poll() is None:  # an event: the deploy either gets there or ends
-        time.sleep(0.05)
+    wait_until(lambda: marker.exists() or process.poll() is not None, "the deploy reaching its hook")
     assert process.poll() is None, f"the deploy ended before its hook ran:\n{process.communicate()}"
     process.send_signal(signal.SIGINT)
     stdout, stderr = process.communicate(timeout=300)
@@ -38,9 +36,7 @@ def test_ctrl_c_during_a_deploy_says_where_each_host_was(workspace, test_hosts):
     assert "golive status manufacturer staging" in stderr, stderr
     # The agent finishes the batch without its controller: it records the outcome in the ledger.
     ledger = host_path(test_hosts, 11, "/opt/northwind/.golive/ledger.jsonl")
-    bound = time.monotonic() + 600  # only so that a broken agent fails the test instead of hanging it
-    while not any(json.loads(line).get("release", "").startswith("1.1-")
-                  for line in ledger.read_text().splitlines() if line.strip()):
-        assert time.monotonic() < bound, f"the agent never recorded the interrupted deploy:\n{ledger.read_text()}"
-        time.sleep(0.05)
+    wait_until(lambda: any(json.loads(line).get("release", "").startswith("1.1-")
+                           for line in ledger.read_text().splitlines() if line.strip()),
+               lambda: f"the agent recording the interrupted deploy:\n{ledger.read_text()}")
     assert live_release_problems(test_hosts, 11) == []
