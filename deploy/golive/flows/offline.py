@@ -18,7 +18,10 @@ UNRELEASED = "unreleased"
 
 
 def validate(ws: Workspace, customer: str | None = None, today: date | None = None) -> Outcome:
-    """Load everything, check every host's variables and render every template; report all problems."""
+    """Load everything, check every host's variables and render every template and command; report all
+    problems."""
+    from golive.flows.desired import rendered_commands
+
     names = [customer] if customer else ws.customer_names()
     if customer and customer not in ws.customer_names():
         ws.customer(customer)  # raises the unknown-customer message
@@ -39,6 +42,7 @@ def validate(ws: Workspace, customer: str | None = None, today: date | None = No
             try:
                 ws.render(host, UNRELEASED)
                 rendered += len(ws.app.templates)
+                rendered_commands(ws, host, UNRELEASED)  # a hook naming an undefined variable, too
             except BadInput as error:
                 problems.extend(p for p in error.problems if p not in problems)
     for name in expired_expectations(ws.app, today or date.today()):
