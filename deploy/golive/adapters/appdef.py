@@ -118,6 +118,10 @@ def _templates(reader: _Reader, data: YamlMap) -> tuple[TemplateSpec, ...]:
         for unknown in sorted(set(entry) - {"src", "dest", "mode", "secret"}):
             reader.problem(entry, unknown, f"unknown key {unknown!r} in a template entry")
         src = reader.get(entry, "src", str, "")
+        if src and any(name_problem(part, "template src") for part in src.split("/")):
+            reader.problem(entry, "src", f"template src {src!r} must be a file name under config_templates/<app>/ "
+                                         f"(folders allowed): letters, digits and . _ - in each part, no '..', "
+                                         f"not absolute")
         dest = reader.get(entry, "dest", str, src.removesuffix(".j2"))
         problem = name_problem(dest, "template dest")
         if problem:

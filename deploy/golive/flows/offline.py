@@ -106,7 +106,12 @@ def render(ws: Workspace, customer: str, environment: str, host: str | None = No
     for h in hosts:
         config = ws.render(h, version)
         if out_dir is not None:
-            write_rendered(config, out_dir / h.name)
+            target = out_dir / h.name
+            # Host names and template dests are plain names (checked where they enter); this holds
+            # the line should a new name ever reach here unchecked.
+            if target.parent != out_dir or any(Path(f.dest).name != f.dest for f in config.files):
+                raise BadInput(Problem(h.where("inventory_hostname"), f"host {h.name!r} would write outside {out}"))
+            write_rendered(config, target)
         data["hosts"][h.name] = {"config_hash": config.hash, "release_id": release_id(version, config.hash),
                                  "files": _describe_file(ws, config, out_dir)}
         if out_dir is not None:
