@@ -195,3 +195,21 @@ def test_check_complete_sees_a_tar_cut_at_a_member_boundary():
             else:
                 with pytest.raises(archive_rules.ArchiveRefused, match="cut short"):
                     archive_rules.check_complete(archive)
+
+
+def incomplete_cases():
+    from tests.hostile.test_hostile_archives import INCOMPLETE
+
+    return INCOMPLETE
+
+
+@pytest.mark.parametrize("case", sorted(incomplete_cases()))
+def test_the_roles_gate_refuses_what_the_controller_and_the_host_agent_refuse(case, tmp_path):
+    """The same corpus as tests/hostile/test_hostile_archives.py, through the role's own gate script."""
+    data, extension, refusal = incomplete_cases()[case]
+    artifact = tmp_path / f"northwind-6.6{extension}"
+    artifact.write_bytes(data)
+    (tmp_path / f"{artifact.name}.sha256").write_text(f"{hashlib.sha256(data).hexdigest()}  {artifact.name}\n")
+    gate = subprocess.run([sys.executable, str(GATE), str(artifact), "1000", str(100 << 20), "northwind", "6.6",
+                           "config"], capture_output=True, text=True)
+    assert gate.returncode == 1 and refusal in gate.stderr and gate.stdout == "", gate.stderr
