@@ -209,7 +209,7 @@ CASES: dict[str, Case] = {
     "checksum file names another artifact": Case(write(SHA, "a" * 64 + "  northwind-1.0.tar.gz\n"),
                                                  DEPLOY, (r"northwind-1\.1\.tar\.gz\.sha256",)),
     "artifact is not an archive": Case(not_an_archive, DEPLOY, (r"northwind-1\.1\.tar\.gz",
-                                                                  r"not a readable tar archive")),
+                                                                  r"not gzip-compressed, as its name declares")),
     "release version with a path in it": Case(nothing, ("deploy", "manufacturer", "staging", "--release", "../1.0"),
                                               (r"'\.\./1\.0' is not a valid version",)),
     # -- values interpolated into shell commands (golive.yml command fields) ---------------------------

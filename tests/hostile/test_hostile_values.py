@@ -53,14 +53,15 @@ def set_command_fields(ws: Path, count: int) -> None:
     service = (f"service:\n  start: {json.dumps(ctl + ' start && ' + command('start', count))}\n"
                f"  stop: {json.dumps(ctl + ' stop; ' + command('stop', count))}\n"
                f"  status: \"{ctl} status\"\n")
-    text, found = re.subn(r"^service:\n(  .*\n)+", service, text, flags=re.MULTILINE)
+    # (a function as replacement: re would read the `\\0` of printf's format as a group reference)
+    text, found = re.subn(r"^service:\n(  .*\n)+", lambda _: service, text, flags=re.MULTILINE)
     assert found == 1
     health = f"health:\n  command: {json.dumps(command('health', count))}\n  timeout: 5\n  retries: 3\n"
-    text, found = re.subn(r"^health:\n(  .*\n)+", health, text, flags=re.MULTILINE)
+    text, found = re.subn(r"^health:\n(  .*\n)+", lambda _: health, text, flags=re.MULTILINE)
     assert found == 1
     hooks = "hooks:\n" + "".join(f"  {hook}: {json.dumps(command(hook, count))}\n"
                                  for hook in ("before_cutover", "after_cutover", "on_rollback"))
-    text, found = re.subn(r"^hooks:\n(  .*\n)+", hooks, text, flags=re.MULTILINE)
+    text, found = re.subn(r"^hooks:\n(  .*\n)+", lambda _: hooks, text, flags=re.MULTILINE)
     assert found == 1
     app.write_text(text)
 
@@ -92,7 +93,7 @@ def test_hostile_values_arrive_intact_and_run_nothing(engine, workspace, test_ho
     (workspace / "inventories/manufacturer/group_vars/all/hostile.yml").write_text(
         "".join(f"hostile_{index}: {json.dumps(value)}\n" for index, value in enumerate(values)))
     set_command_fields(workspace, len(values))
-    run_golive(workspace, "validate", check=0)  # every expression is quoted: accepted
+    run_golive(workspace, "validate", "manufacturer", check=0)  # every expression is quoted: accepted
 
     def deploy(version: str) -> None:
         run_golive(workspace, "deploy", "manufacturer", "staging", "--release", version, "--engine", engine, check=0)
