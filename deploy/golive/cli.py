@@ -126,6 +126,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--release")
     p.add_argument("--report", metavar="DIR")
     p.add_argument("--junit", metavar="FILE")
+    p = verb("package", "make a reproducible release artifact of a directory, with its manifest and .sha256")
+    p.add_argument("directory")
+    p.add_argument("--version", dest="release", required=True, metavar="V", help="the release version")
+    p.add_argument("--name", help="the product name (default: golive.yml application.name)")
+    p.add_argument("--out", metavar="STORE", help="where to write it (default: golive.yml release_store.path)")
     p = verb("unlock", "clear a deploy lock (recorded in history with the reason)")
     p.add_argument("customer")
     p.add_argument("environment")
@@ -148,9 +153,39 @@ def _engine(args: argparse.Namespace) -> Any:
     return deploy
 
 
-def dispatch(ws: Workspace, args: argparse.Namespace, progress: Progress) -> Outcome:
+def check_names(args: argparse.Namespace) -> None:
+    """Every name from the command line that becomes a path (a directory, a file, a release id) is
+    checked here, where it enters, before anything reads the workspace for it."""
+    from golive.core.errors import Problem
+    from golive.core.model import name_problem
+    from golive.core.release import VERSION_PATTERN
+
+    problems = []
+    for option, what, values in (("CUSTOMER", "customer", [getattr(args, "customer", None)]),
+                                 ("ENVIRONMENT", "environment", [getattr(args, "environment", None)]),
+                                 ("--host", "host", list(getattr(args, "hosts", None) or [])
+                                  + [getattr(args, "host", None)])):
+        for value in values:
+            problem = name_problem(value, what) if value is not None else None
+            if problem:
+                problems.append(Problem(f"command line {option}", problem))
+    for option, value in (("--release", getattr(args, "release", None)),
+                          ("--to", getattr(args, "to_version", None))):
+        if value is not None and not VERSION_PATTERN.fullmatch(value):
+            problems.append(Problem(f"command line {option}", f"release version {value!r} is not a valid version "
+                                                               f"(letters, digits, . _ + -)"))
+    if problems:
+        raise BadInput(problems)
+
+
+def dispatch(ws: Workspace | None, args: argparse.Namespace, progress: Progress) -> Outcome:
     """Run the verb. Each verb's flow is imported only when that verb runs (start-up time matters)."""
     verb = args.verb
+    if verb == "package":  # the only verb that can run without a workspace
+        from golive.flows.package import package
+
+        return package(args.directory, args.release, name=args.name, out=args.out, ws=ws)
+    assert ws is not None
     if verb in ("inventory", "validate", "render"):
         from golive.flows import offline
 
@@ -229,12 +264,15 @@ def main(argv: list[str] | None = None) -> int:
             from golive.adapters.concurrency import patch_for_parallel_ssh
 
             patch_for_parallel_ssh()
+        check_names(args)
         from golive.adapters.progress import Progress
         from golive.workspace import Workspace
 
-        ws = Workspace(args.workspace, args.vault_password_file)
-        redactor = ws.redactor
-        progress = Progress(ws.redactor, quiet=args.json)
+        ws = None
+        if args.verb != "package" or (args.name is None or args.out is None):
+            ws = Workspace(args.workspace, args.vault_password_file)
+            redactor = ws.redactor
+        progress = Progress(redactor, quiet=args.json)
         outcome = dispatch(ws, args, progress)
     except BadInput as error:
         for problem in error.problems:
@@ -262,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
         elif outcome.text:
             print(redactor.text(outcome.text))
         sys.stdout.flush()
-        for warning in merged(ws.warnings):
+        for warning in merged(ws.warnings if ws is not None else []):
             print(redactor.text(f"golive: warning: {warning}"), file=sys.stderr)
     except BrokenPipeError:  # `golive ... | head`: the reader has what it wanted
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -14,9 +14,15 @@ from typing import Any
 from golive.adapters.appdef import load_app_definition
 from golive.adapters.inventory_cache import CACHE_DIR, InventoryCache
 from golive.adapters.render import Renderer
-from golive.adapters.vault import VaultPassword, customer_names, inventory_versions, vault_password_file
+from golive.adapters.vault import (
+    INVENTORIES,
+    VaultPassword,
+    customer_names,
+    inventory_versions,
+    vault_password_file,
+)
 from golive.core.errors import BadInput, Problem
-from golive.core.model import AppDefinition, Customer, Environment, Host
+from golive.core.model import AppDefinition, Customer, Environment, Host, name_problem
 from golive.core.redact import Redactor
 from golive.core.release import VERSION_PATTERN, Artifact, RenderedConfig, parse_sha256_file
 
@@ -63,6 +69,11 @@ class Workspace:
 
     def customer(self, name: str) -> Customer:
         if name not in self._customers:
+            problem = name_problem(name, "customer")
+            if problem:
+                where = (f"{INVENTORIES}/ (a directory)" if name in customer_names(self.root)
+                         else "the customer named on the command line")
+                raise BadInput(Problem(where, problem))
             customer = self.inventory_cache.load(name)
             if customer is None:
                 customer = self.inventory.load(self.app, name)
@@ -188,7 +199,7 @@ class Workspace:
 
     def artifact(self, version: str) -> Artifact:
         """The release artifact, its checksum file read and the artifact verified against it."""
-        if not VERSION_PATTERN.match(version):
+        if not VERSION_PATTERN.fullmatch(version):
             raise BadInput(f"release version {version!r} is not a valid version (letters, digits, . _ + -)")
         name = self.app.store.artifact_name(self.app.name, version)
         path = self.store / name

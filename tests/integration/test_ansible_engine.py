@@ -236,7 +236,8 @@ def test_the_roles_gate_refuses_what_the_host_agent_refuses(case, tmp_path):
     (tmp_path / "build" / "releases").mkdir(parents=True)
     hostile_store(tmp_path, "6.6", members)
     artifact = tmp_path / "build" / "releases" / "northwind-6.6.tar.gz"
-    refused = subprocess.run([sys.executable, str(GATE_SCRIPT), str(artifact), "1000", str(100 << 20), "config"],
+    refused = subprocess.run([sys.executable, str(GATE_SCRIPT), str(artifact), "1000", str(100 << 20), "northwind",
+                              "6.6", "config"],
                              capture_output=True, text=True)
     assert refused.returncode == 1 and message in refused.stderr and refused.stdout == ""
 

@@ -136,10 +136,9 @@ def test_a_checked_archive_is_remembered_by_its_verified_checksum(tmp_path, monk
 
     repo = Path(__file__).resolve().parents[2]
     ws = Workspace(repo)
-    good = tmp_path / "good.tar.gz"
-    with tarfile.open(good, "w:gz") as tar:
-        info = tarfile.TarInfo("bin/run")
-        tar.addfile(info)
+    from golive.adapters.package import Entry, write_artifact
+
+    good = write_artifact([Entry("bin/run", "file", 0o755, b"")], ws.app.name, "9.9", tmp_path, "good.tar.gz").path
     artifact = Artifact(version="9.9", name=good.name, path=str(good), sha256="a" * 64, size=good.stat().st_size)
     cache = tmp_path / "cache"
     desired.check_artifact_archive(ws.app, artifact, cache)

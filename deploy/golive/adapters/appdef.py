@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import string
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,7 @@ from golive.core.model import (
     ServiceSpec,
     TemplateSpec,
     VarSpec,
+    name_problem,
 )
 
 APP_FILE = "golive.yml"
@@ -26,6 +29,18 @@ _TOP_KEYS = {
     "service", "health", "hooks", "runtime_packages", "variables",
 }
 _VAR_KEYS = {"type", "required", "allowed", "secret", "differs_by", "reason", "expires"}
+# The command fields: each is run by /bin/sh on the host after rendering with the host's variables.
+COMMAND_FIELDS = (("service", ("start", "stop", "restart", "status", "systemd_unit")),
+                  ("health", ("command",)),
+                  ("hooks", ("before_cutover", "after_cutover", "on_rollback")))
+# The template names whose values golive itself validates (adapters/render.py golive_context): plain
+# names and paths that are safe in a shell command unquoted. Anything else must end in `| quote`.
+VALIDATED_CONTEXT = frozenset({"golive_app_root", "golive_config_dir", "golive_release", "golive_customer",
+                               "golive_environment", "golive_host"})
+# application.root and config_dir are shell-safe paths, so commands may use them unquoted.
+SAFE_PATH = re.compile(r"(/[A-Za-z0-9_][A-Za-z0-9._+-]*)+/?")
+ARTIFACT_FIELDS = ("app", "version")
+ARTIFACT_FORMATS = {".tar.gz": "gzip", ".tgz": "gzip", ".tar": "tar"}
 
 
 class _Reader:
@@ -103,9 +118,14 @@ def _templates(reader: _Reader, data: YamlMap) -> tuple[TemplateSpec, ...]:
         for unknown in sorted(set(entry) - {"src", "dest", "mode", "secret"}):
             reader.problem(entry, unknown, f"unknown key {unknown!r} in a template entry")
         src = reader.get(entry, "src", str, "")
+        if src and any(name_problem(part, "template src") for part in src.split("/")):
+            reader.problem(entry, "src", f"template src {src!r} must be a file name under config_templates/<app>/ "
+                                         f"(folders allowed): letters, digits and . _ - in each part, no '..', "
+                                         f"not absolute")
         dest = reader.get(entry, "dest", str, src.removesuffix(".j2"))
-        if "/" in dest or dest.startswith("."):
-            reader.problem(entry, "dest", f"template dest must be a plain file name, got {dest!r}")
+        problem = name_problem(dest, "template dest")
+        if problem:
+            reader.problem(entry, "dest" if "dest" in entry else "src", problem)
         secret = reader.get(entry, "secret", bool, False)
         specs.append(TemplateSpec(src, dest, _mode(reader, entry, 0o600 if secret else 0o644), secret))
     dests = [s.dest for s in specs]
@@ -188,6 +208,10 @@ def _environments(reader: _Reader, data: YamlMap) -> tuple[EnvironmentSpec, ...]
         if not isinstance(entry, dict):
             reader.problem(raw, name, f"environments.{name} must be a mapping")
             continue
+        problem = name_problem(name, "environment")
+        if problem:
+            reader.problem(raw, name, problem)
+            continue
         for unknown in sorted(set(entry) - {"promote_from"}):
             reader.problem(entry, unknown, f"unknown key environments.{name}.{unknown}")
         source = entry.get("promote_from")
@@ -219,6 +243,11 @@ def load_app_definition(workspace: Path) -> AppDefinition:
     for key, value in (("root", root), ("config_dir", config_dir)):
         if value and not value.startswith("/"):
             reader.problem(application, key, f"application.{key} must be an absolute path, got {value!r}")
+        elif value and (not SAFE_PATH.fullmatch(value) or "/./" in value + "/" or "/../" in value + "/"):
+            reader.problem(application, key, f"application.{key} {value!r} must be a plain absolute path: letters, "
+                                             f"digits and . _ + - between slashes, no '.' or '..' component")
+    if name and name_problem(name, "application"):
+        reader.problem(application, "name", name_problem(name, "application") or "")
 
     store = reader.section(data, "release_store", {"path", "artifact", "max_members", "max_unpacked_mb"})
     service = reader.section(data, "service", {"start", "stop", "restart", "status", "systemd_unit"})
@@ -257,13 +286,21 @@ def load_app_definition(workspace: Path) -> AppDefinition:
         variables=_variables(reader, data),
         source=APP_FILE,
     )
-    if "{version}" not in app.store.artifact:
-        reader.problem(store, "artifact", "release_store.artifact must contain {version}")
+    for problem in artifact_pattern_problems(app.store.artifact):
+        reader.problem(store, "artifact", problem)
     if app.keep_releases < 2:
         reader.problem(data, "keep_releases", "keep_releases must be at least 2 (current and a rollback target)")
     for shared_dir in app.shared:
-        if "/" in shared_dir or shared_dir in ("", ".", "..", "config", ".golive"):
-            reader.problem(data, "shared", f"shared entry {shared_dir!r} must be a plain directory name")
+        problem = name_problem(shared_dir, "shared directory")
+        if problem or shared_dir == "config":
+            reader.problem(data, "shared", problem or "shared directory 'config' is reserved for the rendered config")
+    for section_name, keys in COMMAND_FIELDS:
+        section = {"service": service, "health": health, "hooks": hooks}[section_name]
+        for key in keys:
+            text = section.get(key)
+            if isinstance(text, str):
+                for problem in command_problems(text, f"{section_name}.{key}"):
+                    reader.problem(section, key, problem)
     if not (app.service.systemd_unit or app.service.restart or (app.service.start and app.service.stop)):
         if "service" in data:
             reader.problem(data, "service", "service needs 'systemd_unit', 'restart' or both 'start' and 'stop'")
@@ -279,3 +316,85 @@ def load_app_definition(workspace: Path) -> AppDefinition:
     if reader.problems:
         raise BadInput(reader.problems)
     return app
+
+
+def artifact_pattern_problems(pattern: str) -> list[str]:
+    """Why release_store.artifact cannot name artifacts: only {app} and {version}, {version} required,
+    a plain file name ending in a format golive checks (.tar.gz, .tgz, .tar)."""
+    try:
+        fields = [(field, conversion, spec) for _, field, spec, conversion in string.Formatter().parse(pattern)
+                  if field is not None]
+    except ValueError as error:
+        return [f"release_store.artifact {pattern!r} is not a valid pattern ({error}); write a literal brace as "
+                f"{{{{ or }}}}, fields are {{app}} and {{version}}"]
+    problems = []
+    for field, conversion, spec in fields:
+        if field not in ARTIFACT_FIELDS or conversion or spec:
+            problems.append(f"release_store.artifact {pattern!r}: unknown field {{{field}}}; the fields are "
+                            f"{{app}} and {{version}}")
+    if problems:
+        return problems
+    if "version" not in {f for f, _, _ in fields}:
+        return ["release_store.artifact must contain {version}"]
+    sample = pattern.format(app="app", version="1.0")
+    if "/" in sample or sample.startswith((".", "-")) or not re.fullmatch(r"[A-Za-z0-9._+-]+", sample):
+        return [f"release_store.artifact {pattern!r} must make a plain file name in the store (letters, digits and "
+                f". _ + -, no '/' and no subfolder)"]
+    if not sample.endswith(tuple(ARTIFACT_FORMATS)):
+        return [f"release_store.artifact {pattern!r} must end in {', '.join(ARTIFACT_FORMATS)}: the extension is "
+                f"the format golive checks the artifact against"]
+    return []
+
+
+def command_problems(text: str, field: str) -> list[str]:
+    """Why a command field could run what an inventory value says: every `{{ ... }}` must end in
+    `| quote` unless it reads only golive's own validated names (VALIDATED_CONTEXT); those names may
+    not be assigned in the command (`{% set golive_host = ... %}`)."""
+    if not any(marker in text for marker in ("{{", "{%", "{#")):
+        return []
+    import jinja2
+    from jinja2 import nodes
+
+    env = jinja2.Environment()
+    try:
+        tree = env.parse(text)
+    except jinja2.TemplateSyntaxError as error:
+        return [f"{field}: template syntax error: {error.message}"]
+    sources = _expression_sources(env, text)
+    problems = []
+    for name in tree.find_all(nodes.Name):
+        if name.ctx != "load" and name.name in VALIDATED_CONTEXT:
+            problems.append(f"{field}: {name.name} is golive's own name and cannot be assigned in a command")
+    outputs = [expr for output in tree.find_all(nodes.Output) for expr in output.nodes
+               if not isinstance(expr, nodes.TemplateData)]
+    for index, expr in enumerate(outputs):
+        if isinstance(expr, nodes.Filter) and expr.name == "quote":
+            continue
+        names = {n.name for n in expr.find_all(nodes.Name)}
+        if isinstance(expr, nodes.Name):
+            names.add(expr.name)
+        if names <= VALIDATED_CONTEXT:
+            continue
+        source = sources[index] if index < len(sources) else "{{ ... }}"
+        inner = source[2:-2].strip()
+        if not re.fullmatch(r"[\w.\[\]'\"]+(\s*\|\s*\w+(\([^()]*\))?)*", inner):
+            inner = f"({inner})"  # a filter binds tighter than ~, + or if
+        problems.append(f"{field}: {source} puts a value into a shell command unquoted (a value with $(...), ; or "
+                        f"a quote would run on the host); write {{{{ {inner} | quote }}}}, or use the "
+                        f"GOLIVE_* environment variables instead")
+    return problems
+
+
+def _expression_sources(env: Any, text: str) -> list[str]:
+    """The source text of each `{{ ... }}` in order (for messages)."""
+    found: list[str] = []
+    current: list[str] | None = None
+    for _, kind, value in env.lex(text):
+        if kind == "variable_begin":
+            current = [value]
+        elif current is not None:
+            current.append(value)
+            if kind == "variable_end":
+                found.append("".join(current))
+                current = None
+    return found

@@ -15,7 +15,7 @@ from typing import Any
 from golive.adapters.ansible_env import import_ansible
 from golive.adapters.vault import INVENTORIES, customer_names
 from golive.core.errors import BadInput, Problem
-from golive.core.model import AppDefinition, Connection, Customer, Environment, Host
+from golive.core.model import AppDefinition, Connection, Customer, Environment, Host, name_problem
 
 VAULT_HEADER = b"$ANSIBLE_VAULT;"
 
@@ -51,6 +51,7 @@ class AnsibleInventory:
         if not inventory_dir.is_dir():
             known = ", ".join(customer_names(self.workspace)) or "none"
             raise BadInput(f"unknown customer {customer!r}: no {INVENTORIES}/{customer}/ (known: {known})")
+        scan_inventory(inventory_dir, self.workspace)
         parse_failures: list[tuple[str, BaseException]] = []
         try:
             with _parse_failures_collected(parse_failures):
@@ -123,6 +124,9 @@ class AnsibleInventory:
 
         for internal in C.INTERNAL_STATIC_VARS:
             raw.pop(internal, None)
+        problem = name_problem(host.name, "host")
+        if problem:  # it names --out directories, pytest ids and what commands see as GOLIVE_HOST
+            return Problem(f"{INVENTORIES}/{customer}/hosts.yml", problem)
         groups = tuple(sorted(g.name for g in host.get_groups() if g.name != "all"))
         env_names = [e.name for e in app.environments if e.name in groups]
         if len(env_names) != 1:
@@ -199,6 +203,34 @@ class AnsibleInventory:
             except OSError:
                 self._encrypted_files[origin.path] = False
         return self._encrypted_files[origin.path]
+
+
+def scan_inventory(inventory_dir: Path, workspace: Path) -> None:
+    """Refuse an inventory file over golive's YAML bounds (size, nesting, alias expansion) before
+    ansible-core reads it: its loader expands aliases into copies, so an alias bomb would never
+    finish. Only composed, never constructed; text that is not YAML (an INI inventory) is left to
+    ansible-core to parse and report. A vault-encrypted file cannot be scanned: it takes the vault
+    password to plant one."""
+    import yaml
+
+    from golive.adapters.inventory_cache import inventory_files
+    from golive.adapters.yamlfile import YamlTooLarge, scan_bounds
+
+    problems = []
+    for _, path, _ in inventory_files(inventory_dir):
+        try:
+            with open(path, "rb") as handle:
+                head = handle.read(len(VAULT_HEADER))
+                if head == VAULT_HEADER:
+                    continue
+                data = head + handle.read()
+            scan_bounds(data.decode("utf-8"))
+        except YamlTooLarge as error:
+            problems.append(Problem(_relative(str(path), workspace), f"refused: {error}"))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError):
+            continue  # ansible-core reads (or skips) it and says what is wrong
+    if problems:
+        raise BadInput(problems)
 
 
 def _collect_strings(value: Any, into: set[str]) -> None:

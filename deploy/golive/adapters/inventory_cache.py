@@ -26,12 +26,56 @@ CACHE_DIR = ".golive-cache"
 KDF_ITERATIONS = 10000  # Ansible Vault's PBKDF2 count
 
 
+def inventory_files(inventory: Path) -> list[tuple[str, Path, str]]:
+    """Every file ansible-core can read under an inventory directory, as (path relative to it, path,
+    link targets on the way): symlinks to files and to directories followed, as ansible-core follows
+    them, each real directory visited once (a link loop ends there). Sorted."""
+    found: list[tuple[str, Path, str]] = []
+    seen: set[tuple[int, int]] = set()
+
+    def walk(directory: Path, relative: str, links: str) -> None:
+        try:
+            info = directory.stat()
+        except OSError:
+            return
+        if (info.st_dev, info.st_ino) in seen:
+            return
+        seen.add((info.st_dev, info.st_ino))
+        try:
+            entries = sorted(os.scandir(directory), key=lambda e: e.name)
+        except OSError:
+            return
+        for entry in entries:
+            name = f"{relative}/{entry.name}" if relative else entry.name
+            via = links
+            if entry.is_symlink():
+                try:
+                    via = f"{links}{name}->{os.readlink(entry.path)}\0"
+                except OSError:
+                    continue
+            try:
+                if entry.is_dir():  # follows links
+                    walk(Path(entry.path), name, via)
+                elif entry.is_file():
+                    found.append((name, Path(entry.path), via))
+            except OSError:
+                continue
+
+    walk(inventory, "", "")
+    return found
+
+
 def fingerprint(workspace: Path, customer: str, versions: str) -> str:
-    """What the loaded inventory depends on (no secret in it)."""
+    """What the loaded inventory depends on (no secret in it): every file ansible-core reads, through
+    links too (their targets included, so retargeting a link is a change even to equal content)."""
     digest = hashlib.sha256(versions.encode())
     inventory = workspace / "inventories" / customer
-    for path in sorted(p for p in inventory.rglob("*") if p.is_file()):
-        digest.update(str(path.relative_to(workspace)).encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest())
+    for relative, path, links in inventory_files(inventory):
+        try:
+            content = hashlib.sha256(path.read_bytes()).digest()
+        except OSError:
+            content = b"unreadable"
+        digest.update(f"{customer}/{relative}\0{links}".encode() + b"\0" + content)
     for name in ("ansible.cfg", "golive.yml"):
         if (workspace / name).is_file():
             digest.update(name.encode() + b"\0" + hashlib.sha256((workspace / name).read_bytes()).digest())

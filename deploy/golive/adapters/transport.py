@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import socket
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -25,6 +26,7 @@ from pyinfra.api import Config, Inventory, State
 from pyinfra.api.exceptions import ConnectError
 from pyinfra.connectors.ssh import SSHConnector
 
+from golive.core.errors import BadInput, Problem
 from golive.core.model import Host
 
 T = TypeVar("T")
@@ -121,11 +123,48 @@ def explain_connect_error(host: Host, error: BaseException) -> str:
     return f"{where}: cannot connect: {text}"
 
 
+KEY_VARIABLES = ("ansible_ssh_private_key_file", "ansible_private_key_file")
+KNOWN_HOSTS_VARIABLES = ("ansible_ssh_common_args", "ansible_ssh_extra_args")
+
+
+def connection_file_problems(hosts: Iterable[Host]) -> list[Problem]:
+    """The files a connection needs (the private key, the known_hosts file) that are missing or
+    unreadable, named with the host, the variable and where it was set: found before any host is
+    contacted, instead of a connection failure per host in the middle of a run."""
+    problems = []
+    for host in hosts:
+        c = host.connection
+        key_variable = next((v for v in KEY_VARIABLES if host.vars.get(v)), KEY_VARIABLES[0])
+        known_variable = next((v for v in KNOWN_HOSTS_VARIABLES if "knownhostsfile" in
+                               str(host.vars.get(v, "")).lower()), None)
+        for variable, path, what in ((key_variable, c.key_file, "private key"),
+                                     (known_variable, c.known_hosts_file, "known_hosts file")):
+            if not path:
+                continue
+            expanded = os.path.expanduser(str(path))
+            if os.path.isfile(expanded) and os.access(expanded, os.R_OK):
+                continue
+            reason = "is not readable" if os.path.exists(expanded) else "does not exist"
+            if variable is None:
+                where = f"host {host.name}"
+                message = (f"host {host.name}: the SSH known_hosts file {path} {reason} (the default; set "
+                           f"UserKnownHostsFile in ansible_ssh_common_args to name another); cannot verify "
+                           f"the host's key")
+            else:
+                where = host.where(variable)
+                message = f"host {host.name}: {variable}: the SSH {what} {path} {reason}"
+            problems.append(Problem(where, message))
+    return problems
+
+
 class Fleet:
     """The SSH sessions of one golive run: connected once, reused by every step."""
 
     def __init__(self, hosts: Iterable[Host], connect_timeout: int = 10) -> None:
         self.hosts = list(hosts)
+        problems = connection_file_problems(self.hosts)
+        if problems:
+            raise BadInput(problems)
         names_data = [(f"@golive/{h.name}", self._pyinfra_data(h)) for h in self.hosts]
         inventory = Inventory((names_data, {}))
         self.state = State(inventory, Config(CONNECT_TIMEOUT=connect_timeout, PARALLEL=max(1, len(self.hosts))))

@@ -19,7 +19,15 @@ try:
 except ImportError:
     import signal
 if __name__ != "golive_agent":  # on the controller; on a host golive.agent sends shared.py ahead of this
-    from golive.agent.archive import ArchiveRefused, check_archive, extract_checked
+    from golive.agent.archive import (
+        ArchiveRefused,
+        check_archive,
+        check_complete,
+        compare_manifest,
+        extract_checked,
+        manifest_of,
+        open_declared,
+    )
     from golive.agent.shared import CHUNK, fast_sha256, from_json, http_get, read_json, sha256, sha256_file, to_json
 
 SCHEMA = 1
@@ -129,6 +137,14 @@ def read_tail(fd, limit):
             break
         chunks.append(block)
     return b"".join(chunks)[-limit:].decode("utf-8", "replace")
+
+
+def version_of(release):
+    """A release id's version: `<version>-<8 hex digits of the config hash>` (core/release.py)."""
+    version, _, suffix = release.rpartition("-")
+    if version and len(suffix) == 8 and all(c in "0123456789abcdef" for c in suffix):
+        return version
+    return release
 
 
 def fsync_dir(path):
@@ -264,12 +280,21 @@ class Agent:
             return -1, text + "\n(timed out after %ss)" % timeout
         return code, text
 
-    def command_env(self, release):
+    def command_env(self, release, direction):
+        """What every service command, health command and hook is told (docs/design.md), so that a
+        command need not put values into its own text."""
+        context = self.request.get("context") or {}
         return {
             "GOLIVE_RELEASE": release or "",
             "GOLIVE_RELEASE_DIR": os.path.join(self.releases_dir, release) if release else "",
             "GOLIVE_PREVIOUS_RELEASE": self.vars.get("previous") or "",
+            "GOLIVE_VERSION": version_of(release or ""),
             "GOLIVE_APP_ROOT": self.root,
+            "GOLIVE_CONFIG_DIR": context.get("config_dir") or "",
+            "GOLIVE_CUSTOMER": context.get("customer") or "",
+            "GOLIVE_ENVIRONMENT": context.get("environment") or "",
+            "GOLIVE_HOST": context.get("host") or "",
+            "GOLIVE_DIRECTION": direction or "deploy",
         }
 
     # -- steps -----------------------------------------------------------------------------
@@ -471,23 +496,41 @@ class Agent:
         import tarfile
 
         try:
-            archive = tarfile.open(artifact, "r:*")
-        except (tarfile.TarError, OSError) as error:
+            archive = open_declared(artifact, args["artifact"])
+        except ArchiveRefused:
+            self.forget_artifact(artifact)
+            raise
+        except (tarfile.TarError, OSError, EOFError) as error:
             raise StepError("%s is not a readable tar archive: %s" % (args["artifact"], error)) from None
         with archive:
             try:
                 checked = check_archive(archive.getmembers(), args["max_members"], args["max_bytes"])
+                check_complete(archive)
+                entries = manifest_of(archive, checked, args.get("product"), args.get("version"))
+                compare_manifest(entries, checked)
+            except (tarfile.TarError, EOFError) as error:
+                self.forget_artifact(artifact)
+                raise StepError("%s is not a readable tar archive: %s" % (args["artifact"], error)) from None
             except ArchiveRefused:
-                # A hostile archive is not kept in the cache, where a later run would find it ready.
-                for path in (artifact, artifact + ".json"):
-                    if os.path.exists(path):
-                        os.unlink(path)
+                self.forget_artifact(artifact)
                 raise
             half = len(checked) // 2
-            extract_checked(archive, checked[:half], partial)
-            self.fault_point("unpack:half")
-            extract_checked(archive, checked[half:], partial, resume=True)
+            try:
+                extract_checked(archive, checked[:half], partial, entries=entries)
+                self.fault_point("unpack:half")
+                extract_checked(archive, checked[half:], partial, resume=True, entries=entries)
+            except ArchiveRefused:
+                # Content that differs from the manifest: nothing of it stays, on disk or in the cache.
+                remove_tree(partial)
+                self.forget_artifact(artifact)
+                raise
         return {"members": len(checked)}
+
+    def forget_artifact(self, artifact):
+        """A refused archive is not kept in the cache, where a later run would find it ready."""
+        for path in (artifact, artifact + ".json"):
+            if os.path.exists(path):
+                os.unlink(path)
 
     def rewrite_config(self, release, files):
         """Repair a live release's config files one atomic rename each (hand edits undone)."""
@@ -546,7 +589,8 @@ class Agent:
             return {"skipped": True}
         release = self.resolve(args.get("release"))
         code, output = self.run_command(command, cwd=os.path.join(self.releases_dir, release or ""),
-                                        timeout=args.get("timeout", 600), env_extra=self.command_env(release))
+                                        timeout=args.get("timeout", 600),
+                                        env_extra=self.command_env(release, args.get("direction")))
         if code != 0:
             raise StepError("%s hook failed (exit %d): %s" % (args["name"], code, output.strip()[-500:]))
         return {"output": output[-500:]}
@@ -589,7 +633,8 @@ class Agent:
         if not command:
             raise StepError("release %s declares no restart command" % release)
         code, output = self.run_command(command, cwd=os.path.join(self.releases_dir, release),
-                                        timeout=args.get("timeout", 120), env_extra=self.command_env(release),
+                                        timeout=args.get("timeout", 120),
+                                        env_extra=self.command_env(release, args.get("direction")),
                                         fault_point="%s:running" % args.get("name", "restart"))
         if code != 0:
             raise StepError("restart failed (exit %d): %s" % (code, output.strip()[-500:]))
@@ -607,13 +652,13 @@ class Agent:
         for attempt in range(attempts):
             if attempt:
                 time.sleep(interval)
-            ok, last = self.health_once(health, expected, timeout, release)
+            ok, last = self.health_once(health, expected, timeout, release, args.get("direction"))
             self.fault_point("%s:running" % args.get("name", "verify"))
             if ok:
                 return {"attempts": attempt + 1}
         raise StepError("health check failed after %d attempts: %s" % (attempts, last))
 
-    def health_once(self, health, expected, timeout, release):
+    def health_once(self, health, expected, timeout, release, direction):
         if health.get("url"):
             try:
                 status, raw = http_get(health["url"], timeout)
@@ -624,7 +669,7 @@ class Agent:
                 return False, "%s: HTTP %d" % (health["url"], status)
         else:
             code, body = self.run_command(health["command"], cwd=os.path.join(self.releases_dir, release),
-                                          timeout=timeout, env_extra=self.command_env(release))
+                                          timeout=timeout, env_extra=self.command_env(release, direction))
             if code != 0:
                 return False, "health command exit %d: %s" % (code, body.strip()[-200:])
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
@@ -9,6 +10,21 @@ from types import MappingProxyType
 from typing import Any
 
 VAR_TYPES = ("str", "int", "float", "bool", "list", "dict", "any")
+
+# Every name that becomes a path component on the controller or a host (customer, environment, host,
+# template dest, shared directory, check file): letters, digits and . _ -, not starting with . or -,
+# so it can never be `..`, absolute, hidden, an option, or carry a separator, NUL or newline. Such
+# a name is also safe unquoted in a shell command, which lets commands use golive_host & co.
+NAME_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
+
+
+def name_problem(value: object, what: str) -> str | None:
+    """Why `value` cannot be a `what` (customer, host, ...) name, or None when it can."""
+    if isinstance(value, str) and NAME_PATTERN.fullmatch(value):
+        return None
+    shown = repr(value) if len(repr(value)) <= 80 else repr(value)[:60] + f"... ({len(str(value))} characters)"
+    return (f"{what} name {shown} is not allowed: use letters, digits and . _ - (at most 128, not starting "
+            f"with . or -); it names files and directories")
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-VERSION_PATTERN = re.compile(r"^[0-9A-Za-z][0-9A-Za-z._+-]{0,63}$")
+# Always used with fullmatch: `$` would also match before a final newline ("1.0\n").
+VERSION_PATTERN = re.compile(r"[0-9A-Za-z][0-9A-Za-z._+-]{0,63}")
 
 
 def config_hash(files: Mapping[str, bytes]) -> str:
@@ -24,7 +25,7 @@ def release_id(version: str, cfg_hash: str) -> str:
 
 
 def version_of(release: str) -> str:
-    return release.rsplit("-", 1)[0] if re.search(r"-[0-9a-f]{8}$", release) else release
+    return release.rsplit("-", 1)[0] if re.search(r"-[0-9a-f]{8}\Z", release) else release
 
 
 def parse_sha256_file(text: str, artifact_name: str) -> str | None:

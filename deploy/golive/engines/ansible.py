@@ -28,6 +28,7 @@ from typing import Any
 
 from golive.adapters.ansible_env import ansible_environment
 from golive.adapters.progress import Progress
+from golive.adapters.transport import connection_file_problems
 from golive.core.errors import BadInput, HostFailure, Problem
 from golive.core.model import Host
 from golive.core.outcome import Outcome
@@ -147,6 +148,9 @@ def run_playbook(ws: Workspace, verb: str, hosts: list[Host], extra: dict[str, A
     playbook = ws.root / PLAYBOOKS / f"{verb}.yml"
     if not playbook.is_file():
         raise BadInput(Problem(f"{PLAYBOOKS}/{verb}.yml", "missing: the Ansible engine runs the workspace's playbooks"))
+    missing = connection_file_problems(hosts)  # every host's, not only the leader's that golive connects
+    if missing:
+        raise BadInput(missing)
     token = secrets.token_hex(16)  # the run's lock token (never on a command line)
     env = {**os.environ, **ansible_environment(ws.root),
            "ANSIBLE_STDOUT_CALLBACK": "golive_events",

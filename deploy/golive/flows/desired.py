@@ -18,7 +18,9 @@ from golive.workspace import Workspace
 
 
 def check_artifact_archive(app: AppDefinition, artifact: Artifact, cache_dir: Path | None = None) -> None:
-    """Refuse a hostile archive on the controller, before any host is touched (the host checks again).
+    """Refuse a hostile, cut-short or incomplete archive on the controller, before any host is touched
+    (the host checks again): the declared format, the end of the archive, every member's safety, and
+    the release manifest (every member listed, every listed member present with its hash).
 
     A pass is remembered in cache_dir under the archive's sha256 (which Workspace.artifact has just
     verified against the file), the limits and the checker's own code: a re-deploy or rollforward
@@ -27,12 +29,18 @@ def check_artifact_archive(app: AppDefinition, artifact: Artifact, cache_dir: Pa
     passed = None
     if cache_dir is not None:
         checker = hashlib.sha256(Path(archive_rules.__file__).read_bytes()).hexdigest()[:16]
-        passed = cache_dir / "archives-checked" / f"{artifact.sha256}-{limits[0]}-{limits[1]}-{checker}"
+        # The manifest must name this product and version: both are part of what passed.
+        passed = (cache_dir / "archives-checked"
+                  / f"{artifact.sha256}-{limits[0]}-{limits[1]}-{checker}-{app.name}-{artifact.version}")
         if passed.is_file():
             return
     try:
-        with tarfile.open(artifact.path, "r:*") as archive:
-            archive_rules.check_archive(archive.getmembers(), *limits)
+        with archive_rules.open_declared(artifact.path, artifact.name) as archive:
+            checked = archive_rules.check_archive(archive.getmembers(), *limits)
+            archive_rules.check_complete(archive)
+            entries = archive_rules.manifest_of(archive, checked, app.name, artifact.version)
+            archive_rules.compare_manifest(entries, checked)
+            archive_rules.hash_members(archive, checked, entries)
     except archive_rules.ArchiveRefused as error:
         raise BadInput(Problem(artifact.name, f"refused, nothing was sent to any host: {error}")) from None
     except (tarfile.TarError, OSError, EOFError) as error:
@@ -47,8 +55,25 @@ def check_artifact_archive(app: AppDefinition, artifact: Artifact, cache_dir: Pa
             pass  # a read-only workspace checks every time
 
 
-def rendered_meta(ws: Workspace, host: Host, version: str, desired: DesiredRelease) -> dict[str, Any]:
+def shell_quote(value: Any) -> str:
+    """Ansible's `quote` filter (shlex.quote; None quotes as '')."""
+    import shlex
+
+    return shlex.quote("" if value is None else str(value))
+
+
+def _with_quote_filter(ws: Workspace) -> None:
+    """Commands quote values with `| quote` (golive.yml refuses unquoted ones, adapters/appdef.py
+    command_problems). Ansible has the filter; registered here on the renderer's string environment
+    until the renderer carries Ansible's filters itself (setdefault: its own then wins)."""
+    ws.renderer._string_environment.filters.setdefault("quote", shell_quote)
+
+
+def rendered_commands(ws: Workspace, host: Host, version: str) -> tuple[dict[str, str], dict[str, Any],
+                                                                         dict[str, str]]:
+    """The host's service commands, health check and hooks, rendered with its variables."""
     app = ws.app
+    _with_quote_filter(ws)
 
     def render(text: str, what: str) -> str:
         return ws.render_string(text, host, version, what)
@@ -58,7 +83,11 @@ def rendered_meta(ws: Workspace, host: Host, version: str, desired: DesiredRelea
     health = {"url": render(app.health.url, "health.url"), "command": render(app.health.command, "health.command"),
               "timeout": app.health.timeout, "retries": app.health.retries, "interval": app.health.interval}
     hooks = {k: render(getattr(app.hooks, k), f"hooks.{k}") for k in ("before_cutover", "after_cutover", "on_rollback")}
-    return steps.release_meta(app, desired, service, health, hooks)
+    return service, health, hooks
+
+
+def rendered_meta(ws: Workspace, host: Host, version: str, desired: DesiredRelease) -> dict[str, Any]:
+    return steps.release_meta(ws.app, desired, *rendered_commands(ws, host, version))
 
 
 def desired_release(ws: Workspace, host: Host, artifact: Artifact) -> tuple[DesiredRelease, dict[str, Any]]:

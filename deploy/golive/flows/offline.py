@@ -18,7 +18,10 @@ UNRELEASED = "unreleased"
 
 
 def validate(ws: Workspace, customer: str | None = None, today: date | None = None) -> Outcome:
-    """Load everything, check every host's variables and render every template; report all problems."""
+    """Load everything, check every host's variables and render every template and command; report all
+    problems."""
+    from golive.flows.desired import rendered_commands
+
     names = [customer] if customer else ws.customer_names()
     if customer and customer not in ws.customer_names():
         ws.customer(customer)  # raises the unknown-customer message
@@ -39,6 +42,7 @@ def validate(ws: Workspace, customer: str | None = None, today: date | None = No
             try:
                 ws.render(host, UNRELEASED)
                 rendered += len(ws.app.templates)
+                rendered_commands(ws, host, UNRELEASED)  # a hook naming an undefined variable, too
             except BadInput as error:
                 problems.extend(p for p in error.problems if p not in problems)
     for name in expired_expectations(ws.app, today or date.today()):
@@ -105,7 +109,12 @@ def render(ws: Workspace, customer: str, environment: str, host: str | None = No
     for h in hosts:
         config = ws.render(h, version)
         if out_dir is not None:
-            write_rendered(config, out_dir / h.name)
+            target = out_dir / h.name
+            # Host names and template dests are plain names (checked where they enter); this holds
+            # the line should a new name ever reach here unchecked.
+            if target.parent != out_dir or any(Path(f.dest).name != f.dest for f in config.files):
+                raise BadInput(Problem(h.where("inventory_hostname"), f"host {h.name!r} would write outside {out}"))
+            write_rendered(config, target)
         data["hosts"][h.name] = {"config_hash": config.hash, "release_id": release_id(version, config.hash),
                                  "files": _describe_file(ws, config, out_dir)}
         if out_dir is not None:

@@ -76,6 +76,7 @@ class HostSession:
         self.fleet = Fleet(self.hosts)
         self.progress = progress
         self.root = app.root
+        self.config_dir = app.config_dir
         self.token = token or secrets.token_hex(16)
 
     def connect(self, hosts: Iterable[Host] | None = None) -> dict[str, Connected]:
@@ -86,8 +87,12 @@ class HostSession:
         # The host's secret values travel (over SSH, to a host that holds them anyway) so that the agent
         # can mask them in what it records and answers: command output may echo a rendered secret.
         mask = sorted(connected.host.secret_values)
-        return call_agent(connected, {**request, "root": self.root, "token": self.token, "mask": mask}, payload,
-                          timeout)
+        host = connected.host
+        # Who and where, for the GOLIVE_* environment of the host's commands (Agent.command_env).
+        context = {"customer": host.customer, "environment": host.environment, "host": host.name,
+                   "config_dir": self.config_dir}
+        return call_agent(connected, {**request, "root": self.root, "token": self.token, "mask": mask,
+                                      "context": context}, payload, timeout)
 
     def call_all(self, requests: Mapping[str, tuple[Connected, dict[str, Any]]],
                  timeout: float = 300) -> dict[str, AgentAnswer]:

@@ -28,7 +28,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from golive.core.model import AppDefinition
 from golive.core.plan import INSTALL, REPAIR, DesiredRelease, HostPlan
@@ -109,7 +109,7 @@ def upload(artifact: Artifact) -> dict[str, Any]:
 def unpack(app: AppDefinition, desired: DesiredRelease) -> dict[str, Any]:
     return {"op": "unpack", "release": desired.release, "artifact": desired.artifact_name,
             "sha256": desired.artifact_sha256, "max_members": app.store.max_members,
-            "max_bytes": app.store.max_unpacked_bytes}
+            "max_bytes": app.store.max_unpacked_bytes, "product": app.name, "version": desired.version}
 
 
 def configure(app: AppDefinition, desired: DesiredRelease, release_meta: Mapping[str, Any],
@@ -120,20 +120,24 @@ def configure(app: AppDefinition, desired: DesiredRelease, release_meta: Mapping
             "meta": dict(release_meta), "in_place": in_place}
 
 
-def hook(name: str, command: str, release: str) -> dict[str, Any]:
-    return {"op": "hook", "name": name, "command": command, "release": release}
+Direction = Literal["deploy", "rollback"]
+
+
+def hook(name: str, command: str, release: str, direction: Direction = "deploy") -> dict[str, Any]:
+    return {"op": "hook", "name": name, "command": command, "release": release, "direction": direction}
 
 
 def cutover(app: AppDefinition, release: str, name: str = "cutover") -> dict[str, Any]:
     return {"op": "cutover", "name": name, "release": release, "config_dir": app.config_dir}
 
 
-def restart(release: str, name: str = "restart") -> dict[str, Any]:
-    return {"op": "restart", "name": name, "release": release}
+def restart(release: str, name: str = "restart", direction: Direction = "deploy") -> dict[str, Any]:
+    """GOLIVE_DIRECTION tells the command whether it runs going forward or going back."""
+    return {"op": "restart", "name": name, "release": release, "direction": direction}
 
 
-def verify(release: str, name: str = "verify") -> dict[str, Any]:
-    return {"op": "verify", "name": name, "release": release}
+def verify(release: str, name: str = "verify", direction: Direction = "deploy") -> dict[str, Any]:
+    return {"op": "verify", "name": name, "release": release, "direction": direction}
 
 
 def mark(release: str, state: str, name: str) -> dict[str, Any]:
@@ -223,9 +227,9 @@ def activate_batch(run: RunContext, app: AppDefinition, plan: HostPlan, desired:
     on_failure = [
         after(mark(target, "bad", "mark_bad"), ACTIVATE_FAILURES),
         after(cutover(app, "$previous", "switch_back"), SWITCHED_FAILURES),
-        after(restart("$previous", "restart_previous"), SWITCHED_FAILURES),
-        after(verify("$previous", "verify_previous"), SWITCHED_FAILURES),
-        after(hook("on_rollback", hooks.get("on_rollback", ""), "$previous"), ACTIVATE_FAILURES),
+        after(restart("$previous", "restart_previous", "rollback"), SWITCHED_FAILURES),
+        after(verify("$previous", "verify_previous", "rollback"), SWITCHED_FAILURES),
+        after(hook("on_rollback", hooks.get("on_rollback", ""), "$previous", "rollback"), ACTIVATE_FAILURES),
     ] if plan.action != REPAIR else []
     entry = run.entry(host, previous_release=plan.from_release, steps=dict(earlier_steps), **_release_fields(desired))
     return {"steps": steps, "on_failure": on_failure,
@@ -237,13 +241,15 @@ def rollback_batch(run: RunContext, app: AppDefinition, version: str | None, for
     entry = run.entry(host, release="$target", previous_release="$previous")
     return {
         "steps": [lock(run), choose_rollback_target(version, force),
-                  {"op": "hook", "name": "on_rollback", "meta_of": "$previous", "release": "$target"},
-                  cutover(app, "$target"), restart("$target"), verify("$target"), mark("$target", "good", "mark_good")],
+                  {"op": "hook", "name": "on_rollback", "meta_of": "$previous", "release": "$target",
+                   "direction": "rollback"},
+                  cutover(app, "$target"), restart("$target", direction="rollback"),
+                  verify("$target", direction="rollback"), mark("$target", "good", "mark_good")],
         "on_failure": [
             after(mark("$target", "bad", "mark_bad"), ("verify",)),
             after(cutover(app, "$previous", "switch_back"), ("restart", "verify")),
-            after(restart("$previous", "restart_previous"), ("restart", "verify")),
-            after(verify("$previous", "verify_previous"), ("restart", "verify")),
+            after(restart("$previous", "restart_previous", "rollback"), ("restart", "verify")),
+            after(verify("$previous", "verify_previous", "rollback"), ("restart", "verify")),
         ],
         "always": [record(entry), *_unlock_unless(keep_lock)],
     }

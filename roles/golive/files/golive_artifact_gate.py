@@ -1,16 +1,26 @@
 #!/usr/bin/env python3
-"""Refuse a tampered or hostile release artifact on the controller, before any host is touched.
+"""Refuse a tampered, hostile or incomplete release artifact on the controller, before any host is
+touched; and, on a host, check an unpacked release against its manifest.
 
-    golive_artifact_gate.py ARTIFACT MAX_MEMBERS MAX_BYTES [RESERVED_NAME ...]
+    golive_artifact_gate.py ARTIFACT MAX_MEMBERS MAX_BYTES PRODUCT VERSION [RESERVED_NAME ...]
+    golive_artifact_gate.py --verify-unpacked DIR PRODUCT VERSION
 
-Checks the artifact against the `<hex>  <name>` line of ARTIFACT.sha256, then every archive member
-exactly as golive's host agent does (golive.agent.hostagent.check_archive: absolute paths, '..',
-links leaving the release, devices/FIFOs, setuid/setgid, duplicate members, member and size limits),
-and that no top-level member uses a RESERVED_NAME (golive writes the release's `config/` itself).
-Prints one JSON document {"sha256", "size", "members", "top_level"}, or exits 1 with the reason on
-stderr. The role ships this copy so that it needs nothing but ansible-core on the
-controller; tests/integration/test_ansible_engine.py holds it to the host agent's verdicts.
-Standard library only.
+The first form checks the artifact against the `<hex>  <name>` line of ARTIFACT.sha256, that it is
+the format its name declares (.tar.gz/.tgz: gzip, .tar: plain tar) and whole (tar's end-of-archive
+blocks, the gzip trailer), then every archive member exactly as golive's host agent does
+(golive.agent.archive: absolute paths, '..', links leaving the release, devices/FIFOs,
+setuid/setgid, duplicate members, member and size limits), that no top-level member uses a
+RESERVED_NAME (golive writes the release's `config/` itself), and the release manifest
+(golive-manifest.json: every member listed with its type, mode, size and sha256 or link target,
+every listed member present, for PRODUCT VERSION). Prints one JSON document {"sha256", "size",
+"members", "top_level"}, or exits 1 with the reason on stderr.
+
+The second form runs on the host after unpacking (tasks/unpack.yml): every manifest entry is in DIR
+as what the manifest says (content hashed), and DIR holds nothing else (but the empty config/).
+
+The role ships this copy so that it needs nothing but ansible-core on the controller;
+tests/integration/test_ansible_engine.py holds it to the host agent's verdicts. Standard library
+only, Python >= 3.6 (it runs on the hosts too).
 """
 
 import hashlib
@@ -22,6 +32,10 @@ import sys
 import tarfile
 
 CHUNK = 1 << 20
+MANIFEST = "golive-manifest.json"
+MANIFEST_FORMAT = 1
+MANIFEST_HINT = ("make the artifact with `golive package DIR --version V` (it writes %s with every member and "
+                 "its sha256)" % MANIFEST)
 ALLOWED_TYPES = (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.DIRTYPE, tarfile.SYMTYPE, tarfile.LNKTYPE)
 SPECIAL_TYPES = {tarfile.CHRTYPE: "a character device", tarfile.BLKTYPE: "a block device",
                  tarfile.FIFOTYPE: "a FIFO", tarfile.CONTTYPE: "a contiguous file"}
@@ -117,23 +131,173 @@ def check_members(members, max_members, max_bytes):
     return names
 
 
+def open_declared(artifact):
+    """The artifact opened as the format its name declares (golive.agent.archive.open_declared)."""
+    name = os.path.basename(artifact)
+    kind = "gzip" if name.endswith((".tar.gz", ".tgz")) else "tar" if name.endswith(".tar") else None
+    with open(artifact, "rb") as handle:
+        magic = handle.read(2)
+    if kind == "gzip" and magic != b"\x1f\x8b":
+        raise Refused(f"{name} is not gzip-compressed, as its name declares")
+    if kind == "tar" and magic == b"\x1f\x8b":
+        raise Refused(f"{name} is gzip-compressed, but its name declares a plain .tar")
+    if kind is None:
+        raise Refused(f"{name}: the name declares no format golive knows (.tar.gz, .tgz, .tar)")
+    return tarfile.open(artifact, "r:gz" if kind == "gzip" else "r:")
+
+
+def check_complete(archive):
+    """tar's end-of-archive blocks, and a gzip stream read to its end (golive.agent.archive.check_complete)."""
+    fileobj = archive.fileobj
+    fileobj.seek(archive.offset)
+    end = fileobj.read(1024)
+    if len(end) < 1024 or end.strip(b"\0"):
+        raise Refused("the archive is cut short: it ends without tar's end-of-archive blocks")
+    try:
+        while fileobj.read(CHUNK):
+            pass
+    except EOFError:
+        raise Refused("the archive is cut short: its gzip stream ends early") from None
+
+
+def parse_manifest(data, product, version):
+    try:
+        manifest = json.loads(data.decode("utf-8"))
+    except ValueError as error:
+        raise Refused(f"{MANIFEST} is not valid JSON ({error})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
+        raise Refused(f'{MANIFEST} has no "format": {MANIFEST_FORMAT}; {MANIFEST_HINT}')
+    if manifest.get("name") != product or manifest.get("version") != version:
+        raise Refused(f"{MANIFEST} is for {manifest.get('name')} {manifest.get('version')}, not {product} {version}")
+    entries = {}
+    for entry in manifest.get("members") or []:
+        if not isinstance(entry, dict) or not isinstance(entry.get("path"), str) \
+                or entry.get("type") not in ("file", "dir", "symlink"):
+            raise Refused(f"{MANIFEST} has a malformed member entry {entry!r}")
+        entries[entry["path"]] = entry
+    return entries
+
+
+def check_manifest(archive, members, product, version):
+    """golive.agent.archive.manifest_of + compare_manifest + hash_members, on the controller."""
+    relative = {}
+    for member in members:
+        parts = [p for p in member.name.split("/") if p not in ("", ".")]
+        if parts:
+            relative[member.name] = "/".join(parts)
+    found = [m for m in members if relative.get(m.name) == MANIFEST]
+    if not found or not found[0].isreg():
+        raise Refused(f"the artifact has no {MANIFEST} at its root: golive cannot tell whether it is the whole "
+                      f"release; {MANIFEST_HINT}")
+    entries = parse_manifest(archive.extractfile(found[0]).read(), product, version)
+    seen = set()
+    hashes = {}
+    for member in members:
+        path = relative.get(member.name)
+        if path is None or path == MANIFEST:
+            continue
+        entry = entries.get(path)
+        if entry is None:
+            raise Refused(f"archive member {path!r} is not in {MANIFEST}")
+        kind = "dir" if member.isdir() else "symlink" if member.issym() else "file"
+        if entry["type"] != kind:
+            raise Refused(f"archive member {path!r} is a {kind}, {MANIFEST} says {entry['type']}")
+        if kind == "symlink" and entry.get("target") != member.linkname:
+            raise Refused(f"archive symlink {path!r} points to {member.linkname!r}, {MANIFEST} says "
+                          f"{entry.get('target')!r}")
+        if member.isreg() and entry.get("size") != member.size:
+            raise Refused(f"archive member {path!r} has {member.size} bytes, {MANIFEST} says {entry.get('size')}")
+        if kind != "symlink" and entry.get("mode") != "%04o" % (member.mode & 0o7777):
+            raise Refused(f"archive member {path!r} has mode {member.mode & 0o7777:04o}, {MANIFEST} says "
+                          f"{entry.get('mode')}")
+        seen.add(path)
+    missing = sorted(set(entries) - seen)
+    if missing:
+        shown = ", ".join(repr(m) for m in missing[:3]) + (", ..." if len(missing) > 3 else "")
+        raise Refused(f"the archive lacks {len(missing)} member(s) that {MANIFEST} lists ({shown}): it is not the "
+                      f"whole release")
+    for member in members:  # in archive order: a gzip stream is read once
+        path = relative.get(member.name)
+        if member.isreg() and path != MANIFEST:
+            digest = hashlib.sha256()
+            source = archive.extractfile(member)
+            for block in iter(lambda: source.read(CHUNK), b""):  # noqa: B023 - used at once
+                digest.update(block)
+            hashes[path] = digest.hexdigest()
+        elif member.islnk():
+            hashes[path] = hashes.get("/".join(p for p in member.linkname.split("/") if p not in ("", ".")))
+        else:
+            continue
+        if hashes[path] != entries[path].get("sha256"):
+            raise Refused(f"archive member {path!r} has sha256 {str(hashes[path])[:16]}, {MANIFEST} says "
+                          f"{str(entries[path].get('sha256'))[:16]}")
+
+
+def verify_unpacked(directory, product, version):
+    """On the host: the unpacked tree is exactly the manifest (the host agent checks the same while
+    it writes each file)."""
+    try:
+        with open(os.path.join(directory, MANIFEST), "rb") as handle:
+            entries = parse_manifest(handle.read(), product, version)
+    except OSError:
+        raise Refused(f"the unpacked release has no {MANIFEST}; {MANIFEST_HINT}") from None
+    found = set()
+    for root, dirs, files in os.walk(directory):
+        for name in dirs + files:
+            path = os.path.join(root, name)
+            relative = os.path.relpath(path, directory)
+            if relative in (MANIFEST, "config"):
+                continue
+            entry = entries.get(relative)
+            if entry is None:
+                raise Refused(f"the unpacked release has {relative!r}, which {MANIFEST} does not list")
+            info = os.lstat(path)
+            kind = ("symlink" if stat.S_ISLNK(info.st_mode) else "dir" if stat.S_ISDIR(info.st_mode)
+                    else "file" if stat.S_ISREG(info.st_mode) else "special")
+            if kind != entry["type"]:
+                raise Refused(f"the unpacked {relative!r} is a {kind}, {MANIFEST} says {entry['type']}")
+            if kind == "symlink" and os.readlink(path) != entry.get("target"):
+                raise Refused(f"the unpacked symlink {relative!r} points to {os.readlink(path)!r}, {MANIFEST} "
+                              f"says {entry.get('target')!r}")
+            if kind == "file":
+                if sha256_file(path) != entry.get("sha256"):
+                    raise Refused(f"the unpacked {relative!r} differs from {MANIFEST} (sha256)")
+                if bool(info.st_mode & stat.S_IXUSR) != bool(int(entry.get("mode", "0"), 8) & stat.S_IXUSR):
+                    raise Refused(f"the unpacked {relative!r} has mode {info.st_mode & 0o7777:04o}, {MANIFEST} says "
+                                  f"{entry.get('mode')}")
+            found.add(relative)
+        dirs[:] = [d for d in dirs if not os.path.islink(os.path.join(root, d))]
+    missing = sorted(set(entries) - found)
+    if missing:
+        raise Refused(f"the unpacked release lacks {len(missing)} member(s) that {MANIFEST} lists "
+                      f"({', '.join(repr(m) for m in missing[:3])})")
+    print(json.dumps({"verified": len(found)}))
+
+
 def main(argv):
-    artifact, max_members, max_bytes, reserved = argv[0], int(argv[1]), int(argv[2]), set(argv[3:])
+    if argv[0] == "--verify-unpacked":
+        verify_unpacked(argv[1], argv[2], argv[3])
+        return
+    artifact, max_members, max_bytes, product, version = argv[0], int(argv[1]), int(argv[2]), argv[3], argv[4]
+    reserved = set(argv[5:])
     name = os.path.basename(artifact)
     expected = expected_digest(artifact)
     actual = sha256_file(artifact)
     if actual != expected:
         raise Refused(f"checksum mismatch: {name} hashes to {actual[:16]}..., {name}.sha256 says {expected[:16]}...")
     try:
-        with tarfile.open(artifact, "r:*") as archive:
-            names = check_members(archive.getmembers(), max_members, max_bytes)
+        with open_declared(artifact) as archive:
+            members = archive.getmembers()
+            names = check_members(members, max_members, max_bytes)
+            check_complete(archive)
+            top_level = sorted({n.split("/", 1)[0] for n in names})
+            clashing = sorted(reserved.intersection(top_level))
+            if clashing:
+                shown = ", ".join(repr(c) for c in clashing)
+                raise Refused(f"the artifact contains {shown}, which golive reserves for the rendered config")
+            check_manifest(archive, members, product, version)
     except (tarfile.TarError, OSError, EOFError) as error:
         raise Refused(f"not a readable tar archive: {error}") from None
-    top_level = sorted({n.split("/", 1)[0] for n in names})
-    clashing = sorted(reserved.intersection(top_level))
-    if clashing:
-        shown = ", ".join(repr(c) for c in clashing)
-        raise Refused(f"the artifact contains {shown}, which golive reserves for the rendered config")
     print(json.dumps({"sha256": actual, "size": os.path.getsize(artifact), "members": len(names),
                       "top_level": top_level}))
 
@@ -142,5 +306,7 @@ if __name__ == "__main__":
     try:
         main(sys.argv[1:])
     except Refused as refusal:
-        sys.stderr.write(f"{os.path.basename(sys.argv[1])}: refused, nothing was sent to any host: {refusal}\n")
+        what = sys.argv[2] if sys.argv[1:2] == ["--verify-unpacked"] else sys.argv[1]
+        where = "" if sys.argv[1:2] == ["--verify-unpacked"] else ", nothing was sent to any host"
+        sys.stderr.write(f"{os.path.basename(what)}: refused{where}: {refusal}\n")
         sys.exit(1)
