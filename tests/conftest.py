@@ -43,6 +43,10 @@ WORKSPACE_FILES = ("golive.yml", "ansible.cfg", "vault-password.example", "inven
 # Small releases keep the suite fast; the benchmark uses the realistic 5 MB / 200 files.
 RELEASE_FILES, RELEASE_KB = "20", "200"
 VAULT_SECRETS = ("Hx-Db-2026!example", "Lnd-Crm-2026!example")
+# Waiting in tests is on events (a file appears, a process ends). A bound exists only so that an event
+# that never comes (or a run that hangs) fails the test instead of hanging the suite; it is far beyond
+# what any step takes on a loaded machine, so no test depends on the machine being idle.
+WAIT_BOUND_SECONDS = 600
 
 
 @dataclass
@@ -59,13 +63,14 @@ class Result:
         return json.loads(self.stdout)
 
 
-def run_golive(workspace: Path, *args: str, env: dict | None = None, timeout: float = 300,
+def run_golive(workspace: Path, *args: str, env: dict | None = None, timeout: float | None = None,
                check: int | None = None) -> Result:
     """Run `python -m golive --workspace WS ...` the way a user (or a script) would."""
     verb, rest = args[0], args[1:]
     full_env = {**os.environ, "PYTHONPATH": str(REPO / "deploy"), **(env or {})}
     completed = subprocess.run([sys.executable, "-m", "golive", verb, "--workspace", str(workspace), *rest],
-                               capture_output=True, text=True, timeout=timeout, env=full_env, cwd=str(workspace))
+                               capture_output=True, text=True, timeout=timeout or WAIT_BOUND_SECONDS, env=full_env,
+                               cwd=str(workspace))
     result = Result(completed.returncode, completed.stdout, completed.stderr)
     if check is not None:
         assert result.returncode == check, f"golive {' '.join(args)} exited {result.returncode}:\n{result.output}"
@@ -138,11 +143,6 @@ def offline_workspace(tmp_path) -> Path:
         elif source.exists():
             shutil.copy2(source, destination / name)
     return destination
-
-
-# Waiting in tests is on events (a file appears, a process ends). A bound exists only so that an event
-# that never comes fails the test instead of hanging the suite; it is far beyond any loaded machine.
-WAIT_BOUND_SECONDS = 600
 
 
 def wait_until(condition, what: str, bound: float = WAIT_BOUND_SECONDS, pause: float = 0.05) -> None:

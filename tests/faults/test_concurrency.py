@@ -19,6 +19,7 @@ from tests.conftest import (
     RELEASE_FILES,
     RELEASE_KB,
     REPO,
+    WAIT_BOUND_SECONDS,
     build_release,
     host_path,
     live_release_problems,
@@ -55,7 +56,7 @@ def race(ws, test_hosts, first: tuple[str, ...], second: tuple[str, ...], delay:
     runs["bob"] = start_golive(ws, "bob", *second)
     results = {}
     for operator, process in runs.items():
-        stdout, stderr = process.communicate(timeout=120)
+        stdout, stderr = process.communicate(timeout=WAIT_BOUND_SECONDS)
         results[operator] = (process.returncode, stdout, stderr)
     codes = {operator: result[0] for operator, result in results.items()}
     assert sorted(codes.values()) == [0, 3], f"not exactly one run proceeded: {codes}\n{results}"
@@ -147,7 +148,7 @@ def ansible_production(workspace, test_hosts):
     while not lock.exists() and deploying.poll() is None:
         time.sleep(0.01)
     to_lock = time.monotonic() - started
-    assert deploying.wait(timeout=120) == 0, deploying.communicate()
+    assert deploying.wait(timeout=WAIT_BOUND_SECONDS) == 0, deploying.communicate()
     return workspace, to_lock
 
 

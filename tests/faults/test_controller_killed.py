@@ -17,7 +17,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import build_release, host_path, live_release_problems, live_version, run_golive, wait_until
+from tests.conftest import (
+    WAIT_BOUND_SECONDS,
+    build_release,
+    host_path,
+    live_release_problems,
+    live_version,
+    run_golive,
+    wait_until,
+)
 
 PROD = (12, 13)  # manufacturer production: mfg-prod-1 (the lock leader), mfg-prod-2
 OLD, NEW = "1.0", "2.0"
@@ -76,7 +84,7 @@ def fault_workspace(workspace, big_release):
 def test_a_killed_deploy_leaves_complete_releases_and_converges(point, settles_on, fault_workspace, test_hosts):
     ws = fault_workspace
     killed = run_golive(ws, "deploy", "manufacturer", "production", "--release", NEW, *OVERRIDE,
-                        env={"GOLIVE_FAULT_KILL": point}, timeout=120)
+                        env={"GOLIVE_FAULT_KILL": point}, timeout=WAIT_BOUND_SECONDS)
     assert killed.returncode == -signal.SIGKILL, f"the controller was not killed at {point}:\n{killed.output}"
 
     # The agents finish (or clean up) on their own; the leader's lock, or every lock, may outlive

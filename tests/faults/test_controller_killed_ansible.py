@@ -105,7 +105,7 @@ def test_a_killed_ansible_deploy_leaves_whole_releases_and_converges(point, sett
     ws = ansible_fault_workspace
     SLOWED.get(point, lambda _: None)(ws)
     killed = run_golive(ws, "deploy", "manufacturer", "production", "--release", NEW, *OVERRIDE, "--engine", "ansible",
-                        env={"GOLIVE_FAULT_KILL": point}, timeout=120)
+                        env={"GOLIVE_FAULT_KILL": point}, timeout=WAIT_BOUND_SECONDS)
     assert killed.returncode == -signal.SIGKILL, f"the controller was not killed at {point}:\n{killed.output}"
     assert survivors(ws) == [], f"a process of the run killed at {point} outlived it"
 

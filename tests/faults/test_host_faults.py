@@ -21,6 +21,7 @@ import pytest
 
 from tests.conftest import (
     REPO,
+    WAIT_BOUND_SECONDS,
     build_release,
     host_view,
     live_release_problems,
@@ -108,7 +109,7 @@ def deploy_losing_the_faulty_host(production, test_hosts, *options: str) -> dict
             stdout, stderr = running.communicate()
             raise AssertionError(f"the deploy ended before the before_cutover hook ran:\n{stdout}{stderr}")
         test_hosts.stop(FAULTY_HOST)
-        stdout, stderr = running.communicate(timeout=60)
+        stdout, stderr = running.communicate(timeout=WAIT_BOUND_SECONDS)
     finally:
         if running.poll() is None:
             running.kill()

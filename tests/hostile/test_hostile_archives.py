@@ -26,7 +26,7 @@ import pytest
 from golive.adapters.package import Entry
 from golive.adapters.package import manifest as package_manifest
 from golive.agent.archive import MANIFEST
-from tests.conftest import REPO, host_view, run_golive, snapshot_difference, snapshot_hosts
+from tests.conftest import REPO, WAIT_BOUND_SECONDS, host_view, run_golive, snapshot_difference, snapshot_hosts
 
 STG = ("mfg-stg-1", 11)
 VERSION = "6.6"
@@ -313,6 +313,6 @@ def test_a_plain_tar_cut_at_a_member_boundary_never_goes_live(tmp_path, test_hos
 
 def send_straight_to_agent(ws: Path) -> dict:
     done = subprocess.run([sys.executable, "-c", BYPASS, str(ws), VERSION], capture_output=True, text=True,
-                          timeout=120, env={**os.environ, "PYTHONPATH": str(REPO / "deploy")})
+                          timeout=WAIT_BOUND_SECONDS, env={**os.environ, "PYTHONPATH": str(REPO / "deploy")})
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)

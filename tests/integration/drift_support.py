@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import subprocess
 
-from tests.conftest import TEST_NET
+from tests.conftest import TEST_NET, WAIT_BOUND_SECONDS
 
 
 def on_host(test_hosts, suffix: int, command: str) -> str:
     result = subprocess.run(["ssh", "-F", "/dev/null", "-i", test_hosts.client_key, "-o", "IdentitiesOnly=yes",
                              "-o", f"UserKnownHostsFile={test_hosts.known_hosts}", "-o", "StrictHostKeyChecking=yes",
                              "-o", "BatchMode=yes", f"root@{TEST_NET}.{suffix}", command],
-                            capture_output=True, text=True, timeout=60)
+                            capture_output=True, text=True, timeout=WAIT_BOUND_SECONDS)
     assert result.returncode == 0, result.stderr
     return result.stdout
 

@@ -22,6 +22,7 @@ from tests.conftest import (
     REPO,
     TEST_NET,
     VAULT_SECRETS,
+    WAIT_BOUND_SECONDS,
     health_of,
     health_retries,
     host_path,
@@ -359,7 +360,7 @@ def test_serial_batches_keep_the_environment_lock_and_max_fail_counts_the_whole_
         assert hosts_of(refused)["mfg-prod-1"]["status"] == "locked", refused.stdout
         assert "still running" in hosts_of(refused)["mfg-prod-1"]["error"]
         assert {s: len(ledger(test_hosts, s)) for s in (MFG_PROD1, MFG_PROD2)} == before
-        stdout, stderr = serial.communicate(timeout=120)
+        stdout, stderr = serial.communicate(timeout=WAIT_BOUND_SECONDS)
     finally:
         if serial.poll() is None:
             serial.kill()
