@@ -22,7 +22,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "deploy"))
 
-from golive.testhosts import TestHosts  # noqa: E402
+from golive.testing.hosts import TestHosts  # noqa: E402
 
 
 def worker_net(net: str) -> str:

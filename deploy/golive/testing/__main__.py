@@ -1,0 +1,5 @@
+import sys
+
+from golive.testing.hosts import main
+
+sys.exit(main())
