@@ -204,6 +204,24 @@ def test_down_leaves_no_process_behind(hosts):
     assert hosts.dir.is_dir()
 
 
+def test_down_refuses_loudly_what_it_cannot_verify_and_can_try_again(hosts):
+    """A tmpfs mounted over /root inside a host hides the home that identifies its namespace: down
+    must neither kill those processes (the namespace id alone could be a stranger's) nor claim
+    success, and must keep hosts.json so that a later `down` finishes the job."""
+    state = recorded_state(hosts)
+    holder = state["hosts"][0]["holder_pid"]
+    subprocess.run(["nsenter", "-t", str(holder), "-m", "mount", "-t", "tmpfs", "tmpfs", "/root"], check=True)
+    with pytest.raises(TestHostsError, match="not showing its home, so not killed") as refused:
+        hosts.down()
+    assert f"{holder} (sleep)" in str(refused.value)
+    assert running(holder)
+    assert recorded_state(hosts)["hosts"][0]["holder_pid"] == holder
+    subprocess.run(["nsenter", "-t", str(holder), "-m", "umount", "/root"], check=True)
+    hosts.down()
+    assert not running(holder)
+    assert processes_in({record["mnt_ns"] for record in state["hosts"]}) == []
+
+
 def test_cli_status_reports_every_host(hosts):
     result = subprocess.run(
         [str(REPO / "scripts" / "testhosts"), "status", "--dir", str(hosts.dir), "--json"],
@@ -217,6 +235,86 @@ def test_cli_status_reports_every_host(hosts):
         ("h112", f"{NET}.112", True),
         ("h113", f"{NET}.113", True),
     ]
+
+
+def listening(addresses: list[str]) -> list[str]:
+    """Which of these addresses have a socket listening on port 22 (from /proc, no probe)."""
+    import socket
+    import struct
+
+    found = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local, state = line.split()[1], line.split()[3]
+        address_hex, port_hex = local.split(":")
+        if state == "0A" and int(port_hex, 16) == 22:
+            found.add(socket.inet_ntoa(struct.pack("<I", int(address_hex, 16))))
+    return [a for a in addresses if a in found]
+
+
+def test_status_and_down_work_when_tmp_is_a_bind_mount(tmp_path):
+    """/tmp as a bind mount of another directory (systemd's PrivateTmp, a container's `-v dir:/tmp`):
+    status must see the hosts up, and down must stop every sshd and every daemon started on a host,
+    so that the next `up` finds the addresses free. The whole CLI session runs in a private mount
+    namespace whose /tmp is a bind of tmp_path/real-tmp."""
+    real_tmp = tmp_path / "real-tmp"
+    real_tmp.mkdir()
+    first = FIRST + 10
+    addresses = [f"{NET}.{first}", f"{NET}.{first + 1}"]
+    testhosts = REPO / "scripts" / "testhosts"
+    ssh_options = ("-F /dev/null -i /tmp/hosts/client_key -o IdentitiesOnly=yes -o BatchMode=yes"
+                   " -o UserKnownHostsFile=/tmp/hosts/known_hosts -o StrictHostKeyChecking=yes")
+    script = f"""set -e
+mount --bind {real_tmp} /tmp
+{testhosts} up 2 --dir /tmp/hosts --net {NET} --first {first}
+ssh {ssh_options} root@{addresses[1]} 'setsid sleep 600 </dev/null >/dev/null 2>&1 & echo $!' > /tmp/daemon.pid
+cp /tmp/hosts/hosts.json /tmp/hosts-before-down.json
+{testhosts} status --dir /tmp/hosts --json > /tmp/status.json
+{testhosts} down --dir /tmp/hosts
+"""
+    try:
+        run = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", script],
+                             capture_output=True, text=True, timeout=120)
+        printed = f"exit {run.returncode}\nstdout:\n{run.stdout}\nstderr:\n{run.stderr}"
+        assert run.returncode == 0, printed
+        status = json.loads((real_tmp / "status.json").read_text())
+        assert [(h["address"], h["up"]) for h in status["hosts"]] == [(a, True) for a in addresses], printed
+        before = json.loads((real_tmp / "hosts-before-down.json").read_text())
+        daemon = int((real_tmp / "daemon.pid").read_text())
+        recorded = [record[key] for record in before["hosts"] for key in ("pid", "holder_pid")]
+        assert processes_in({record["mnt_ns"] for record in before["hosts"]}) == [], printed
+        assert not any(running(pid) for pid in [*recorded, daemon]), printed
+        assert listening(addresses) == [], printed
+    finally:
+        # Whatever a broken `down` left behind: the processes of the namespaces this test's hosts had.
+        leftovers = (real_tmp / "hosts-before-down.json")
+        if leftovers.exists():
+            namespaces = {r["mnt_ns"] for r in json.loads(leftovers.read_text())["hosts"] if r["mnt_ns"]}
+            for pid in processes_in(namespaces):
+                os.kill(pid, 9)
+
+
+def test_bind_is_documented_and_a_created_target_is_reported(tmp_path):
+    testhosts = str(REPO / "scripts" / "testhosts")
+    usage = subprocess.run([testhosts, "up", "--help"], capture_output=True, text=True, check=True).stdout
+    help_text = " ".join(usage.split())
+    assert "--bind PATH" in help_text and "created as an empty directory" in help_text
+    target = tmp_path / "machine" / "opt" / "app"  # a path missing on this machine
+    state = ["--dir", str(tmp_path / "binds")]
+    try:
+        up = subprocess.run([testhosts, "up", "1", *state, "--net", NET, "--first", str(FIRST + 15),
+                             "--bind", str(target)], capture_output=True, text=True, timeout=60)
+        assert up.returncode == 0, up.stdout + up.stderr
+        created = f"{target.parent.parent}, {target.parent}, {target}"
+        assert f"testhosts: created {created} on this machine" in up.stderr, up.stderr
+        assert target.is_dir() and not any(target.iterdir())
+        again = subprocess.run([testhosts, "up", "1", *state, "--net", NET, "--first", str(FIRST + 15),
+                                "--bind", str(target)], capture_output=True, text=True, timeout=60)
+        assert again.returncode == 0 and "created" not in again.stderr, again.stderr
+    finally:
+        subprocess.run([testhosts, "down", *state], check=True, capture_output=True)
+        for directory in (target, target.parent, target.parent.parent):
+            if directory.is_dir():
+                directory.rmdir()
 
 
 # ------------------------------------------------------------------ the example app, deployed by hand

@@ -1,5 +1,5 @@
 import sys
 
-from golive.testing.hosts import main
+from golive.testing.cli import main
 
 sys.exit(main())
