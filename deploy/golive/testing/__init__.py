@@ -5,6 +5,9 @@
 
 - ``golive.testing.hosts.TestHosts``: light hosts, one OpenSSH server per host in its own mount and
   UTS namespace with private application directories; 30 hosts start in about half a second.
+- ``golive.testing.systemd.SystemdHosts``: real Debian 12 servers booting systemd (systemd-nspawn),
+  each with its own /etc, /usr and /var and apt seeing a local repository; about a second or two
+  per boot. The Debian base and the repository are built once (``golive.testing.debian``).
 
 Command line: ``python3 -m golive.testing --help`` (``scripts/testhosts``). Stdlib only: the test
 fixtures and the benchmark import this package before anything else is installed.
@@ -12,7 +15,7 @@ fixtures and the benchmark import this package before anything else is installed
 
 from golive.testing._common import HostInfo, TestHostsError
 
-__all__ = ["HostInfo", "TestHostsError", "TestHosts"]
+__all__ = ["HostInfo", "TestHostsError", "TestHosts", "SystemdHosts"]
 
 
 def __getattr__(name: str):
@@ -21,4 +24,8 @@ def __getattr__(name: str):
         from golive.testing.hosts import TestHosts
 
         return TestHosts
+    if name == "SystemdHosts":
+        from golive.testing.systemd import SystemdHosts
+
+        return SystemdHosts
     raise AttributeError(name)

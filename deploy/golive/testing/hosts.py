@@ -265,7 +265,14 @@ class TestHosts:
         self.start(record["name"])
 
     def exec(
-        self, name: str, argv: Sequence[str], *, capture: bool = True, check: bool = False
+        self,
+        name: str,
+        argv: Sequence[str],
+        *,
+        capture: bool = True,
+        check: bool = False,
+        input: str | None = None,
+        timeout: float | None = None,
     ) -> subprocess.CompletedProcess:
         """Run argv inside one host's namespaces (set-up only; deploys must go through SSH)."""
         state = self._require_state()
@@ -273,7 +280,7 @@ class TestHosts:
         if not _is_alive(record["holder_pid"], record):
             raise TestHostsError(f"host {record['name']} is down")
         command = ["nsenter", "-t", str(record["holder_pid"]), "-m", "-u", "--wd", "--", *argv]
-        return subprocess.run(command, capture_output=capture, text=True, check=check)
+        return subprocess.run(command, capture_output=capture, text=True, check=check, input=input, timeout=timeout)
 
     def ssh(
         self, name: str, command: str, *, input: bytes | None = None, timeout: float = 120
