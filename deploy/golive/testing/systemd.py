@@ -275,6 +275,8 @@ class SystemdHosts:
         state = self._require_state()
         record = self._find(state, name)
         self._require_leader(record)
+        if not self._supervisor_alive(record):
+            raise TestHostsError(f"host {record['name']} has lost its supervisor, which boots it again: use reset")
         with self._notify_socket(record) as notify:
             self.exec(record["name"], ["systemctl", "reboot"], check=True)
             self._wait_booted([record], {record["name"]: notify}, state)
