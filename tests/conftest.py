@@ -107,7 +107,7 @@ def systemd_hosts():
     """Three real Debian 12 servers booting systemd (golive.testing.systemd) on this worker's net,
     .131-.133, names h131-h133, booted when a test first asks (a session that asks for none pays
     nothing). A test that changes a host beyond what it cleans up calls `systemd_hosts.reset([name])`
-    (a fresh server in about a second)."""
+    (a fresh server: a few seconds)."""
     hosts = SystemdHosts(f"{TEST_DIR}-systemd", net=TEST_NET, first=SYSTEMD_FIRST)
     if hosts.is_up():
         hosts.down()

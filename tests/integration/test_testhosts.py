@@ -1,4 +1,4 @@
-"""golive.testhosts against real sshd processes, and a deploy of the example app by hand.
+"""golive.testing.hosts (light test hosts) against real sshd processes, and a deploy of the example app by hand.
 
 Needs root (namespaces, bind mounts, port 22). The hosts live on this pytest worker's test net
 (GOLIVE_TEST_NET, see tests/conftest.py) from .111 on, beside the session's own hosts (.11-.16), so

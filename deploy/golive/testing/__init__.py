@@ -6,8 +6,8 @@
 - ``golive.testing.hosts.TestHosts``: light hosts, one OpenSSH server per host in its own mount and
   UTS namespace with private application directories; 30 hosts start in about half a second.
 - ``golive.testing.systemd.SystemdHosts``: real Debian 12 servers booting systemd (systemd-nspawn),
-  each with its own /etc, /usr and /var and apt seeing a local repository; about a second or two
-  per boot. The Debian base and the repository are built once (``golive.testing.debian``).
+  each with its own /etc, /usr and /var and apt seeing a local repository; a few seconds to boot.
+  The Debian base and the repository are built once (``golive.testing.debian``).
 
 Command line: ``python3 -m golive.testing --help`` (``scripts/testhosts``). Stdlib only: the test
 fixtures and the benchmark import this package before anything else is installed.
