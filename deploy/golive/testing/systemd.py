@@ -492,53 +492,62 @@ class SystemdHosts:
         `systemctl is-system-running --wait`, failing fast when a supervisor exits."""
         started = time.monotonic()
         deadline = started + max(BOOT_TIMEOUT_SECONDS, BOOT_TIMEOUT_PER_HOST_SECONDS * len(records))
-        by_name = {r["name"]: r for r in records}
-        waiting = set(by_name)
         checks: dict[str, subprocess.Popen] = {}
+        try:
+            self._wait_ready(records, sockets, checks, deadline, started)
+            for record in records:
+                self._finish_boot_check(record, checks[record["name"]], deadline, started)
+        finally:
+            for check in checks.values():  # left running when another host failed first
+                if check.poll() is None:
+                    check.kill()
+                    check.wait()
+        self._save_state(state)
+
+    def _wait_ready(self, records: list[dict], sockets: dict[str, socket.socket],
+                    checks: dict[str, subprocess.Popen], deadline: float, started: float) -> None:
+        """Start each host's ssh check as soon as its READY=1 arrives."""
+        by_name = {r["name"]: r for r in records}
         selector = selectors.DefaultSelector()
         pidfds = []
         try:
             for name, notify in sockets.items():
                 selector.register(notify, selectors.EVENT_READ, ("notify", name))
             for record in records:
-                pidfd = os.pidfd_open(record["pid"])
-                pidfds.append(pidfd)
-                selector.register(pidfd, selectors.EVENT_READ, ("exit", record["name"]))
-            while waiting:
+                pidfds.append(os.pidfd_open(record["pid"]))
+                selector.register(pidfds[-1], selectors.EVENT_READ, ("exit", record["name"]))
+            while len(checks) < len(records):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    raise self._boot_error([by_name[n] for n in sorted(waiting)], "did not finish booting", started)
+                    late = [r for r in records if r["name"] not in checks]
+                    raise self._boot_error(late, "did not finish booting", started)
                 for key, _ in selector.select(remaining):
                     kind, name = key.data
                     if kind == "exit":
                         raise self._boot_error([by_name[name]], "stopped while booting", started)
                     message = key.fileobj.recv(4096).decode(errors="replace").split("\n")
-                    if "READY=1" in message and name in waiting:
-                        waiting.discard(name)
+                    if "READY=1" in message and name not in checks:
                         selector.unregister(key.fileobj)
                         checks[name] = self._start_boot_check(by_name[name])
         finally:
             selector.close()
             for pidfd in pidfds:
                 os.close(pidfd)
-        for name, check in checks.items():
-            record = by_name[name]
-            try:
-                output, _ = check.communicate(timeout=max(1.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                check.kill()
-                check.communicate()
-                raise self._boot_error([record], "booted but ssh did not answer in time", started) from None
-            answer = output.decode(errors="replace").strip()
-            if answer.splitlines()[-1:] not in (["running"], ["degraded"]):
-                said = answer or "(nothing)"
-                raise self._boot_error([record], f"booted, but the ssh check answered: {said}", started)
-            record["state"] = answer.splitlines()[-1]
-            record["boot_seconds"] = round(time.time() - record["booted_at"], 2)
-            record["mnt_ns"] = mnt_ns(record["pid"])
-            leader = self._leader(record)
-            record["pid_ns"] = _ns(leader, "pid") if leader else None
-        self._save_state(state)
+
+    def _finish_boot_check(self, record: dict, check: subprocess.Popen, deadline: float, started: float) -> None:
+        try:
+            output, _ = check.communicate(timeout=max(1.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            raise self._boot_error([record], "booted but ssh did not answer in time", started) from None
+        answer = output.decode(errors="replace").strip()
+        if answer.splitlines()[-1:] not in (["running"], ["degraded"]):
+            said = answer or "(nothing)"
+            raise self._boot_error([record], f"booted, but the ssh check answered: {said}", started)
+        record["state"] = answer.splitlines()[-1]
+        record["boot_seconds"] = round(time.time() - record["booted_at"], 2)
+        record["mnt_ns"] = mnt_ns(record["pid"])
+        leader = self._leader(record)
+        record["pid_ns"] = _ns(leader, "pid") if leader else None
 
     def _start_boot_check(self, record: dict) -> subprocess.Popen:
         # Checked strictly against the key the host was given now: after rekey() that is not the
