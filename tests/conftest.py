@@ -2,8 +2,12 @@
 to run the golive CLI exactly as a user does (a subprocess, exit code and all).
 
 Test hosts: one set per pytest session at GOLIVE_TEST_NET (default 127.0.50), first address .11,
-state under GOLIVE_TEST_DIR (default /tmp/golive-tests-<net>). Several engineers (or CI stages) can
-run the suite at once on one machine by choosing different nets.
+state under /tmp/golive-tests-<net> (or GOLIVE_TEST_DIR/<net>). Several engineers (or CI stages) can
+run the suite at once on one machine by choosing different nets. Tests that need real Debian
+servers booting systemd ask for `systemd_hosts` (.131-.133 of the same net, booted on first use).
+
+Addresses on each worker's net: .11-.16 the session's light hosts, .111-.129 tests of the light
+harness, .131-.133 the session's systemd hosts, .141-.149 tests of the systemd harness.
 """
 
 from __future__ import annotations
@@ -22,7 +26,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "deploy"))
 
-from golive.testhosts import TestHosts  # noqa: E402
+from golive.testing.hosts import TestHosts  # noqa: E402
+from golive.testing.systemd import SystemdHosts  # noqa: E402
 
 
 def worker_net(net: str) -> str:
@@ -34,8 +39,12 @@ def worker_net(net: str) -> str:
 
 
 TEST_NET = worker_net(os.environ.get("GOLIVE_TEST_NET", "127.0.50"))
-TEST_DIR = os.environ.get("GOLIVE_TEST_DIR", f"/tmp/golive-tests-{TEST_NET}")
+# One directory per worker net: xdist workers must never share a state directory.
+TEST_DIR = (os.path.join(os.environ["GOLIVE_TEST_DIR"], TEST_NET) if os.environ.get("GOLIVE_TEST_DIR")
+            else f"/tmp/golive-tests-{TEST_NET}")
 HOST_COUNT = 6  # the example customers use 5 (127.0.0.11-15); one spare
+SYSTEMD_HOST_COUNT = 3
+SYSTEMD_FIRST = 131
 EXAMPLE_NET = "127.0.0"
 EXAMPLE_KEYS = "/tmp/golive-testhosts"
 WORKSPACE_FILES = ("golive.yml", "ansible.cfg", "vault-password.example", "inventories", "config_templates",
@@ -94,6 +103,20 @@ def test_hosts():
     if hosts.is_up():
         hosts.down()
     hosts.up(HOST_COUNT)
+    yield hosts
+    hosts.down()
+
+
+@pytest.fixture(scope="session")
+def systemd_hosts():
+    """Three real Debian 12 servers booting systemd (golive.testing.systemd) on this worker's net,
+    .131-.133, names h131-h133, booted when a test first asks (a session that asks for none pays
+    nothing). A test that changes a host beyond what it cleans up calls `systemd_hosts.reset([name])`
+    (a fresh server: a few seconds)."""
+    hosts = SystemdHosts(f"{TEST_DIR}-systemd", net=TEST_NET, first=SYSTEMD_FIRST)
+    if hosts.is_up():
+        hosts.down()
+    hosts.up(SYSTEMD_HOST_COUNT)
     yield hosts
     hosts.down()
 

@@ -1,7 +1,8 @@
-"""golive.testhosts against real sshd processes, and a deploy of the example app by hand.
+"""golive.testing.hosts (light test hosts) against real sshd processes, and a deploy of the example app by hand.
 
-Needs root (namespaces, bind mounts, port 22). The hosts live on 127.0.77.x (127.0.78.x ... for
-further pytest-xdist workers) so that they never collide with a developer's default set on 127.0.0.x.
+Needs root (namespaces, bind mounts, port 22). The hosts live on this pytest worker's test net
+(GOLIVE_TEST_NET, see tests/conftest.py) from .111 on, beside the session's own hosts (.11-.16), so
+that suites run side by side on other nets never meet them.
 """
 
 from __future__ import annotations
@@ -22,16 +23,17 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "deploy"))  # test the working tree, installed or not
 
-from golive.testhosts import HostInfo, TestHosts, TestHostsError  # noqa: E402
-from tests.conftest import worker_net  # noqa: E402
+from golive.testing.hosts import HostInfo, TestHosts, TestHostsError  # noqa: E402
+from tests.conftest import TEST_NET  # noqa: E402
 
-NET = worker_net("127.0.77")
+NET = TEST_NET  # this worker's net; the session's own hosts take .11-.16 of it
+FIRST = 111
 APP_PORT = 18080
 
 
 @pytest.fixture
 def hosts(tmp_path):
-    test_hosts = TestHosts(tmp_path / "testhosts", net=NET)
+    test_hosts = TestHosts(tmp_path / "testhosts", net=NET, first=FIRST)
     test_hosts.up(3)
     yield test_hosts
     test_hosts.down()
@@ -99,8 +101,8 @@ def processes_in(namespaces: set[str]) -> list[int]:
 
 
 def test_strict_host_key_ssh_reaches_every_host_by_its_own_name(hosts):
-    assert [h.name for h in hosts.hosts] == ["h11", "h12", "h13"]
-    assert [h.address for h in hosts.hosts] == [f"{NET}.11", f"{NET}.12", f"{NET}.13"]
+    assert [h.name for h in hosts.hosts] == ["h111", "h112", "h113"]
+    assert [h.address for h in hosts.hosts] == [f"{NET}.111", f"{NET}.112", f"{NET}.113"]
     known = Path(hosts.known_hosts).read_text().splitlines()
     assert [line.split()[0] for line in known] == [h.address for h in hosts.hosts]
     for host in hosts.hosts:
@@ -120,12 +122,12 @@ def test_hosts_json_records_every_host(hosts):
 
 
 def test_each_host_has_a_private_filesystem(hosts):
-    h11, h12, h13 = hosts.hosts
+    h111, h112, h113 = hosts.hosts
     name = f"isolation-{uuid.uuid4().hex}"
-    ssh_ok(hosts, h11, f"echo from-h11 > /opt/northwind/{name}; echo cfg > /etc/northwind/{name}")
-    assert ssh_ok(hosts, h11, f"cat /opt/northwind/{name}") == "from-h11\n"
-    assert Path(h11.binds["/opt/northwind"], name).read_text() == "from-h11\n"
-    for other in (h12, h13):
+    ssh_ok(hosts, h111, f"echo from-h111 > /opt/northwind/{name}; echo cfg > /etc/northwind/{name}")
+    assert ssh_ok(hosts, h111, f"cat /opt/northwind/{name}") == "from-h111\n"
+    assert Path(h111.binds["/opt/northwind"], name).read_text() == "from-h111\n"
+    for other in (h112, h113):
         assert (
             ssh(hosts, other, f"test -e /opt/northwind/{name} || test -e /etc/northwind/{name}").returncode
             == 1
@@ -135,30 +137,30 @@ def test_each_host_has_a_private_filesystem(hosts):
 
 
 def test_exec_runs_inside_the_hosts_namespaces(hosts):
-    h11 = hosts.hosts[0]
-    ssh_ok(hosts, h11, "echo seen > /etc/northwind/probe")
-    assert hosts.exec("h11", ["hostname"]).stdout == "h11\n"
-    assert hosts.exec(h11.address, ["cat", "/etc/northwind/probe"]).stdout == "seen\n"
+    h111 = hosts.hosts[0]
+    ssh_ok(hosts, h111, "echo seen > /etc/northwind/probe")
+    assert hosts.exec("h111", ["hostname"]).stdout == "h111\n"
+    assert hosts.exec(h111.address, ["cat", "/etc/northwind/probe"]).stdout == "seen\n"
 
 
 def test_rekeyed_host_is_refused_by_strict_checking(hosts):
-    h11, h12, _ = hosts.hosts
+    h111, h112, _ = hosts.hosts
     known_before = Path(hosts.known_hosts).read_text()
-    hosts.rekey("h11")
-    refused = ssh(hosts, h11, "true")
+    hosts.rekey("h111")
+    refused = ssh(hosts, h111, "true")
     assert refused.returncode == 255
     assert b"Host key verification failed" in refused.stderr
     assert Path(hosts.known_hosts).read_text() == known_before
-    assert ssh_ok(hosts, h12, "hostname") == "h12\n"
+    assert ssh_ok(hosts, h112, "hostname") == "h112\n"
 
 
 def test_stopped_host_refuses_connections_until_started(hosts):
-    h12 = hosts.hosts[1]
-    hosts.stop("h12")
-    assert hosts.status() == {"h11": True, "h12": False, "h13": True}
-    assert b"Connection refused" in ssh(hosts, h12, "true").stderr
-    hosts.start("h12")
-    assert ssh_ok(hosts, h12, "hostname") == "h12\n"
+    h112 = hosts.hosts[1]
+    hosts.stop("h112")
+    assert hosts.status() == {"h111": True, "h112": False, "h113": True}
+    assert b"Connection refused" in ssh(hosts, h112, "true").stderr
+    hosts.start("h112")
+    assert ssh_ok(hosts, h112, "hostname") == "h112\n"
 
 
 def test_up_again_returns_the_running_set_and_refuses_another_size(hosts):
@@ -169,9 +171,9 @@ def test_up_again_returns_the_running_set_and_refuses_another_size(hosts):
 
 
 def test_reset_kills_processes_and_empties_the_bind_directories(hosts):
-    h11, h12, _ = hosts.hosts
+    h111, h112, _ = hosts.hosts
     pids = []
-    for host in (h11, h12):
+    for host in (h111, h112):
         pids.append(int(ssh_ok(hosts, host, "setsid sleep 600 </dev/null >/dev/null 2>&1 & echo $!")))
         ssh_ok(
             hosts,
@@ -184,7 +186,7 @@ def test_reset_kills_processes_and_empties_the_bind_directories(hosts):
     hosts.reset()
     assert time.monotonic() - started < 1
     assert not any(running(pid) for pid in pids)
-    for host in (h11, h12):
+    for host in (h111, h112):
         assert all(not any(Path(source).iterdir()) for source in host.binds.values())
         assert ssh_ok(hosts, host, "find /opt/northwind /etc/northwind ~ -mindepth 1 | wc -l") == "0\n"
 
@@ -198,8 +200,26 @@ def test_down_leaves_no_process_behind(hosts):
     hosts.down()
     assert processes_in(namespaces) == []
     assert not any(running(pid) for pid in [*recorded, daemon])
-    assert hosts.status() == {"h11": False, "h12": False, "h13": False}
+    assert hosts.status() == {"h111": False, "h112": False, "h113": False}
     assert hosts.dir.is_dir()
+
+
+def test_down_refuses_loudly_what_it_cannot_verify_and_can_try_again(hosts):
+    """A tmpfs mounted over /root inside a host hides the home that identifies its namespace: down
+    must neither kill those processes (the namespace id alone could be a stranger's) nor claim
+    success, and must keep hosts.json so that a later `down` finishes the job."""
+    state = recorded_state(hosts)
+    holder = state["hosts"][0]["holder_pid"]
+    subprocess.run(["nsenter", "-t", str(holder), "-m", "mount", "-t", "tmpfs", "tmpfs", "/root"], check=True)
+    with pytest.raises(TestHostsError, match="not showing its home, so not killed") as refused:
+        hosts.down()
+    assert f"{holder} (sleep)" in str(refused.value)
+    assert running(holder)
+    assert recorded_state(hosts)["hosts"][0]["holder_pid"] == holder
+    subprocess.run(["nsenter", "-t", str(holder), "-m", "umount", "/root"], check=True)
+    hosts.down()
+    assert not running(holder)
+    assert processes_in({record["mnt_ns"] for record in state["hosts"]}) == []
 
 
 def test_cli_status_reports_every_host(hosts):
@@ -211,10 +231,90 @@ def test_cli_status_reports_every_host(hosts):
     )
     report = json.loads(result.stdout)
     assert [(h["name"], h["address"], h["up"]) for h in report["hosts"]] == [
-        ("h11", f"{NET}.11", True),
-        ("h12", f"{NET}.12", True),
-        ("h13", f"{NET}.13", True),
+        ("h111", f"{NET}.111", True),
+        ("h112", f"{NET}.112", True),
+        ("h113", f"{NET}.113", True),
     ]
+
+
+def listening(addresses: list[str]) -> list[str]:
+    """Which of these addresses have a socket listening on port 22 (from /proc, no probe)."""
+    import socket
+    import struct
+
+    found = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local, state = line.split()[1], line.split()[3]
+        address_hex, port_hex = local.split(":")
+        if state == "0A" and int(port_hex, 16) == 22:
+            found.add(socket.inet_ntoa(struct.pack("<I", int(address_hex, 16))))
+    return [a for a in addresses if a in found]
+
+
+def test_status_and_down_work_when_tmp_is_a_bind_mount(tmp_path):
+    """/tmp as a bind mount of another directory (systemd's PrivateTmp, a container's `-v dir:/tmp`):
+    status must see the hosts up, and down must stop every sshd and every daemon started on a host,
+    so that the next `up` finds the addresses free. The whole CLI session runs in a private mount
+    namespace whose /tmp is a bind of tmp_path/real-tmp."""
+    real_tmp = tmp_path / "real-tmp"
+    real_tmp.mkdir()
+    first = FIRST + 10
+    addresses = [f"{NET}.{first}", f"{NET}.{first + 1}"]
+    testhosts = REPO / "scripts" / "testhosts"
+    ssh_options = ("-F /dev/null -i /tmp/hosts/client_key -o IdentitiesOnly=yes -o BatchMode=yes"
+                   " -o UserKnownHostsFile=/tmp/hosts/known_hosts -o StrictHostKeyChecking=yes")
+    script = f"""set -e
+mount --bind {real_tmp} /tmp
+{testhosts} up 2 --dir /tmp/hosts --net {NET} --first {first}
+ssh {ssh_options} root@{addresses[1]} 'setsid sleep 600 </dev/null >/dev/null 2>&1 & echo $!' > /tmp/daemon.pid
+cp /tmp/hosts/hosts.json /tmp/hosts-before-down.json
+{testhosts} status --dir /tmp/hosts --json > /tmp/status.json
+{testhosts} down --dir /tmp/hosts
+"""
+    try:
+        run = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", script],
+                             capture_output=True, text=True, timeout=120)
+        printed = f"exit {run.returncode}\nstdout:\n{run.stdout}\nstderr:\n{run.stderr}"
+        assert run.returncode == 0, printed
+        status = json.loads((real_tmp / "status.json").read_text())
+        assert [(h["address"], h["up"]) for h in status["hosts"]] == [(a, True) for a in addresses], printed
+        before = json.loads((real_tmp / "hosts-before-down.json").read_text())
+        daemon = int((real_tmp / "daemon.pid").read_text())
+        recorded = [record[key] for record in before["hosts"] for key in ("pid", "holder_pid")]
+        assert processes_in({record["mnt_ns"] for record in before["hosts"]}) == [], printed
+        assert not any(running(pid) for pid in [*recorded, daemon]), printed
+        assert listening(addresses) == [], printed
+    finally:
+        # Whatever a broken `down` left behind: the processes of the namespaces this test's hosts had.
+        leftovers = (real_tmp / "hosts-before-down.json")
+        if leftovers.exists():
+            namespaces = {r["mnt_ns"] for r in json.loads(leftovers.read_text())["hosts"] if r["mnt_ns"]}
+            for pid in processes_in(namespaces):
+                os.kill(pid, 9)
+
+
+def test_bind_is_documented_and_a_created_target_is_reported(tmp_path):
+    testhosts = str(REPO / "scripts" / "testhosts")
+    usage = subprocess.run([testhosts, "up", "--help"], capture_output=True, text=True, check=True).stdout
+    help_text = " ".join(usage.split())
+    assert "--bind PATH" in help_text and "created as an empty directory" in help_text
+    target = tmp_path / "machine" / "opt" / "app"  # a path missing on this machine
+    state = ["--dir", str(tmp_path / "binds")]
+    try:
+        up = subprocess.run([testhosts, "up", "1", *state, "--net", NET, "--first", str(FIRST + 15),
+                             "--bind", str(target)], capture_output=True, text=True, timeout=60)
+        assert up.returncode == 0, up.stdout + up.stderr
+        created = f"{target.parent.parent}, {target.parent}, {target}"
+        assert f"testhosts: created {created} on this machine" in up.stderr, up.stderr
+        assert target.is_dir() and not any(target.iterdir())
+        again = subprocess.run([testhosts, "up", "1", *state, "--net", NET, "--first", str(FIRST + 15),
+                                "--bind", str(target)], capture_output=True, text=True, timeout=60)
+        assert again.returncode == 0 and "created" not in again.stderr, again.stderr
+    finally:
+        subprocess.run([testhosts, "down", *state], check=True, capture_output=True)
+        for directory in (target, target.parent, target.parent.parent):
+            if directory.is_dir():
+                directory.rmdir()
 
 
 # ------------------------------------------------------------------ the example app, deployed by hand

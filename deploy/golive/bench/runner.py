@@ -33,7 +33,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from golive.testhosts import TestHosts
+from golive.testing.hosts import TestHosts
 
 REPO = Path(__file__).resolve().parents[3]
 WORKSPACE_FILES = ("golive.yml", "config_templates", "checks", "roles", "playbooks", "vault-password.example")

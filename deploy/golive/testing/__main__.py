@@ -1,0 +1,5 @@
+import sys
+
+from golive.testing.cli import main
+
+sys.exit(main())
