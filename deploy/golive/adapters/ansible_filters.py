@@ -134,26 +134,34 @@ def shown(name: Any) -> str:
 
 def refusals(tree: nodes.Template) -> list[tuple[int, str]]:
     """Each use of a refused filter, test or function in a parsed template, with its line."""
-    found = []
-    own = {n.name for n in tree.find_all(nodes.Macro)} | {n.name for n in tree.find_all(nodes.Name) if n.ctx != "load"}
-    for node in tree.find_all((nodes.Filter, nodes.Test, nodes.Call)):
-        if isinstance(node, nodes.Call):
-            if isinstance(node.node, nodes.Name) and node.node.name in REFUSED_GLOBALS and node.node.name not in own:
-                found.append((node.lineno, f"{node.node.name}() is not supported: {REFUSED_GLOBALS[node.node.name]}"))
-            continue
-        name = short_name(node.name)
-        if isinstance(node, nodes.Test):
-            if name in REFUSED_TESTS:
-                found.append((node.lineno, f"the test {node.name!r} is not supported: it {REFUSED_TESTS[name]}"))
-        elif name in REFUSED_FILTERS:
-            found.append((node.lineno, f"the filter {node.name!r} is not supported: it {REFUSED_FILTERS[name]}"))
-        elif name in NEEDS_ARGUMENT:
-            keyword, position, _ = NEEDS_ARGUMENT[name]
-            given = (len(node.args) > position or any(k.key == keyword for k in node.kwargs)
-                     or node.dyn_args is not None or node.dyn_kwargs is not None)
-            if not given:
-                found.append((node.lineno, _needs(name)))
-    return found
+    found, calls, own = [], [], set()  # own: names the template defines (a macro `now` is no clock)
+    for node in tree.find_all((nodes.Filter, nodes.Test, nodes.Call, nodes.Macro, nodes.Name)):
+        if isinstance(node, nodes.Macro) or (isinstance(node, nodes.Name) and node.ctx != "load"):
+            own.add(node.name)
+        elif isinstance(node, nodes.Call):
+            if isinstance(node.node, nodes.Name) and node.node.name in REFUSED_GLOBALS:
+                calls.append(node)
+        elif not isinstance(node, nodes.Name):
+            found.extend(_refused_use(node))
+    found.extend((call.lineno, f"{call.node.name}() is not supported: {REFUSED_GLOBALS[call.node.name]}")
+                 for call in calls if call.node.name not in own)
+    return sorted(found)
+
+
+def _refused_use(node: nodes.Filter | nodes.Test) -> list[tuple[int, str]]:
+    name = short_name(node.name)
+    if isinstance(node, nodes.Test):
+        if name in REFUSED_TESTS:
+            return [(node.lineno, f"the test {node.name!r} is not supported: it {REFUSED_TESTS[name]}")]
+    elif name in REFUSED_FILTERS:
+        return [(node.lineno, f"the filter {node.name!r} is not supported: it {REFUSED_FILTERS[name]}")]
+    elif name in NEEDS_ARGUMENT:
+        keyword, position, _ = NEEDS_ARGUMENT[name]
+        given = (len(node.args) > position or any(k.key == keyword for k in node.kwargs)
+                 or node.dyn_args is not None or node.dyn_kwargs is not None)
+        if not given:
+            return [(node.lineno, _needs(name))]
+    return []
 
 
 class PluginMap(dict):
@@ -232,6 +240,28 @@ class PluginFailed(jinja2.TemplateRuntimeError):
     """An Ansible filter or test raised: named, with its exception's type and first line."""
 
 
+# Ansible's set-like filters go through a Python set: for strings (whose hashes differ between
+# processes) the order of the result differs from run to run, in Ansible as it would here. golive
+# puts such results in the order of the inputs; results whose order does not vary (numbers) stay
+# as Ansible gives them.
+_SET_FILTERS = frozenset({"union", "intersect", "difference", "symmetric_difference"})
+
+
+def _fixed_hash(value: Any) -> bool:
+    return value is None or isinstance(value, int | float) or (
+        isinstance(value, tuple) and all(_fixed_hash(v) for v in value))
+
+
+def _in_input_order(result: list[Any], inputs: tuple[Any, ...]) -> list[Any]:
+    if all(_fixed_hash(v) for v in result):
+        return result
+    ordered: list[Any] = []
+    for value in (v for given in inputs for v in given):
+        if value in result and value not in ordered:
+            ordered.append(value)
+    return ordered
+
+
 def _first_undefined(args: tuple[Any, ...], kwargs: dict[str, Any]) -> jinja2.Undefined | None:
     for value in (*args, *kwargs.values()):
         if isinstance(value, jinja2.Undefined):
@@ -261,6 +291,8 @@ def _wrap(kind: str, name: str, function: Any) -> Any:
                 raise NotReproducible(_needs(name))
         try:
             result = function(*args, **kwargs)
+            if name in _SET_FILTERS and isinstance(result, list):
+                result = _in_input_order(result, args[1:])  # args[0] is the environment
             return bool(result) if kind == "test" else _plain(listed(result))  # as the template module does
         except jinja2.TemplateError:
             raise
