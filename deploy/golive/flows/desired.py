@@ -55,25 +55,10 @@ def check_artifact_archive(app: AppDefinition, artifact: Artifact, cache_dir: Pa
             pass  # a read-only workspace checks every time
 
 
-def shell_quote(value: Any) -> str:
-    """Ansible's `quote` filter (shlex.quote; None quotes as '')."""
-    import shlex
-
-    return shlex.quote("" if value is None else str(value))
-
-
-def _with_quote_filter(ws: Workspace) -> None:
-    """Commands quote values with `| quote` (golive.yml refuses unquoted ones, adapters/appdef.py
-    command_problems). Ansible has the filter; registered here on the renderer's string environment
-    until the renderer carries Ansible's filters itself (setdefault: its own then wins)."""
-    ws.renderer._string_environment.filters.setdefault("quote", shell_quote)
-
-
 def rendered_commands(ws: Workspace, host: Host, version: str) -> tuple[dict[str, str], dict[str, Any],
                                                                          dict[str, str]]:
     """The host's service commands, health check and hooks, rendered with its variables."""
     app = ws.app
-    _with_quote_filter(ws)
 
     def render(text: str, what: str) -> str:
         return ws.render_string(text, host, version, what)
