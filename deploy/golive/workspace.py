@@ -99,7 +99,14 @@ class Workspace:
         problems = check_host_vars(self.app, host)
         if problems:
             raise BadInput(problems)
-        return self.renderer.render(host, version)
+        return self._noted(self.renderer.render(host, version))
+
+    def _noted(self, config: RenderedConfig) -> RenderedConfig:
+        """A secret file's digest is masked like a secret (it would let a dictionary find a weak one)."""
+        for f in config.files:
+            if f.secret:
+                self.redactor.add_digest(f.sha256)
+        return config
 
     def render_string(self, text: str, host: Host, version: str = "", what: str = "") -> str:
         return self.renderer.render_string(text, host, version, what)
@@ -112,7 +119,7 @@ class Workspace:
         """The config of a stand-in for a host (drift's host as another environment would set it), with
         a renderer of its own: renderers cache by host name, and a stand-in has its host's name. The
         schema check is its real host's."""
-        return self._renderer(variant).render(host, version)
+        return self._noted(self._renderer(variant).render(host, version))
 
     def _renderer(self, variant: str) -> Renderer:
         if not variant:

@@ -6,7 +6,8 @@ from datetime import date
 from typing import Any
 
 from golive.core.errors import Problem
-from golive.core.model import AppDefinition, Host
+from golive.core.model import AppDefinition, Host, VarSpec
+from golive.core.redact import FLOOR, holds_secret_path, leaf_texts
 
 _PYTHON_TYPES: dict[str, tuple[type, ...]] = {
     "str": (str,),
@@ -48,7 +49,7 @@ def check_host_vars(app: AppDefinition, host: Host) -> list[Problem]:
             continue
         value = host.vars[spec.name]
         if not has_type(value, spec.type):
-            shown = "(secret)" if spec.secret else repr(value)
+            shown = _shown(spec, host, value)
             problems.append(
                 Problem(
                     host.where(spec.name),
@@ -61,10 +62,18 @@ def check_host_vars(app: AppDefinition, host: Host) -> list[Problem]:
             problems.append(
                 Problem(
                     host.where(spec.name),
-                    f"variable {spec.name!r} on host {host.name} is {value!r}, allowed: {allowed}",
+                    f"variable {spec.name!r} on host {host.name} is {_shown(spec, host, value)}, allowed: {allowed}",
                 )
             )
     return problems
+
+
+def _shown(spec: VarSpec, host: Host, value: Any) -> str:
+    """A value for a message: a secret is named, never shown, not even as its repr (which doubles a
+    backslash, so the printed message would no longer hold the secret as masking looks for it)."""
+    secret = spec.secret or holds_secret_path(spec.name, host.secret_paths) or \
+        any(len(t) >= FLOOR and t in s for s in leaf_texts(value) for t in host.secret_values)
+    return "(secret)" if secret else repr(value)
 
 
 def expired_expectations(app: AppDefinition, today: date) -> list[str]:
