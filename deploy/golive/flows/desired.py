@@ -47,7 +47,8 @@ def check_artifact_archive(app: AppDefinition, artifact: Artifact, cache_dir: Pa
             pass  # a read-only workspace checks every time
 
 
-def rendered_meta(ws: Workspace, host: Host, version: str, desired: DesiredRelease) -> dict[str, Any]:
+def rendered_run(ws: Workspace, host: Host, version: str, desired: DesiredRelease) -> dict[str, Any]:
+    """The release's service commands, health check and hooks rendered with the host's variables."""
     app = ws.app
 
     def render(text: str, what: str) -> str:
@@ -58,13 +59,13 @@ def rendered_meta(ws: Workspace, host: Host, version: str, desired: DesiredRelea
     health = {"url": render(app.health.url, "health.url"), "command": render(app.health.command, "health.command"),
               "timeout": app.health.timeout, "retries": app.health.retries, "interval": app.health.interval}
     hooks = {k: render(getattr(app.hooks, k), f"hooks.{k}") for k in ("before_cutover", "after_cutover", "on_rollback")}
-    return steps.release_meta(app, desired, service, health, hooks)
+    return steps.release_run(desired, service, health, hooks)
 
 
-def desired_release(ws: Workspace, host: Host, artifact: Artifact) -> tuple[DesiredRelease, dict[str, Any]]:
+def desired_release(ws: Workspace, host: Host, artifact: Artifact
+                    ) -> tuple[DesiredRelease, dict[str, Any], dict[str, Any]]:
+    """(the release, its metadata, its run file) for a host."""
     config = ws.render(host, artifact.version)
     desired = DesiredRelease(release_id(artifact.version, config.hash), artifact.version, artifact.name,
                              artifact.sha256, config)
-    return desired, rendered_meta(ws, host, artifact.version, desired)
-
-
+    return desired, steps.release_meta(ws.app, desired), rendered_run(ws, host, artifact.version, desired)
