@@ -85,9 +85,10 @@ class ConfigFile:
 
 @dataclass(frozen=True)
 class ExpectedHost:
-    """What one host must look like, for the checks. Secret values are never in here; the service's
-    status command and the health URL are rendered with the host's variables (the checks run
-    them), and golive check masks every report before anything shows it."""
+    """What one host must look like, for the checks. No secret value is shown from here: variables
+    are masked, a secret file's digest only compares; the service's status command and the health
+    URL are rendered with the host's variables (the checks run them), and every report is masked
+    before anything shows it (`tail` masks a command's output, then cuts it, for a message)."""
 
     name: str
     customer: str
@@ -106,9 +107,15 @@ class ExpectedHost:
     address: str
     port: int | None
     owner: str  # who owns what golive writes on this host
+    redactor: Any = field(default=None, repr=False, compare=False)  # golive.core.redact.Redactor
 
     def file(self, dest: str) -> ConfigFile:
         return next(f for f in self.files if f.dest == dest)
+
+    def tail(self, text: str, limit: int) -> str:
+        """The end of a command's output for a failure message: masked first, then cut (a cut made
+        after would leave part of a secret at its start)."""
+        return self.redactor.tail(text, limit) if self.redactor is not None else text[-limit:]
 
 
 @dataclass(eq=False)  # one run is one object: pytest registers it as a plugin, by identity
@@ -390,7 +397,7 @@ def host_facts(run: CheckRun, host: Any) -> ExpectedHost:
                                f.mode, f.secret) for f in config.files),
         current=current, ledger_release=(live or {}).get("release"), service_status=status, health_url=health_url,
         address=parts.hostname or c.address, port=parts.port, owner="root" if inventory_host.vars.get("ansible_become")
-        else c.user)
+        else c.user, redactor=ws.redactor)
     run.facts[inventory_host.name] = facts
     return facts
 
@@ -448,5 +455,7 @@ def health_of(run: CheckRun, host: Any, facts: ExpectedHost) -> dict[str, Any]:
         try:
             run.health[key] = {"http_status": status, **json.loads(body)}
         except ValueError:
-            run.health[key] = {"http_status": status, "error": body.strip()[-200:] or "no answer"}
+            # masked, then cut: an answer that echoes a secret leaves no part of it at the cut
+            error = run.workspace.redactor.tail(body.strip(), 200)
+            run.health[key] = {"http_status": status, "error": error or "no answer"}
     return run.health[key]
