@@ -1,5 +1,6 @@
 """Loads golive's check plugin: the `golive` and `health` fixtures, the --golive-* options, the ssh
-config with verified host keys and one connection per host, and the per-customer folders."""
+config with verified host keys and one connection per host, the per-customer folders, and every
+report masked (no secret in any form) before anything shows it."""
 
 from golive.flows.checkplugin import (  # noqa: F401 - pytest finds hooks and fixtures by name here
     fetch,
@@ -9,5 +10,6 @@ from golive.flows.checkplugin import (  # noqa: F401 - pytest finds hooks and fi
     pytest_collection_modifyitems,
     pytest_configure,
     pytest_ignore_collect,
+    pytest_runtest_makereport,
     pytest_unconfigure,
 )

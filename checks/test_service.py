@@ -3,7 +3,7 @@
 
 def test_service_is_running(host, golive):
     status = host.run(golive.service_status)
-    assert status.rc == 0, f"`{golive.service_status}` exited {status.rc}: {status.stdout.strip()[-200:]}"
+    assert status.rc == 0, f"`{golive.service_status}` exited {status.rc}: {golive.tail(status.stdout.strip(), 200)}"
 
 
 def test_port_listens_on_the_host_address(host, golive):

@@ -267,12 +267,16 @@ def live_release_problems(hosts: TestHosts, suffix: int, root: str = "/opt/north
     if not meta_path.is_file():
         return [f"release {release} has no metadata"]
     meta = json.loads(meta_path.read_text())
+    # a secret file's digest is in the release's run file (0600), not in its metadata (0644)
+    run_path = meta_path.with_name(f"{release}.run.json")
+    secret_digests = json.loads(run_path.read_text()).get("secret_files", {}) if run_path.is_file() else {}
     problems = []
     if (directory / "VERSION").read_text().strip() != meta["version"]:
         problems.append(f"release {release}: VERSION is not {meta['version']}")
     for item in meta["config_files"]:
         path = directory / "config" / item["dest"]
-        if not path.is_file() or hashlib.sha256(path.read_bytes()).hexdigest() != item["sha256"]:
+        want = item.get("sha256") or secret_digests.get(item["dest"])
+        if not path.is_file() or hashlib.sha256(path.read_bytes()).hexdigest() != want:
             problems.append(f"release {release}: config file {item['dest']} is missing or differs")
     health = health_of(f"{hosts.net}.{suffix}")
     if health is None:

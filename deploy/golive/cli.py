@@ -296,7 +296,10 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_HOST_FAILURE
     try:
         if args.json:
-            print(redactor.text(json.dumps(redactor.data(outcome.data), indent=2, sort_keys=True, default=str)))
+            # Masked before it is serialised (never after: a secret "true" would mask JSON's own
+            # literals); what JSON can only show as text is masked as it becomes text.
+            print(json.dumps(redactor.data(outcome.data), indent=2, sort_keys=True,
+                             default=lambda value: redactor.text(str(value))))
         elif outcome.text:
             print(redactor.text(outcome.text))
         sys.stdout.flush()

@@ -116,7 +116,14 @@ class Workspace:
         if (host.customer, host.name) not in self._warned:
             self._warned.add((host.customer, host.name))
             self.warnings.extend(undeclared_variables(self.app, host))
-        return self.renderer.render(host, version)
+        return self._noted(self.renderer.render(host, version))
+
+    def _noted(self, config: RenderedConfig) -> RenderedConfig:
+        """A secret file's digest is masked like a secret (it would let a dictionary find a weak one)."""
+        for f in config.files:
+            if f.secret:
+                self.redactor.add_digest(f.sha256)
+        return config
 
     def render_string(self, text: str, host: Host, version: str = "", what: str = "") -> str:
         return self.renderer.render_string(text, host, version, what)
@@ -129,7 +136,7 @@ class Workspace:
         """The config of a stand-in for a host (drift's host as another environment would set it), with
         a renderer of its own: renderers cache by host name, and a stand-in has its host's name. The
         schema check is its real host's."""
-        return self._renderer(variant).render(host, version)
+        return self._noted(self._renderer(variant).render(host, version))
 
     def _renderer(self, variant: str) -> Renderer:
         if not variant:

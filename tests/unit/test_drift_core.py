@@ -295,3 +295,15 @@ def test_the_report_in_words_masks_nothing_it_was_not_given_and_names_the_counte
     assert "secrets.env" in text and "9999999999" not in text and MASK in text
     assert json.loads(json.dumps(report.as_dict()))["drift"] is True
 
+
+
+def test_a_secret_file_no_variable_explains_is_reported_without_its_digest():
+    """Config that differs between the environments with no variable to explain it: for a secret
+    file, that it differs, never a digest (a dictionary finds a weak password from one)."""
+    digests = {"northwind.ini": "ini-prod", "features.json": "flags", "secrets.env": "c0ffee" * 10}
+    changed = replace(pair(files=digests, declared_only={**digests, "secrets.env": "beef" * 16}),
+                      secret_files=frozenset({"secrets.env"}))
+    finding = only(compare(counterpart=changed))
+    assert (finding.kind, finding.subject) == ("config", "secrets.env")
+    assert finding.expected_value == finding.actual_value == MASK
+    assert "c0ffee" not in json.dumps(finding.as_dict()) and "beef" not in json.dumps(finding.as_dict())

@@ -7,7 +7,8 @@ from pathlib import Path
 
 CORE = Path(__file__).resolve().parents[2] / "deploy" / "golive" / "core"
 ALLOWED = {"__future__", "dataclasses", "typing", "collections", "collections.abc", "types", "datetime", "hashlib",
-           "json", "re", "difflib", "enum", "functools", "itertools", "math", "fnmatch", "posixpath", "html"}
+           "json", "re", "difflib", "enum", "functools", "itertools", "math", "fnmatch", "posixpath", "html",
+           "shlex", "urllib.parse"}  # the last two: pure string functions (quoting), for the redactor
 
 
 def imports(path: Path) -> set[str]:

@@ -16,6 +16,7 @@ from golive.adapters.ansible_env import import_ansible
 from golive.adapters.vault import INVENTORIES, customer_names
 from golive.core.errors import BadInput, Problem
 from golive.core.model import AppDefinition, Connection, Customer, Environment, Host, name_problem
+from golive.core.redact import leaf_texts
 
 VAULT_HEADER = b"$ANSIBLE_VAULT;"
 
@@ -41,6 +42,7 @@ class AnsibleInventory:
         else:
             context.secrets[:] = secrets
         self._encrypted_files: dict[str, bool] = {}
+        self._encrypted_names: dict[str, frozenset[str]] = {}
 
     def load(self, app: AppDefinition, customer: str) -> Customer:
         from ansible.errors import AnsibleError
@@ -138,14 +140,20 @@ class AnsibleInventory:
         secrets: set[str] = set()
         vaulted: set[str] = set()
         origins: dict[str, str] = {}
-        plain = {key: self._plain(value, secrets, key in app.secret_var_names, vaulted, key)
-                 for key, value in raw.items()}
+        plain = {key: self._plain(value, secrets, vaulted, key) for key, value in raw.items()}
+        # Every value that came from a vault is secret, whatever its type and however deep: inline
+        # `!vault` values (noted by _plain) and every variable of a vault-encrypted vars file; so is
+        # every value of a variable the schema marks `secret: true`.
+        secret_paths = set(vaulted)
         for key, value in raw.items():
             origin = _origin(value, self.workspace)
             if origin:
                 origins[key] = origin
-                if self._from_encrypted_file(value):
-                    _collect_strings(plain[key], secrets)
+            # booleans and nulls carry no origin: a name an encrypted file sets counts as secret
+            untagged = (isinstance(value, bool) or value is None) and key in self._encrypted_keys(customer)
+            if key in app.secret_var_names or untagged or (origin and self._from_encrypted_file(value)):
+                secret_paths.add(key)
+                secrets.update(leaf_texts(plain[key]))
         return Host(
             name=host.name,
             customer=customer,
@@ -156,9 +164,10 @@ class AnsibleInventory:
             secret_values=frozenset(secrets),
             vault_paths=frozenset(vaulted),
             var_origins=MappingProxyType(origins),
+            secret_paths=frozenset(secret_paths),
         )
 
-    def _plain(self, value: Any, secrets: set[str], secret: bool, vaulted: set[str], path: str) -> Any:
+    def _plain(self, value: Any, secrets: set[str], vaulted: set[str], path: str) -> Any:
         """Ansible's tagged values as plain Python, decrypting vault values and noting them (and, in
         `vaulted`, the path of each inline `!vault` value)."""
         from ansible.errors import AnsibleError
@@ -176,13 +185,11 @@ class AnsibleInventory:
         if isinstance(value, bool) or value is None:
             return value
         if isinstance(value, dict):
-            return {str(k): self._plain(v, secrets, secret, vaulted, f"{path}.{k}") for k, v in value.items()}
+            return {str(k): self._plain(v, secrets, vaulted, f"{path}.{k}") for k, v in value.items()}
         if isinstance(value, (list, tuple)):
-            return [self._plain(v, secrets, secret, vaulted, f"{path}[{i}]") for i, v in enumerate(value)]
+            return [self._plain(v, secrets, vaulted, f"{path}[{i}]") for i, v in enumerate(value)]
         for plain_type in (str, int, float):
             if isinstance(value, plain_type):
-                if secret and plain_type is str:
-                    secrets.add(str(value))
                 return plain_type(value)
         if isinstance(value, datetime):  # YAML timestamps: plain values, as Ansible hands them over
             return datetime.fromisoformat(value.isoformat())
@@ -190,19 +197,36 @@ class AnsibleInventory:
             return date.fromisoformat(value.isoformat())
         return value
 
+    def _encrypted_keys(self, customer: str) -> frozenset[str]:
+        """The variable names the customer's vault-encrypted vars files set (Ansible has loaded and
+        decrypted them already: its loader's cache answers)."""
+        if customer not in self._encrypted_names:
+            names: set[str] = set()
+            for path in sorted((self.workspace / INVENTORIES / customer).rglob("*")):
+                if path.is_file() and path.parent.name != INVENTORIES and self._encrypted(str(path)):
+                    try:
+                        data = self.loader.load_from_file(str(path), cache="all")
+                    except Exception:  # Ansible reports a file it cannot read when it loads the inventory
+                        continue
+                    if isinstance(data, dict):
+                        names.update(str(k) for k in data)
+            self._encrypted_names[customer] = frozenset(names)
+        return self._encrypted_names[customer]
+
+    def _encrypted(self, path: str) -> bool:
+        if path not in self._encrypted_files:
+            try:
+                with open(path, "rb") as handle:
+                    self._encrypted_files[path] = handle.read(len(VAULT_HEADER)) == VAULT_HEADER
+            except OSError:
+                self._encrypted_files[path] = False
+        return self._encrypted_files[path]
+
     def _from_encrypted_file(self, value: Any) -> bool:
         from ansible._internal._datatag._tags import Origin
 
         origin = Origin.get_tag(value)
-        if origin is None or not origin.path:
-            return False
-        if origin.path not in self._encrypted_files:
-            try:
-                with open(origin.path, "rb") as handle:
-                    self._encrypted_files[origin.path] = handle.read(len(VAULT_HEADER)) == VAULT_HEADER
-            except OSError:
-                self._encrypted_files[origin.path] = False
-        return self._encrypted_files[origin.path]
+        return bool(origin is not None and origin.path and self._encrypted(origin.path))
 
 
 def scan_inventory(inventory_dir: Path, workspace: Path) -> None:
@@ -231,17 +255,6 @@ def scan_inventory(inventory_dir: Path, workspace: Path) -> None:
             continue  # ansible-core reads (or skips) it and says what is wrong
     if problems:
         raise BadInput(problems)
-
-
-def _collect_strings(value: Any, into: set[str]) -> None:
-    if isinstance(value, str):
-        into.add(value)
-    elif isinstance(value, dict):
-        for v in value.values():
-            _collect_strings(v, into)
-    elif isinstance(value, list):
-        for v in value:
-            _collect_strings(v, into)
 
 
 def _relative(path: str, workspace: Path) -> str:

@@ -111,7 +111,7 @@ def _encode(customer: Customer) -> bytes:
     def host(h: Host) -> dict[str, Any]:
         return {"name": h.name, "customer": h.customer, "environment": h.environment, "groups": list(h.groups),
                 "vars": dict(h.vars), "connection": asdict(h.connection), "secret_values": sorted(h.secret_values),
-                "vault_paths": sorted(h.vault_paths),
+                "vault_paths": sorted(h.vault_paths), "secret_paths": sorted(h.secret_paths),
                 "var_origins": dict(h.var_origins)}
 
     return json.dumps({"name": customer.name, "inventory_dir": customer.inventory_dir,
@@ -125,7 +125,7 @@ def _decode(data: bytes) -> Customer:
     def host(h: dict[str, Any]) -> Host:
         return Host(h["name"], h["customer"], h["environment"], tuple(h["groups"]), MappingProxyType(h["vars"]),
                     Connection(**h["connection"]), frozenset(h["secret_values"]), frozenset(h.get("vault_paths", ())),
-                    MappingProxyType(h["var_origins"]))
+                    MappingProxyType(h["var_origins"]), frozenset(h["secret_paths"]))
 
     return Customer(raw["name"], raw["inventory_dir"],
                     tuple(Environment(e["name"], raw["name"], tuple(host(h) for h in e["hosts"]))

@@ -41,12 +41,13 @@ class Progress:
     def _table(self):
         from rich.table import Table
 
-        table = Table(title=self.title, title_justify="left")
+        mask = self.redactor.text
+        table = Table(title=mask(self.title), title_justify="left")
         table.add_column("host")
         for column in self.columns:
             table.add_column(column)
         for host, cells in self.rows.items():
-            table.add_row(host, *(cells.get(c, "") for c in self.columns))
+            table.add_row(mask(host), *(mask(cells.get(c, "")) for c in self.columns))
         return table
 
     def update(self, host: str, column: str, status: str, detail: str = "") -> None:

@@ -21,7 +21,16 @@ import time
 # Imported where used (subprocess, urllib, grp, pwd): every module costs each host CPU time, and
 # drift runs this on every host of two environments at once.
 if __name__ != "golive_agent":  # on the controller; on a host golive.agent sends shared.py ahead of this
-    from golive.agent.shared import fast_sha256, from_json, http_get, read_json, sha256_file, to_json
+    from golive.agent.shared import (
+        Masker,
+        fast_sha256,
+        from_json,
+        http_get,
+        read_json,
+        read_output_tail,
+        sha256_file,
+        to_json,
+    )
 
 SCHEMA = 1
 LEDGER_TAIL_BYTES = 262144
@@ -60,7 +69,7 @@ def describe_stat(info):
             "group": group_name(info.st_gid)}
 
 
-def run(command, timeout=10, cwd=None):
+def run(command, masker, timeout=10, cwd=None):
     """(exit code, output) of a shell command; output in a file so a daemon cannot hang us."""
     import subprocess
     import tempfile
@@ -78,8 +87,7 @@ def run(command, timeout=10, cwd=None):
                 code = -1
         except OSError as error:
             return 127, str(error)
-        output.seek(0)
-        return code, output.read()[-4000:].decode("utf-8", "replace")
+        return code, read_output_tail(output, 4000, masker)  # masked on the raw bytes, then cut
 
 
 class Collector(object):
@@ -91,7 +99,9 @@ class Collector(object):
         self.state_dir = os.path.join(self.root, ".golive")
         self.current = None
         self.meta = None
+        self.run_spec = {}
         self.errors = {}
+        self.masker = Masker(request.get("mask"))
 
     def section(self, name, function):
         started = time.time()
@@ -112,10 +122,30 @@ class Collector(object):
         self.current = os.path.basename(target.rstrip("/")) if target else None
         self.meta = read_json(os.path.join(self.state_dir, "releases", "%s.json" % self.current)) \
             if self.current else None
+        # How the release runs: its run file (0600), or its metadata when it was deployed before
+        # golive kept them apart (the host agent's Agent.run_spec).
+        run = read_json(os.path.join(self.state_dir, "releases", "%s.run.json" % self.current)) \
+            if self.current else None
+        self.run_spec = run if run is not None else (self.meta or {})
         directory = os.path.join(self.releases_dir, self.current) if self.current else None
         owner = describe_stat(os.stat(directory)) if directory and os.path.isdir(directory) else None
         return {"id": self.current, "link_target": target, "exists": bool(owner), "dir": owner,
-                "meta": self.meta}
+                "meta": self.release_view()}
+
+    def release_view(self):
+        """The live release as the controller compares it: its metadata with its service, health
+        check and secret files' digests (they travel to the controller, which knows them anyway)."""
+        if self.meta is None:
+            return None
+        view = dict(self.meta)
+        for key in ("service", "health"):
+            if key in self.run_spec:
+                view[key] = self.run_spec[key]
+        digests = self.run_spec.get("secret_files") or {}
+        view["config_files"] = [dict(item, sha256=digests[item.get("dest")])
+                                if item.get("dest") in digests and "sha256" not in item else item
+                                for item in self.meta.get("config_files", [])]
+        return view
 
     def releases(self):
         kept = []
@@ -295,7 +325,8 @@ class Collector(object):
             pass  # not a dpkg system
         found = dict((n, None) for n in names)
         quoted = " ".join("'%s'" % n.replace("'", "") for n in names)
-        code, output = run("rpm -q --qf '%%{NAME}\\t%%{VERSION}-%%{RELEASE}\\tinstalled\\n' %s 2>/dev/null" % quoted)
+        code, output = run("rpm -q --qf '%%{NAME}\\t%%{VERSION}-%%{RELEASE}\\tinstalled\\n' %s 2>/dev/null" % quoted,
+                           self.masker)
         for line in output.splitlines():
             parts = line.split("\t")
             if len(parts) == 3 and parts[0] in found:
@@ -307,7 +338,7 @@ class Collector(object):
     def service(self):
         """Running, and what it serves. A service that answers /health with a release is running;
         only when it does not is the (slower) status command asked."""
-        service = (self.meta or {}).get("service") or {}
+        service = self.run_spec.get("service") or {}
         if not self.current or not service:
             return {"defined": False, "running": None}
         health = self.health()
@@ -319,18 +350,18 @@ class Collector(object):
             command = service.get("status")
         if not command:
             return {"defined": False, "running": None, "health": health}
-        code, output = run(command, timeout=10, cwd=os.path.join(self.releases_dir, self.current))
-        return {"defined": True, "running": code == 0, "exit_code": code, "output": output.strip()[-200:],
-                "health": health}
+        code, output = run(command, self.masker, timeout=10, cwd=os.path.join(self.releases_dir, self.current))
+        return {"defined": True, "running": code == 0, "exit_code": code,
+                "output": self.masker.tail(output.strip(), 200), "health": health}
 
     def health(self):
-        url = ((self.meta or {}).get("health") or {}).get("url")
+        url = (self.run_spec.get("health") or {}).get("url")
         if not url:
             return None
         try:
             status, body = http_get(url, float(self.request.get("health_timeout", 2)))
         except Exception as error:  # refused or timed out: the service does not answer
-            return {"url": url, "error": str(getattr(error, "reason", error))}
+            return {"url": url, "error": self.masker.text(str(getattr(error, "reason", error)))}
         try:
             report = from_json(body.decode("utf-8", "replace"))
         except ValueError:

@@ -28,7 +28,18 @@ if __name__ != "golive_agent":  # on the controller; on a host golive.agent send
         manifest_of,
         open_declared,
     )
-    from golive.agent.shared import CHUNK, fast_sha256, from_json, http_get, read_json, sha256, sha256_file, to_json
+    from golive.agent.shared import (
+        CHUNK,
+        Masker,
+        fast_sha256,
+        from_json,
+        http_get,
+        read_json,
+        read_output_tail,
+        sha256,
+        sha256_file,
+        to_json,
+    )
 
 SCHEMA = 1
 OUTPUT_LIMIT = 4000
@@ -129,14 +140,18 @@ def wait_status(pid, timeout):
         pause = min(pause * 2, 0.02)
 
 
-def read_tail(fd, limit):
+def read_tail(fd, limit, masker):
+    """The last `limit` bytes of a command's output as text, its secrets masked on the raw bytes
+    first (a secret cut at the boundary, or split inside a multi-byte character, never shows)."""
+    size = os.fstat(fd).st_size
+    os.lseek(fd, size - masker.window(size, limit), 0)
     chunks = []
     while True:
         block = os.read(fd, 65536)
         if not block:
             break
         chunks.append(block)
-    return b"".join(chunks)[-limit:].decode("utf-8", "replace")
+    return masker.tail_bytes(b"".join(chunks), limit)
 
 
 def version_of(release):
@@ -170,6 +185,9 @@ class Agent:
         self.lock_dir = os.path.join(self.state_dir, "lock")
         self.current_link = os.path.join(self.root, "current")
         self.token = request.get("token")
+        # Every form of every secret the controller knows for this host: command output (a hook
+        # that prints a config file) is masked with them as it is read, and so is the ledger.
+        self.masker = Masker(request.get("mask"))
         self.vars = {}  # values steps hand to later steps: previous, target
         self.steps = []
         self.fault_fired = False
@@ -211,6 +229,18 @@ class Agent:
     def meta(self, release):
         return read_json(self.meta_path(release)) if release else None
 
+    def run_path(self, release):
+        return os.path.join(self.meta_dir, release + ".run.json")
+
+    def run_spec(self, release):
+        """How to run a release: its service commands, health check and hooks, from its run file
+        (0600: rendered with the host's variables, they may hold secrets); a release deployed before
+        golive kept them apart has them in its metadata."""
+        if not release:
+            return {}
+        spec = read_json(self.run_path(release))
+        return spec if spec is not None else (self.meta(release) or {})
+
     def releases(self):
         """Complete release directories with their metadata, newest first."""
         found = []
@@ -248,8 +278,7 @@ class Agent:
                 os.close(devnull)
             self.fault_point(fault_point)
             code = wait_for(pid, timeout)
-            os.lseek(output, 0, 0)
-            text = read_tail(output, OUTPUT_LIMIT)
+            text = read_tail(output, OUTPUT_LIMIT, self.masker)
         finally:
             os.close(output)
         if code is None:
@@ -274,8 +303,7 @@ class Agent:
                 process.kill()
                 process.wait()
                 code = None
-            output.seek(0)
-            text = output.read()[-OUTPUT_LIMIT:].decode("utf-8", "replace")
+            text = read_output_tail(output, OUTPUT_LIMIT, self.masker)
         if code is None:
             return -1, text + "\n(timed out after %ss)" % timeout
         return code, text
@@ -353,8 +381,9 @@ class Agent:
             cached = (sidecar.get("sha256") == artifact["sha256"]
                       and os.path.isfile(os.path.join(self.artifacts_dir, artifact["name"])))
         service_running = None
-        status_command = ((meta or {}).get("service") or {}).get("status")
-        if args.get("service_status") and current and status_command:
+        status_command = (self.run_spec(current).get("service") or {}).get("status") \
+            if args.get("service_status") else None
+        if current and status_command:
             code, _ = self.run_command(status_command, cwd=os.path.join(self.releases_dir, current), timeout=10)
             service_running = code == 0
         live = {}
@@ -413,7 +442,7 @@ class Agent:
                 problems.append("config file %s differs from the rendered one" % item["dest"])
         dests = [d["dest"] for d in args.get("live_files", [])]
         problems.extend(self.config_link_problems(args.get("config_dir"), dests))
-        status_command = (meta.get("service") or {}).get("status")
+        status_command = (self.run_spec(release).get("service") or {}).get("status")
         if status_command:
             code, _ = self.run_command(status_command, cwd=os.path.join(self.releases_dir, release), timeout=10)
             if code != 0:
@@ -573,6 +602,8 @@ class Agent:
         meta = dict(args["meta"], id=release, state="unverified", created_at=utc_now())
         if not os.path.isdir(self.meta_dir):
             os.makedirs(self.meta_dir, 0o755)
+        # The run file first: a release with metadata always has what it needs to run.
+        write_atomic(self.run_path(release), to_json(args.get("run") or {}).encode(), 0o600)
         write_atomic(self.meta_path(release), to_json(meta).encode())
         fsync_dir(partial)
         if os.path.isdir(final):
@@ -584,7 +615,7 @@ class Agent:
     def step_hook(self, args):
         command = args.get("command")
         if args.get("meta_of"):
-            command = ((self.meta(self.resolve(args["meta_of"])) or {}).get("hooks") or {}).get(args["name"])
+            command = (self.run_spec(self.resolve(args["meta_of"])).get("hooks") or {}).get(args["name"])
         if not command:
             return {"skipped": True}
         release = self.resolve(args.get("release"))
@@ -592,8 +623,9 @@ class Agent:
                                         timeout=args.get("timeout", 600),
                                         env_extra=self.command_env(release, args.get("direction")))
         if code != 0:
-            raise StepError("%s hook failed (exit %d): %s" % (args["name"], code, output.strip()[-500:]))
-        return {"output": output[-500:]}
+            raise StepError("%s hook failed (exit %d): %s"
+                            % (args["name"], code, self.masker.tail(output.strip(), 500)))
+        return {"output": self.masker.tail(output, 500)}
 
     def step_cutover(self, args):
         release = self.resolve(args["release"])
@@ -619,8 +651,7 @@ class Agent:
         return {"from": previous, "to": release}
 
     def service_command(self, release, action):
-        meta = self.meta(release) or {}
-        service = meta.get("service") or {}
+        service = self.run_spec(release).get("service") or {}
         if service.get("systemd_unit"):
             return "systemctl %s %s" % (action, service["systemd_unit"])
         if action == "restart" and not service.get("restart") and service.get("start"):
@@ -637,13 +668,13 @@ class Agent:
                                         env_extra=self.command_env(release, args.get("direction")),
                                         fault_point="%s:running" % args.get("name", "restart"))
         if code != 0:
-            raise StepError("restart failed (exit %d): %s" % (code, output.strip()[-500:]))
+            raise StepError("restart failed (exit %d): %s" % (code, self.masker.tail(output.strip(), 500)))
         return {}
 
     def step_verify(self, args):
         release = self.resolve(args.get("release")) or self.current()
         meta = self.meta(release) or {}
-        health = meta.get("health") or {}
+        health = self.run_spec(release).get("health") or {}
         expected = {"version": meta.get("version"), "config_hash": meta.get("config_hash")}
         attempts = max(1, int(health.get("retries", 1)))
         timeout = float(health.get("timeout", 2))
@@ -671,11 +702,14 @@ class Agent:
             code, body = self.run_command(health["command"], cwd=os.path.join(self.releases_dir, release),
                                           timeout=timeout, env_extra=self.command_env(release, direction))
             if code != 0:
-                return False, "health command exit %d: %s" % (code, body.strip()[-200:])
+                return False, "health command exit %d: %s" % (code, self.masker.tail(body.strip(), 200))
         try:
             report = from_json(body)
         except ValueError:
-            return (False, "health answer is not JSON: %r" % body[:80]) if health.get("url") else (True, "")
+            if not health.get("url"):
+                return True, ""
+            # masked (on the raw bytes), then cut, then quoted: in that order only
+            return False, "health answer is not JSON: %r" % self.masker.head(self.masker.tail_bytes(raw, len(raw)), 80)
         for key, value in expected.items():
             if value and report.get(key) != value:
                 return False, "health reports %s %r, expected %r" % (key, report.get(key), value)
@@ -728,8 +762,9 @@ class Agent:
                 kept.append(meta["id"])
                 continue
             remove_tree(os.path.join(self.releases_dir, meta["id"]))
-            if os.path.exists(self.meta_path(meta["id"])):
-                os.unlink(self.meta_path(meta["id"]))
+            for path in (self.meta_path(meta["id"]), self.run_path(meta["id"])):
+                if os.path.exists(path):
+                    os.unlink(path)
             removed.append(meta["id"])
         wanted = set((self.meta(r) or {}).get("artifact") for r in kept)
         if os.path.isdir(self.artifacts_dir):
@@ -748,6 +783,9 @@ class Agent:
             entry["detail"] = self.vars["error"]
         for key in ("release", "previous_release"):
             entry[key] = self.resolve(entry.get(key))
+        for key in ("detail", "reason"):  # free text: masked before it is written
+            if isinstance(entry.get(key), str):
+                entry[key] = self.masker.text(entry[key])
         target_meta = self.meta(entry.get("release")) or {}
         for key in ("version", "artifact_sha256", "config_hash"):
             if not entry.get(key) and target_meta.get(key):
@@ -755,8 +793,11 @@ class Agent:
         if not os.path.isdir(self.state_dir):
             os.makedirs(self.state_dir, 0o755)
         line = (to_json(entry) + "\n").encode("utf-8")
-        fd = os.open(os.path.join(self.state_dir, "ledger.jsonl"), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        # 0600: a hook's output may echo a value the controller did not know was secret
+        fd = os.open(os.path.join(self.state_dir, "ledger.jsonl"), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:
+            if os.fstat(fd).st_mode & 0o077:  # a ledger written before golive made it private
+                os.fchmod(fd, 0o600)
             os.write(fd, line)
             os.fsync(fd)
         finally:
@@ -825,25 +866,14 @@ class Agent:
         except Exception as error:  # a defect in the agent: still report it, never leave half a batch
             record.update(ok=False, error="%s: %s" % (type(error).__name__, error))
         record["seconds"] = round(time.time() - started, 4)
-        if self.request.get("mask"):
-            record = self.masked(record)
+        if "error" in record:
+            # An error may quote anything (a command's output, a URL, a path): masked before it goes
+            # anywhere. Command output in a step's data was masked as it was read (run_command);
+            # the rest of the data is the host's own state (ids, hashes, states), left as it is.
+            record["error"] = self.masker.text(record["error"])
         self.steps.append(record)
         self.fault_point("%s:done" % name)
         return record
-
-    def masked(self, value):
-        """`value` with the secret values the controller named masked: command output (a hook that
-        prints a config file, say) reaches step errors, the answer and the ledger only this way."""
-        if isinstance(value, str):
-            for secret in sorted(self.request.get("mask") or (), key=len, reverse=True):
-                if secret and secret in value:
-                    value = value.replace(secret, "********")
-            return value
-        if isinstance(value, dict):
-            return dict((key, self.masked(item)) for key, item in value.items())
-        if isinstance(value, list):
-            return [self.masked(item) for item in value]
-        return value
 
     def os_error_text(self, error):
         """An OSError in the operator's words: the path and the cause; for a full disk, what is free.

@@ -133,3 +133,94 @@ def http_get(url, timeout):
     except (IndexError, ValueError):
         raise OSError("not an HTTP answer: %r" % head[:60]) from None
     return status, body
+
+
+# -- masking secrets ---------------------------------------------------------------------------
+# The controller's rules (golive.core.redact), on the host: the controller sends every form of every
+# secret it knows for the host (raw, escaped, encoded, each line; FLOOR characters or more); the
+# host masks command output on its raw bytes, before it is decoded, cut or quoted, and masks what
+# it writes into the ledger. One corpus (tests/hostile/test_secrets_corpus.py) tests both sides.
+
+MASK = "********"
+MASK_FLOOR = 4
+
+
+def mask_spans(data, forms):
+    """Where each form occurs in data (str or bytes, forms of the same type), overlaps kept."""
+    spans = []
+    for form in forms:
+        start = data.find(form)
+        while start >= 0:
+            spans.append((start, start + len(form)))
+            start = data.find(form, start + 1)
+    return spans
+
+
+def apply_mask(data, spans, mask):
+    """data with each stretch covered by overlapping spans replaced by one mask."""
+    if not spans:
+        return data
+    spans.sort()
+    out = []
+    position = 0
+    start, end = spans[0]
+    for next_start, next_end in spans[1:] + [(len(data) + 1, len(data) + 1)]:
+        if next_start <= end:
+            end = max(end, next_end)
+            continue
+        out.append(data[position:start])
+        out.append(mask)
+        position = end
+        start, end = next_start, next_end
+    out.append(data[position:])
+    return data[:0].join(out)
+
+
+class Masker(object):
+    def __init__(self, forms):
+        texts = set(f for f in forms or () if isinstance(f, str) and len(f) >= MASK_FLOOR)
+        self.texts = sorted(texts, key=len, reverse=True)
+        self.blobs = [t.encode("utf-8", "surrogatepass") for t in self.texts]
+        self.longest = len(self.blobs[0]) if self.blobs else 0
+
+    def text(self, value):
+        if not self.texts or not isinstance(value, str):
+            return value
+        return apply_mask(value, mask_spans(value, self.texts), MASK)
+
+    def data(self, value):
+        if isinstance(value, str):
+            return self.text(value)
+        if isinstance(value, dict):
+            return dict((key, self.data(item)) for key, item in value.items())
+        if isinstance(value, list):
+            return [self.data(item) for item in value]
+        return value
+
+    def tail_bytes(self, data, limit):
+        """The last `limit` bytes of raw output as text, masked before it is cut or decoded."""
+        if self.blobs:
+            data = apply_mask(data, mask_spans(data, self.blobs), MASK.encode())
+        return data[-limit:].decode("utf-8", "replace")
+
+    def tail(self, text, limit):
+        """The last `limit` characters of a text, masked first."""
+        text = self.text(text)
+        return text[-limit:] if len(text) > limit else text
+
+    def head(self, text, limit):
+        text = self.text(text)
+        return text[:limit] + "..." if len(text) > limit else text
+
+    def window(self, size, limit):
+        """How much of the end of an output of `size` bytes to read so that its last `limit` bytes
+        can be masked whole: a secret ending inside them starts inside the window."""
+        return min(size, limit + self.longest)
+
+
+def read_output_tail(handle, limit, masker):
+    """The masked last `limit` bytes of an output file (open, binary), reading only its end."""
+    handle.seek(0, 2)
+    size = handle.tell()
+    handle.seek(size - masker.window(size, limit))
+    return masker.tail_bytes(handle.read(), limit)

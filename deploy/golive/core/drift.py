@@ -106,6 +106,7 @@ class Counterpart:
     files_declared_only: Mapping[str, str] = field(default_factory=dict)  # as_source + declared differences
     uses: Mapping[str, frozenset[str]] = field(default_factory=dict)  # dest -> variables its template reads
     render_error: str = ""
+    secret_files: frozenset[str] = frozenset()  # dests of secret files: compared by digest, never shown
 
 
 @dataclass(frozen=True)
@@ -396,9 +397,14 @@ def _variable_findings(pair: Counterpart, expectations: Mapping[str, Expectation
                           reason, files=files, where=where))
     if pair.render_error:
         return found
+    def shown(digest: str | None, dest: str) -> str:
+        if digest is None:
+            return NOT_SET
+        return MASK if dest in pair.secret_files else digest[:16]
+
     for dest in sorted(not_explained - set(undeclared_files)):
-        found.append(_env("config", dest, pair, str(pair.files_declared_only.get(dest, NOT_SET))[:16],
-                          str(pair.files.get(dest, NOT_SET))[:16], "medium",
+        found.append(_env("config", dest, pair, shown(pair.files_declared_only.get(dest), dest),
+                          shown(pair.files.get(dest), dest), "medium",
                           "differs from what the source environment's values give, and no variable explains it"))
     return found
 

@@ -144,10 +144,14 @@ class Host:
     groups: tuple[str, ...]
     vars: Mapping[str, Any]  # merged inventory variables, secrets decrypted (never print raw)
     connection: Connection
-    secret_values: frozenset[str] = frozenset()  # every decrypted secret string of this host
+    # the text of every secret value of this host (vaulted or `secret: true`, every leaf, any type)
+    secret_values: frozenset[str] = frozenset()
     # where inline `!vault` values are (`name`, `name.key`, `name[0]`): Ansible never templates them
     vault_paths: frozenset[str] = frozenset()
     var_origins: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    # every variable path holding a secret (`name`, `name.key`, `name[0]`): never shown, whatever its
+    # length or type (the vault paths, the variables of vault-encrypted files and `secret: true` ones)
+    secret_paths: frozenset[str] = frozenset()
 
     def where(self, var: str) -> str:
         """Where a variable was set (file:line), or the host when unknown."""

@@ -7,7 +7,7 @@ then does. Facts in, steps out: tests/unit/test_plan.py runs JSON fixtures throu
 from __future__ import annotations
 
 import difflib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -85,7 +85,14 @@ class HostPlan:
         return self.action != UNCHANGED
 
 
-def file_changes(desired: RenderedConfig, live: Mapping[str, Mapping[str, Any]]) -> tuple[FileChange, ...]:
+def _unmasked(text: str) -> str:
+    return text
+
+
+def file_changes(desired: RenderedConfig, live: Mapping[str, Mapping[str, Any]],
+                 mask: Callable[[str], str] = _unmasked) -> tuple[FileChange, ...]:
+    """What changes in each config file; a diff is made from the texts masked first (a diff puts
+    `+`/`-` before every line: a secret of several lines would no longer be found whole after)."""
     changes: list[FileChange] = []
     for f in desired.files:
         seen = live.get(f.dest) or {}
@@ -94,8 +101,8 @@ def file_changes(desired: RenderedConfig, live: Mapping[str, Mapping[str, Any]])
         kind: FileChangeKind = "changed" if seen.get("exists") else "added"
         diff = ""
         if not f.secret:
-            before = (seen.get("text") or "").splitlines(keepends=True)
-            after = f.content.decode("utf-8", "replace").splitlines(keepends=True)
+            before = mask(seen.get("text") or "").splitlines(keepends=True)
+            after = mask(f.content.decode("utf-8", "replace")).splitlines(keepends=True)
             diff = "".join(difflib.unified_diff(before, after, f"live/{f.dest}", f"new/{f.dest}"))
         changes.append(FileChange(f.dest, kind, f.secret, diff))
     wanted = {f.dest for f in desired.files}
@@ -105,8 +112,9 @@ def file_changes(desired: RenderedConfig, live: Mapping[str, Mapping[str, Any]])
     return tuple(changes)
 
 
-def plan_host(host: str, facts: HostFacts, desired: DesiredRelease) -> HostPlan:
-    changes = file_changes(desired.config, facts.live_files)
+def plan_host(host: str, facts: HostFacts, desired: DesiredRelease,
+              mask: Callable[[str], str] = _unmasked) -> HostPlan:
+    changes = file_changes(desired.config, facts.live_files, mask)
     target = desired.release
     if facts.desired_live:
         return HostPlan(host, UNCHANGED, ("lock", "record"), facts.current, target,

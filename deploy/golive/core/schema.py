@@ -8,6 +8,7 @@ from typing import Any
 
 from golive.core.errors import Problem
 from golive.core.model import AppDefinition, Host, VarSpec
+from golive.core.redact import FLOOR, holds_secret_path, leaf_texts
 
 INVENTORIES = "inventories"
 # Names that belong to Ansible (connection settings, magic variables) or to golive itself.
@@ -64,16 +65,15 @@ def check_host_vars(app: AppDefinition, host: Host) -> list[Problem]:
             continue
         value = host.vars[spec.name]
         if not has_type(value, spec.type):
-            shown = "(secret)" if spec.secret else _shown(value)
             problems.append(Problem(host.where(spec.name),
-                                    f"variable {spec.name!r} must be {spec.type}, got {type_name(value)} {shown} "
-                                    f"(the type is declared {_at(spec, app)})", hosts))
+                                    f"variable {spec.name!r} must be {spec.type}, got {type_name(value)} "
+                                    f"{_shown(spec, host, value)} (the type is declared {_at(spec, app)})", hosts))
         elif spec.allowed is not None and value not in spec.allowed:
             allowed = ", ".join(str(a) for a in spec.allowed)
-            shown = "(secret)" if spec.secret else _shown(value)
             problems.append(Problem(host.where(spec.name),
-                                    f"variable {spec.name!r} is {shown}, not one of the allowed values: {allowed} "
-                                    f"(the list is variables.{spec.name}.allowed {_at(spec, app)})", hosts))
+                                    f"variable {spec.name!r} is {_shown(spec, host, value)}, not one of the allowed "
+                                    f"values: {allowed} (the list is variables.{spec.name}.allowed {_at(spec, app)})",
+                                    hosts))
     return problems
 
 
@@ -101,7 +101,14 @@ def _at(spec: VarSpec, app: AppDefinition) -> str:
     return f"at {spec.where}" if spec.where else f"in {app.source}"
 
 
-def _shown(value: Any) -> str:
+def _shown(spec: VarSpec, host: Host, value: Any) -> str:
+    """A value for a message: a secret is named, never shown, not even as its repr (which doubles a
+    backslash, so the printed message would no longer hold the secret as masking looks for it); a
+    long value is cut, after that decision."""
+    secret = spec.secret or holds_secret_path(spec.name, host.secret_paths) or \
+        any(len(t) >= FLOOR and t in s for s in leaf_texts(value) for t in host.secret_values)
+    if secret:
+        return "(secret)"
     text = repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
 

@@ -33,6 +33,7 @@ from golive.core.errors import BadInput, HostFailure, Problem
 from golive.core.model import Host
 from golive.core.outcome import Outcome
 from golive.core.plan import UNCHANGED
+from golive.core.redact import Redactor
 from golive.core.rollout import batches, max_fail_threshold
 from golive.flows import steps
 from golive.flows.deploy import BEGIN_TIMEOUT, Target, deploy_outcome, enforce_promotion, prepare
@@ -169,6 +170,7 @@ def run_playbook(ws: Workspace, verb: str, hosts: list[Host], extra: dict[str, A
                 event = _parse(line)
                 if event is None or event.get("host") not in events:
                     continue
+                event = masked_event(event, ws.redactor)
                 failure = _record(event, events[event["host"]], columns, progress)
                 if failure and event.get("step") == GATE_STEP and gate_failure is None:
                     gate_failure = failure
@@ -211,6 +213,17 @@ def _parse(line: str) -> dict[str, Any] | None:
     except ValueError:
         return None  # something else wrote to stdout (a module's warning); not an event
     return event if isinstance(event, dict) else None
+
+
+def masked_event(event: dict[str, Any], redactor: Redactor) -> dict[str, Any]:
+    """An event masked as it enters golive, before anything reads it: a command's output the
+    callback cut to its tail may start with the end of a secret, masked too."""
+    cut = {stream: event.pop(stream + "_cut", False) for stream in ("stdout", "stderr")}
+    masked = redactor.data(event)
+    for stream, was_cut in cut.items():
+        if was_cut and isinstance(event.get(stream), str):
+            masked[stream] = redactor.cut(event[stream], start=True)
+    return masked
 
 
 def _record(event: dict[str, Any], host: HostEvents, columns: list[str], progress: Progress) -> str | None:

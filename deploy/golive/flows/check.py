@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from golive.adapters.progress import Progress
 from golive.adapters.remote import call_agent
 from golive.adapters.testinfra_backend import CommandFanOut, host_spec
@@ -26,7 +28,8 @@ from golive.core.errors import BadInput, Problem
 from golive.core.model import Host
 from golive.core.outcome import Outcome
 from golive.flows import checkplugin, steps
-from golive.flows.session import run_context
+from golive.flows.checkplugin import mask_report
+from golive.flows.session import mask_for, run_context
 from golive.workspace import Workspace
 
 RECORD_TIMEOUT = 60
@@ -46,7 +49,8 @@ class HostResult:
 
 
 class ResultCollector:
-    """A pytest plugin: outcome of every check per host, and any collection error."""
+    """A pytest plugin: outcome of every check per host, and any collection error. It masks every
+    report first (tryfirst), so pytest's own JUnit XML never holds a secret in any form."""
 
     def __init__(self, redactor: Any) -> None:
         self.redactor = redactor
@@ -64,11 +68,15 @@ class ResultCollector:
             if testinfra_host is not None:
                 self.host_of[item.nodeid] = testinfra_host.backend.get_hostname()
 
+    @pytest.hookimpl(tryfirst=True)
     def pytest_collectreport(self, report: Any) -> None:
+        mask_report(report, self.redactor)
         if report.failed:
-            self.collection_errors.append(self.redactor.text(str(report.longrepr)))
+            self.collection_errors.append(str(report.longrepr))
 
+    @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logreport(self, report: Any) -> None:
+        mask_report(report, self.redactor)
         host = self.host_of.get(report.nodeid)
         if host is None:
             return
@@ -77,21 +85,22 @@ class ResultCollector:
         where = report.nodeid.split("::", 1)[0]
         label = f"{where}::{name}"
         if report.failed:
-            result.failed.append((label, self.redactor.text(_reason(report))))
+            result.failed.append((label, _reason(report, self.redactor)))
         elif report.skipped and report.when in ("setup", "call"):
             result.skipped.append(label)
         elif report.passed and report.when == "call":
             result.passed.append(label)
 
 
-def _reason(report: Any) -> str:
+def _reason(report: Any, redactor: Any) -> str:
+    """The first line of a failure (the report is masked already; the cut is the redactor's)."""
     crash = getattr(getattr(report, "longrepr", None), "reprcrash", None)
     text = crash.message if crash is not None else str(report.longrepr)
     lines = [line for line in text.splitlines() if line.strip()]
     first = lines[0] if lines else "failed"
     for prefix in ("AssertionError: ", "Failed: "):
         first = first.removeprefix(prefix)
-    return ("(setup) " if report.when == "setup" else "") + first[:300]
+    return ("(setup) " if report.when == "setup" else "") + redactor.head(first, 300, ellipsis="")
 
 
 def _pytest_args(checks: Path, hosts: Iterable[Host], junit: str | None) -> list[str]:
@@ -108,8 +117,6 @@ def _pytest_args(checks: Path, hosts: Iterable[Host], junit: str | None) -> list
 def run_checks(ws: Workspace, customer: str, environment: str, hosts: list[Host], connected: dict[str, Connected],
                release: str | None, junit: str | None,
                parallel: Any) -> tuple[ResultCollector, checkplugin.CheckRun]:
-    import pytest
-
     run = checkplugin.CheckRun(ws, customer, environment, {h.name: h for h in hosts}, release)
     run.parallel = parallel
     run.fan_out = CommandFanOut({h.name: connected[h.name] for h in hosts}, parallel)
@@ -129,9 +136,6 @@ def run_checks(ws: Workspace, customer: str, environment: str, hosts: list[Host]
             os.environ.pop("PYTEST_DISABLE_PLUGIN_AUTOLOAD", None)
         else:
             os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = previous
-    if junit and Path(junit).is_file():
-        # pytest writes the report itself; a check that shows a secret in its failure must not leak it there
-        Path(junit).write_text(ws.redactor.text(Path(junit).read_text(encoding="utf-8")), encoding="utf-8")
     if collector.collection_errors:
         raise BadInput([Problem(CHECKS_DIR, e.strip().splitlines()[-1] if e.strip() else "cannot be collected")
                         for e in collector.collection_errors])
@@ -151,12 +155,14 @@ def record(ws: Workspace, customer: str, environment: str, fleet: Fleet, connect
         facts = run.facts.get(name)
         summary = f"{len(result.passed)} passed" if result.ok else \
             f"{len(result.failed)} of {len(result.failed) + len(result.passed)} failed: " + \
-            "; ".join(f"{check.rsplit('::', 1)[-1]}: {why}" for check, why in result.failed)[:900]
+            ws.redactor.head("; ".join(f"{check.rsplit('::', 1)[-1]}: {why}" for check, why in result.failed), 900,
+                             ellipsis="")
         entry = context.entry(name, result="passed" if result.ok else "failed", detail=summary,
                               release=facts.current if facts else None,
                               desired_release=facts.release if facts else None)
-        answer = call_agent(connected[name], {"root": ws.app.root, "token": context.token,
-                                              "steps": [steps.record(entry)]}, timeout=RECORD_TIMEOUT)
+        request = {"root": ws.app.root, "token": context.token, "mask": mask_for(connected[name].host),
+                   "steps": [steps.record(entry)]}
+        answer = call_agent(connected[name], request, timeout=RECORD_TIMEOUT)
         return None if answer.ok else answer.error
 
     return dict(zip(names, fleet.map(one, names), strict=True))

@@ -33,7 +33,7 @@ import pytest
 
 from golive.core.errors import BadInput
 from golive.core.model import Host
-from golive.core.redact import MASK
+from golive.core.redact import CUT_MARKERS, MASK, mask_paths
 from golive.core.release import release_id
 
 SAFE_BACKENDS = ("golive", "ssh", "safe-ssh")
@@ -41,18 +41,54 @@ LEDGER_TAIL_BYTES = 262144
 CUSTOMERS_DIR = "customers"
 
 
+class SecretDigest:
+    """A secret file's sha256 as the checks get it: it compares equal to the right digest and never
+    shows it (a weak password is found from its digest by a dictionary in seconds); printed, sliced
+    or formatted it is the mask."""
+
+    __slots__ = ("_hex",)
+
+    def __init__(self, hex_digest: str) -> None:
+        self._hex = hex_digest
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, SecretDigest):
+            return other._hex == self._hex
+        return isinstance(other, str) and other == self._hex
+
+    def __ne__(self, other: object) -> bool:
+        return not self == other
+
+    def __hash__(self) -> int:
+        return hash(("secret digest", self._hex))
+
+    def __repr__(self) -> str:
+        return MASK
+
+    __str__ = __repr__
+
+    def __format__(self, spec: str) -> str:
+        return MASK
+
+    def __getitem__(self, item: Any) -> str:
+        return MASK
+
+
 @dataclass(frozen=True)
 class ConfigFile:
     dest: str
     path: str  # where the application reads it: config_dir/dest
-    sha256: str = field(repr=False)  # pytest shows fixture values on failure: no hash of a secret there
+    sha256: str | SecretDigest = field(repr=False)  # a secret file's never shows (SecretDigest)
     mode: int = 0o644
     secret: bool = False
 
 
 @dataclass(frozen=True)
 class ExpectedHost:
-    """What one host must look like, for the checks. Secret values are never in here."""
+    """What one host must look like, for the checks. No secret value is shown from here: variables
+    are masked, a secret file's digest only compares; the service's status command and the health
+    URL are rendered with the host's variables (the checks run them), and every report is masked
+    before anything shows it (`tail` masks a command's output, then cuts it, for a message)."""
 
     name: str
     customer: str
@@ -71,9 +107,15 @@ class ExpectedHost:
     address: str
     port: int | None
     owner: str  # who owns what golive writes on this host
+    redactor: Any = field(default=None, repr=False, compare=False)  # golive.core.redact.Redactor
 
     def file(self, dest: str) -> ConfigFile:
         return next(f for f in self.files if f.dest == dest)
+
+    def tail(self, text: str, limit: int) -> str:
+        """The end of a command's output for a failure message: masked first, then cut (a cut made
+        after would leave part of a secret at its start)."""
+        return self.redactor.tail(text, limit) if self.redactor is not None else text[-limit:]
 
 
 @dataclass(eq=False)  # one run is one object: pytest registers it as a plugin, by identity
@@ -248,6 +290,56 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     run.testinfra_hosts = list(seen.values())
 
 
+class MaskedRepr:
+    """A failure's report with its secrets masked: what pytest's JUnit writer, terminal reporter and
+    golive's collector read (str(), reprcrash.message, toterminal) instead of the original."""
+
+    def __init__(self, text: str, crash: Any) -> None:
+        self.text = text
+        self.reprcrash = crash
+
+    def __str__(self) -> str:
+        return self.text
+
+    def toterminal(self, tw: Any) -> None:
+        tw.line(self.text)
+
+
+def mask_report(report: Any, redactor: Any) -> None:
+    """Mask a pytest report in place, before any reporter sees it (the JUnit writer escapes the text
+    for XML: masking must come first). pytest shortens long values ("..." in a repr), so a part of
+    a secret next to a cut is masked too."""
+    def mask(text: str) -> str:
+        return redactor.cut(text, markers=CUT_MARKERS)
+
+    longrepr = getattr(report, "longrepr", None)
+    if isinstance(longrepr, tuple) and len(longrepr) == 3:  # a skip: (path, line, reason)
+        report.longrepr = (longrepr[0], longrepr[1], mask(str(longrepr[2])))
+    elif longrepr is not None:
+        crash = getattr(longrepr, "reprcrash", None)
+        if crash is not None:
+            from _pytest._code.code import ReprFileLocation
+
+            crash = ReprFileLocation(crash.path, crash.lineno, mask(crash.message))
+        report.longrepr = MaskedRepr(mask(str(longrepr)), crash)
+    report.sections = [(title, mask(content)) for title, content in getattr(report, "sections", [])]
+    if getattr(report, "user_properties", None):
+        report.user_properties = [(name, mask(str(value))) for name, value in report.user_properties]
+    if isinstance(getattr(report, "wasxfail", None), str):
+        report.wasxfail = mask(report.wasxfail)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: Any) -> Any:
+    """Every report of a check masked as it is made, before any reporter (terminal, JUnit XML) sees
+    it: in a plain `pytest checks/` run too (golive check masks them in its collector as well)."""
+    report = yield
+    run = item.config.stash.get(_RUN_KEY, None)
+    if run is not None:
+        mask_report(report, run.workspace.redactor)
+    return report
+
+
 # -- fixtures -----------------------------------------------------------------------------------
 
 def _run(request: pytest.FixtureRequest) -> CheckRun:
@@ -308,16 +400,18 @@ def host_facts(run: CheckRun, host: Any) -> ExpectedHost:
         run.fact_errors[inventory_host.name] = str(error)
         pytest.fail(str(error))
     parts = urllib.parse.urlsplit(health_url)
-    masked = {k: (MASK if k in app.secret_var_names else ws.redactor.data(v)) for k, v in inventory_host.vars.items()}
+    # by path first (a secret of any type or length), then every other text holding one
+    masked = ws.redactor.data(mask_paths(dict(inventory_host.vars), inventory_host.secret_paths | app.secret_var_names))
     c = inventory_host.connection
     facts = ExpectedHost(
         name=inventory_host.name, customer=inventory_host.customer, environment=inventory_host.environment,
         vars=masked, root=app.root, config_dir=app.config_dir, version=version,
         release=release_id(version, config.hash), config_hash=config.hash,
-        files=tuple(ConfigFile(f.dest, f"{app.config_dir}/{f.dest}", f.sha256, f.mode, f.secret) for f in config.files),
+        files=tuple(ConfigFile(f.dest, f"{app.config_dir}/{f.dest}", SecretDigest(f.sha256) if f.secret else f.sha256,
+                               f.mode, f.secret) for f in config.files),
         current=current, ledger_release=(live or {}).get("release"), service_status=status, health_url=health_url,
         address=parts.hostname or c.address, port=parts.port, owner="root" if inventory_host.vars.get("ansible_become")
-        else c.user)
+        else c.user, redactor=ws.redactor)
     run.facts[inventory_host.name] = facts
     return facts
 
@@ -375,5 +469,7 @@ def health_of(run: CheckRun, host: Any, facts: ExpectedHost) -> dict[str, Any]:
         try:
             run.health[key] = {"http_status": status, **json.loads(body)}
         except ValueError:
-            run.health[key] = {"http_status": status, "error": body.strip()[-200:] or "no answer"}
+            # masked, then cut: an answer that echoes a secret leaves no part of it at the cut
+            error = run.workspace.redactor.tail(body.strip(), 200)
+            run.health[key] = {"http_status": status, "error": error or "no answer"}
     return run.health[key]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from golive.adapters import faultpoints
@@ -31,12 +31,13 @@ class Target:
 
     host: Host
     desired: DesiredRelease
-    meta: dict[str, Any]
+    meta: dict[str, Any]  # the release's metadata (steps.release_meta)
     connected: Connected | None = None
     plan: HostPlan | None = None
     report: HostReport | None = None
     answers: tuple[AgentAnswer, ...] = ()
     leads: bool = False  # the run's leader: its lock is the environment's, held until the run ends
+    run: dict[str, Any] = field(default_factory=dict)  # its service, health and hooks (steps.release_run)
 
 
 # -- promotion gate -------------------------------------------------------------------------
@@ -109,11 +110,11 @@ def prepare(ws: Workspace, customer: str, environment: str, version: str,
     problems: list[Problem] = []
     for host in hosts:
         try:
-            desired, meta = desired_release(ws, host, artifact)
+            desired, meta, release_run = desired_release(ws, host, artifact)
         except BadInput as error:
             problems.extend(p for p in error.problems if p not in problems)
             continue
-        targets.append(Target(host, desired, meta))
+        targets.append(Target(host, desired, meta, run=release_run))
     if problems:
         raise BadInput(problems)
     return artifact, targets
@@ -194,7 +195,7 @@ def _begin_one(session: HostSession, run: steps.RunContext, ws: Workspace, targe
     state = answer.data("state")
     facts = HostFacts.from_agent({**state, "desired_live": not state.get("desired_live_problems"),
                                   "desired_live_problems": state.get("desired_live_problems") or ()})
-    target.plan = plan_host(name, facts, target.desired)
+    target.plan = plan_host(name, facts, target.desired, mask=ws.redactor.text)
     session.progress.update(name, "lock", "ok")
     if target.plan.action == UNCHANGED:
         if not answer.data("record").get("unchanged"):  # the host changed between state and finish
@@ -209,7 +210,7 @@ def _begin_one(session: HostSession, run: steps.RunContext, ws: Workspace, targe
 
 def install(session: HostSession, run: steps.RunContext, ws: Workspace, artifact: Artifact, target: Target) -> None:
     name = target.host.name
-    request = steps.install_batch(run, ws.app, target.plan, target.desired, artifact, target.meta, name,
+    request = steps.install_batch(run, ws.app, target.plan, target.desired, artifact, target.meta, target.run, name,
                                   keep_lock=target.leads)
     uploading = "upload" in target.plan.steps
     session.progress.update(name, "upload" if uploading else "unpack", "running")
@@ -228,7 +229,7 @@ def install(session: HostSession, run: steps.RunContext, ws: Workspace, artifact
 
 def activate(session: HostSession, run: steps.RunContext, ws: Workspace, target: Target) -> None:
     name = target.host.name
-    hooks = target.meta.get("hooks", {})
+    hooks = target.run.get("hooks", {})
     earlier = step_seconds(*target.answers)
     request = steps.activate_batch(run, ws.app, target.plan, target.desired, hooks, earlier, name,
                                    keep_lock=target.leads)
@@ -393,7 +394,7 @@ def plan(ws: Workspace, customer: str, environment: str, version: str, *, only: 
             continue
         state = answer.data("state")
         facts = HostFacts.from_agent({**state, "desired_live": not state.get("desired_live_problems")})
-        host_plan = plan_host(name, facts, target.desired)
+        host_plan = plan_host(name, facts, target.desired, mask=ws.redactor.text)
         lock_state, lock_sentence = lock_report(state.get("lock"))
         host_plans.append({
             "host": name, "action": host_plan.action, "steps": list(host_plan.steps),

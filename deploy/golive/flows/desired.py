@@ -71,14 +71,16 @@ def rendered_commands(ws: Workspace, host: Host, version: str) -> tuple[dict[str
     return service, health, hooks
 
 
-def rendered_meta(ws: Workspace, host: Host, version: str, desired: DesiredRelease) -> dict[str, Any]:
-    return steps.release_meta(ws.app, desired, *rendered_commands(ws, host, version))
+def rendered_run(ws: Workspace, host: Host, version: str, desired: DesiredRelease) -> dict[str, Any]:
+    """The release's run file: its service commands, health check and hooks rendered with the host's
+    variables (0600 on the host; the metadata holds none of it)."""
+    return steps.release_run(desired, *rendered_commands(ws, host, version))
 
 
-def desired_release(ws: Workspace, host: Host, artifact: Artifact) -> tuple[DesiredRelease, dict[str, Any]]:
+def desired_release(ws: Workspace, host: Host, artifact: Artifact
+                    ) -> tuple[DesiredRelease, dict[str, Any], dict[str, Any]]:
+    """(the release, its metadata, its run file) for a host."""
     config = ws.render(host, artifact.version)
     desired = DesiredRelease(release_id(artifact.version, config.hash), artifact.version, artifact.name,
                              artifact.sha256, config)
-    return desired, rendered_meta(ws, host, artifact.version, desired)
-
-
+    return desired, steps.release_meta(ws.app, desired), rendered_run(ws, host, artifact.version, desired)

@@ -26,8 +26,9 @@ from golive.core import drift as core
 from golive.core.errors import BadInput, Problem
 from golive.core.model import Host
 from golive.core.outcome import Outcome
-from golive.core.redact import MASK
+from golive.core.redact import MASK, holds_secret_path, leaf_texts
 from golive.core.release import RenderedConfig, release_id
+from golive.flows.session import mask_for
 from golive.workspace import Workspace
 
 COLLECT_TIMEOUT = 120
@@ -55,7 +56,7 @@ def collector_request(ws: Workspace, host: Host) -> dict[str, Any]:
         addresses.add(listen)
     return {"root": ws.app.root, "config_dir": ws.app.config_dir, "shared": list(ws.app.shared),
             "config_files": [t.dest for t in ws.app.templates], "runtime_packages": list(ws.app.runtime_packages),
-            "addresses": sorted(addresses)}
+            "addresses": sorted(addresses), "mask": mask_for(host)}
 
 
 def collect(ws: Workspace, hosts: list[Host], progress: Progress, fleet: Fleet | None = None) -> dict[str, Fingerprint]:
@@ -125,9 +126,11 @@ def desired_host(ws: Workspace, host: Host, fingerprint: dict[str, Any] | None) 
 # -- variables, in both environments ---------------------------------------------------------------
 
 def _value(ws: Workspace, host: Host, name: str, value: Any) -> core.Value:
+    """A variable for drift: compared by digest, shown only when nothing in it is secret. Secret is
+    judged on the raw value (its variable, each of its texts), never on a serialised form of it."""
     text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
-    secret = name in ws.app.secret_var_names or ws.redactor.text(text) != text or \
-        any(s in text for s in host.secret_values if len(s) >= 4)
+    secret = name in ws.app.secret_var_names or holds_secret_path(name, host.secret_paths) or \
+        ws.redactor.is_secret(text) or any(ws.redactor.is_secret(t) for t in leaf_texts(value))
     digest = hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
     shown = MASK if secret else (text if len(text) <= 200 else text[:197] + "...")
     return core.Value(digest, shown, host.var_origins.get(name, ""), secret)
@@ -158,6 +161,7 @@ def counterpart(ws: Workspace, target: Host, as_source: Host, version: str,
                 declared: set[str], uses: dict[str, frozenset[str]]) -> core.Counterpart:
     mine = compared_variables(ws, target)
     theirs = compared_variables(ws, as_source, AS_SOURCE)
+    secret_files = frozenset(t.dest for t in ws.app.templates if t.secret)
     # The source environment's values, with only the declared differences taken from the target:
     # what the target's config should be if nothing undeclared differs.
     merged = {k: v for k, v in as_source.vars.items() if k not in declared}
@@ -169,8 +173,9 @@ def counterpart(ws: Workspace, target: Host, as_source: Host, version: str,
         files_declared_only = _hashes(ws.render_variant(declared_only, version, DECLARED_ONLY))
     except BadInput as error:
         return core.Counterpart(target.name, "", mine, theirs, uses=uses,
-                                render_error="; ".join(str(p) for p in error.problems))
-    return core.Counterpart(target.name, "", mine, theirs, files, files_as_source, files_declared_only, uses)
+                                render_error="; ".join(str(p) for p in error.problems), secret_files=secret_files)
+    return core.Counterpart(target.name, "", mine, theirs, files, files_as_source, files_declared_only, uses,
+                            secret_files=secret_files)
 
 
 # -- the whole comparison ---------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from golive.core.errors import BadInput, Problem, merged
 from golive.core.outcome import Outcome
-from golive.core.redact import MASK
+from golive.core.redact import mask_paths
 from golive.core.release import RenderedConfig, release_id
 from golive.core.schema import check_host_vars, expired_expectations
 from golive.workspace import Workspace
@@ -63,9 +63,8 @@ def inventory(ws: Workspace, customer: str) -> Outcome:
     loaded = ws.customer(customer)
     hosts = {}
     for host in loaded.hosts:
-        masked = ws.redactor.data(dict(host.vars))
-        for name in ws.app.secret_var_names & set(masked):
-            masked[name] = MASK
+        # by path first (a secret of any type and length), then every other text holding one
+        masked = ws.redactor.data(mask_paths(dict(host.vars), host.secret_paths | ws.app.secret_var_names))
         hosts[host.name] = {
             "environment": host.environment,
             "groups": list(host.groups),
@@ -88,10 +87,11 @@ def inventory(ws: Workspace, customer: str) -> Outcome:
 def _describe_file(ws: Workspace, config: RenderedConfig, out_dir: Path | None) -> list[dict]:
     files = []
     for f in config.files:
-        entry = {"dest": f.dest, "mode": f"{f.mode:04o}", "secret": f.secret, "sha256": f.sha256,
-                 "size": len(f.content)}
+        # A secret file shows neither its content nor anything derived from it (a weak password is
+        # found from its sha256 by a dictionary in seconds; its size narrows the search).
+        entry: dict = {"dest": f.dest, "mode": f"{f.mode:04o}", "secret": f.secret}
         if not f.secret:
-            entry["content"] = f.content.decode("utf-8", errors="replace")
+            entry.update(sha256=f.sha256, size=len(f.content), content=f.content.decode("utf-8", errors="replace"))
         if out_dir is not None:
             entry["path"] = str(out_dir / config.host / f.dest)
         files.append(entry)
@@ -123,10 +123,10 @@ def render(ws: Workspace, customer: str, environment: str, host: str | None = No
             continue
         text.append(f"=== {h.name} ({environment})  config hash {config.hash}")
         for f in config.files:
-            text.append(f"--- {f.dest}  mode {f.mode:04o}  sha256 {f.sha256[:16]}")
             if f.secret:
-                text.append(f"    (secret file, {len(f.content)} bytes, not shown)")
+                text.append(f"--- {f.dest}  mode {f.mode:04o}  (secret file, not shown)")
             else:
+                text.append(f"--- {f.dest}  mode {f.mode:04o}  sha256 {f.sha256[:16]}")
                 text.append(f.content.decode("utf-8", errors="replace").rstrip("\n"))
     return Outcome(data, "\n".join(text))
 

@@ -236,7 +236,7 @@ def evaluate(ws: Workspace, customer: str, release: str | None, progress: Progre
 
 def preflight(ws: Workspace, customer: str, *, release: str | None = None, report_dir: str | None = None,
               junit: str | None = None, progress: Progress, today: date | None = None) -> Outcome:
-    gate = evaluate(ws, customer, release, progress, today)
+    gate = preflight_report.masked(evaluate(ws, customer, release, progress, today), ws.redactor)
     directory = Path(report_dir) if report_dir else ws.root / DEFAULT_REPORT_DIR / customer
     written = preflight_report.write(gate, directory, ws.redactor)
     if junit:

@@ -2,7 +2,9 @@
 self-contained report.html (inline style, no scripts, fonts, images or links to fetch), plus JUnit
 XML for CI. Written for a client's IT lead: a verdict, a table per environment, what to do about
 every red item, and the differences split into unexpected, expected (with reasons) and what the
-go-live itself changes. Every string passes through the workspace's redactor before it is written.
+go-live itself changes. The gate is masked whole (every string of it) before any form is made from
+it: escaping for Markdown, HTML or XML comes after, never before (an escaped secret would no longer
+be the text the redactor looks for).
 """
 
 from __future__ import annotations
@@ -251,19 +253,26 @@ def _html_findings(findings: list[core.Finding], empty: str) -> str:
 
 # -- files ------------------------------------------------------------------------------------------
 
+def masked(gate: Gate, redactor: Redactor) -> Gate:
+    """The gate with every string in it masked: what every form of the report is made from."""
+    return redactor.data(gate)
+
+
 def write(gate: Gate, directory: Path, redactor: Redactor) -> dict[str, Path]:
+    gate = masked(gate, redactor)
     directory.mkdir(parents=True, exist_ok=True)
     written = {}
     for name, content in (("md", markdown(gate)), ("html", html_report(gate))):
         path = directory / f"report.{name}"
         temporary = path.with_name(f".{path.name}.tmp")
-        temporary.write_text(redactor.text(content), encoding="utf-8")
+        temporary.write_text(content, encoding="utf-8")
         os.replace(temporary, path)
         written[name] = path
     return written
 
 
 def write_junit(gate: Gate, path: Path, redactor: Redactor) -> None:
+    gate = masked(gate, redactor)
     cases = [("workspace", "workspace", gate.workspace)] + \
             [(f"{h.environment}.{h.host}", i.name, i) for h in gate.hosts for i in h.items]
     suite = ET.Element("testsuite", name=f"golive preflight {gate.customer}", tests=str(len(cases)),
@@ -272,8 +281,8 @@ def write_junit(gate: Gate, path: Path, redactor: Redactor) -> None:
     for classname, name, item in cases:
         case = ET.SubElement(suite, "testcase", classname=f"preflight.{classname}", name=name)
         if not item.ok:
-            failure = ET.SubElement(case, "failure", message=redactor.text(item.detail))
-            failure.text = redactor.text(item.action)
+            failure = ET.SubElement(case, "failure", message=item.detail)
+            failure.text = item.action
     root = ET.Element("testsuites")
     root.append(suite)
     path.parent.mkdir(parents=True, exist_ok=True)

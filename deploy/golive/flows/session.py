@@ -15,6 +15,7 @@ from golive.adapters.progress import Progress
 from golive.adapters.remote import AgentAnswer, call_agent
 from golive.adapters.transport import Connected, Fleet
 from golive.core.model import AppDefinition, Host
+from golive.core.redact import forms_of
 from golive.flows import steps
 
 
@@ -84,14 +85,11 @@ class HostSession:
 
     def call(self, connected: Connected, request: dict[str, Any], payload: Iterable[bytes] = (),
              timeout: float = 300) -> AgentAnswer:
-        # The host's secret values travel (over SSH, to a host that holds them anyway) so that the agent
-        # can mask them in what it records and answers: command output may echo a rendered secret.
-        mask = sorted(connected.host.secret_values)
         host = connected.host
         # Who and where, for the GOLIVE_* environment of the host's commands (Agent.command_env).
         context = {"customer": host.customer, "environment": host.environment, "host": host.name,
                    "config_dir": self.config_dir}
-        return call_agent(connected, {**request, "root": self.root, "token": self.token, "mask": mask,
+        return call_agent(connected, {**request, "root": self.root, "token": self.token, "mask": mask_for(host),
                                       "context": context}, payload, timeout)
 
     def call_all(self, requests: Mapping[str, tuple[Connected, dict[str, Any]]],
@@ -113,6 +111,13 @@ def _as_answer(value: Any) -> AgentAnswer:
     if isinstance(value, AgentAnswer):
         return value
     return AgentAnswer(False, [], "unknown", error=f"{type(value).__name__}: {value}", transport_error=True)
+
+
+def mask_for(host: Host) -> list[str]:
+    """What the agent masks for a host: every form of its secret values (golive.core.redact.forms).
+    They travel over SSH to a host that holds them anyway, so that the agent masks command output
+    (a hook may echo a rendered secret) before it answers, cuts it or writes it into the ledger."""
+    return forms_of(host.secret_values)
 
 
 def lock_report(holder: Mapping[str, Any] | None) -> tuple[str, str]:

@@ -113,11 +113,11 @@ def unpack(app: AppDefinition, desired: DesiredRelease) -> dict[str, Any]:
 
 
 def configure(app: AppDefinition, desired: DesiredRelease, release_meta: Mapping[str, Any],
-              in_place: bool = False) -> dict[str, Any]:
+              release_run: Mapping[str, Any] | None = None, in_place: bool = False) -> dict[str, Any]:
     files = [{"dest": f.dest, "mode": f"{f.mode:04o}", "data": base64.b64encode(f.content).decode()}
              for f in desired.config.files]
     return {"op": "configure", "release": desired.release, "files": files, "shared": list(app.shared),
-            "meta": dict(release_meta), "in_place": in_place}
+            "meta": dict(release_meta), "run": dict(release_run or {}), "in_place": in_place}
 
 
 Direction = Literal["deploy", "rollback"]
@@ -170,20 +170,29 @@ def _release_fields(desired: DesiredRelease) -> dict[str, Any]:
             "artifact_sha256": desired.artifact_sha256, "config_hash": desired.config.hash}
 
 
-def release_meta(app: AppDefinition, desired: DesiredRelease, service: Mapping[str, str],
-                 health: Mapping[str, Any], hooks: Mapping[str, str]) -> dict[str, Any]:
-    """Everything a release needs to be restarted, verified or rolled back to, by either engine."""
+def release_meta(app: AppDefinition, desired: DesiredRelease) -> dict[str, Any]:
+    """What anyone on the host may read about a release (`.golive/releases/<id>.json`, 0644): no
+    rendered command, URL or hook (they may hold a secret), no digest of a secret file."""
     return {
         "version": desired.version,
         "artifact": desired.artifact_name,
         "artifact_sha256": desired.artifact_sha256,
         "config_hash": desired.config.hash,
-        "config_files": [{"dest": f.dest, "mode": f"{f.mode:04o}", "sha256": f.sha256, "secret": f.secret}
-                         for f in desired.config.files],
+        "config_files": [{"dest": f.dest, "mode": f"{f.mode:04o}", "secret": f.secret,
+                          **({} if f.secret else {"sha256": f.sha256})} for f in desired.config.files],
+        "app": app.name,
+    }
+
+
+def release_run(desired: DesiredRelease, service: Mapping[str, str], health: Mapping[str, Any],
+                hooks: Mapping[str, str]) -> dict[str, Any]:
+    """What a release needs to be restarted, verified or rolled back to, by either engine, rendered
+    with the host's variables (`.golive/releases/<id>.run.json`, 0600: it may hold secrets)."""
+    return {
         "service": dict(service),
         "health": dict(health),
         "hooks": dict(hooks),
-        "app": app.name,
+        "secret_files": {f.dest: f.sha256 for f in desired.config.files if f.secret},
     }
 
 
@@ -201,11 +210,12 @@ def begin_batch(run: RunContext, app: AppDefinition, desired: DesiredRelease, ho
 
 
 def install_batch(run: RunContext, app: AppDefinition, plan: HostPlan, desired: DesiredRelease, artifact: Artifact,
-                  meta: Mapping[str, Any], host: str, keep_lock: bool = False) -> dict[str, Any]:
+                  meta: Mapping[str, Any], release_run: Mapping[str, Any], host: str,
+                  keep_lock: bool = False) -> dict[str, Any]:
     steps = []
     if "upload" in plan.steps:
         steps.append(upload(artifact))
-    steps += [unpack(app, desired), configure(app, desired, meta)]
+    steps += [unpack(app, desired), configure(app, desired, meta, release_run)]
     failed_entry = run.entry(host, previous_release=plan.from_release, **_release_fields(desired))
     return {"steps": steps, "on_failure": [{"op": "cleanup", "name": "cleanup", "release": desired.release},
                                            record(failed_entry), *_unlock_unless(keep_lock)]}

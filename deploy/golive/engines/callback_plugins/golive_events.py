@@ -53,7 +53,10 @@ class CallbackModule(CallbackBase):
             event["msg"] = str(data.get("msg") or "")
             for stream in ("stdout", "stderr"):
                 if data.get(stream):
-                    event[stream] = str(data[stream])[-2000:]
+                    text = str(data[stream])
+                    event[stream] = text[-2000:]
+                    if len(text) > 2000:  # golive masks what a cut may have left of a secret at its start
+                        event[stream + "_cut"] = True
         facts = data.get("ansible_facts") or {}
         event.update({name: facts[name] for name in REPORTED_FACTS if name in facts})
         if data.get("diff") and data.get("changed") and not data.get("censored"):
