@@ -242,7 +242,9 @@ class Agent:
         return spec if spec is not None else (self.meta(release) or {})
 
     def releases(self):
-        """Complete release directories with their metadata, newest first."""
+        """Complete release directories with their metadata, newest first (golive.core.rollback.order_key):
+        by the deploy sequence the controller assigned, never by this host's clock; releases an older
+        golive wrote (no `seq`) after every sequenced one, by created_at then id."""
         found = []
         try:
             names = os.listdir(self.releases_dir)
@@ -253,8 +255,11 @@ class Agent:
                 continue
             meta = self.meta(name) or {"id": name, "state": "unknown", "created_at": ""}
             found.append(meta)
-        found.sort(key=lambda m: (m.get("created_at", ""), m.get("id", "")), reverse=True)
+        found.sort(key=lambda m: (sequence(m) or 0, m.get("created_at") or "", m.get("id") or ""), reverse=True)
         return found
+
+    def rollback_intent(self):
+        return read_json(os.path.join(self.state_dir, "rollback.json"))
 
     def run_command(self, command, cwd=None, timeout=120, env_extra=None, fault_point=None):
         """Run a shell command, output into an unnamed file (a daemon keeping a pipe open could
@@ -425,6 +430,7 @@ class Agent:
             "hostname": os.uname()[1],
             "live_since": self.live_since(current) if args.get("history") else None,
             "last_check": self.last_check(current) if args.get("history") else None,
+            "rollback": self.rollback_intent(),
         }
 
     def desired_live_problems(self, release, args):
@@ -715,46 +721,120 @@ class Agent:
                 return False, "health reports %s %r, expected %r" % (key, report.get(key), value)
         return True, ""
 
+    def step_serve(self, args):
+        """A host already on the rollback's target: verify it; when the service does not serve it (a
+        rollback killed between the cutover and the restart), restart it and verify again."""
+        try:
+            return dict(self.step_verify(args), restarted=False)
+        except StepError as error:
+            first = str(error)
+        self.step_restart(dict(args, name="restart"))
+        self.vars["result"] = "ok"
+        return dict(self.step_verify(args), restarted=True, before=first)
+
     def step_mark(self, args):
+        """A release's verification state; `good` also clears a rollback's mark (the release is live and
+        verified again) and, for a deploy, takes the run's deploy sequence (`seq`)."""
         release = self.resolve(args["release"])
         meta = self.meta(release)
         if meta is None:
             return {"skipped": True}
         meta["state"] = args["state"]
         meta["%s_at" % args["state"]] = utc_now()
+        if args["state"] == "good":
+            meta.pop("rolled_back_at", None)
+            if args.get("seq") is not None:
+                meta["seq"] = args["seq"]
         write_atomic(self.meta_path(release), to_json(meta).encode())
         return {"release": release, "state": args["state"]}
 
+    def step_mark_left(self, args):
+        """Mark the release a rollback left: a plain rollback never goes back to it (--to still can)."""
+        release = self.resolve(args["release"])
+        meta = self.meta(release)
+        if meta is None or release == self.vars.get("target"):
+            return {"skipped": True}
+        meta["rolled_back_at"] = utc_now()
+        write_atomic(self.meta_path(release), to_json(meta).encode())
+        return {"release": release}
+
     def step_select_rollback(self, args):
-        """Choose the rollback target on the host, from its own releases."""
+        """Find on this host the release the environment rolls back to (golive.core.rollback chose it on
+        the leader), and record the intent before anything switches, so that a re-run, by either
+        engine, completes this rollback instead of choosing again."""
         current = self.current()
-        version = args.get("version")
-        candidates = [m for m in self.releases() if m.get("id") != current]
-        if version:
-            named = [m for m in candidates if m.get("version") == version or m.get("id") == version]
-            if not named:
-                kept = ", ".join(sorted(set(m.get("version", m["id"]) for m in candidates))) or "none"
-                raise StepError("release %s is not kept on this host (kept: %s)" % (version, kept))
-            good = [m for m in named if m.get("state") != "bad"]
-            if not good and not args.get("force"):
-                raise StepError("release %s is marked bad (it failed verification); use --force to roll back to it"
-                                % version)
-            target = (good or named)[0]
+        releases = self.releases()
+        kept = [rollback_summary(m) for m in releases]
+        earlier = self.rollback_intent()
+        wanted = args["target"]
+        same_id = [m for m in releases if m.get("id") == wanted["release"]]
+        if wanted.get("match") == "id":
+            candidates = same_id
         else:
-            good = [m for m in candidates if m.get("state") == "good"]
-            if not good:
-                raise StepError("no previous good release to roll back to")
-            target = good[0]
+            version = [m for m in releases if m.get("version") == wanted["version"]]
+            same_run = [m for m in version if wanted.get("seq") is not None and sequence(m) == wanted["seq"]]
+            live = [m for m in version if m.get("id") == current]
+            candidates = []
+            for meta in same_id + same_run + live + version:
+                if meta not in candidates:
+                    candidates.append(meta)
+        found = {"kept": kept, "intent": earlier, "from": current}
+        if not candidates:
+            self.vars["choice"] = found
+            raise StepError("release %s is not kept on this host (kept: %s)"
+                            % (wanted["version"] if wanted.get("match") != "id" else wanted["release"],
+                               kept_text(kept, current)))
+        usable = [m for m in candidates if m.get("state") != "bad"]
+        if not usable and not args.get("force"):
+            self.vars["choice"] = found
+            raise StepError("release %s is marked bad (it failed verification); use --force to roll back to it"
+                            % candidates[0]["id"])
+        target = (usable or candidates)[0]
+        already = target["id"] == current
         self.vars["target"] = target["id"]
-        self.vars["previous"] = current
-        return {"target": target["id"], "version": target.get("version"), "from": current}
+        self.vars["previous"] = None if already else current
+        if already:
+            self.vars["already"] = True
+            self.vars["result"] = "unchanged"
+        continuing = earlier if earlier and earlier.get("target") == target["id"] else None
+        intent = {"run": self.run_id(), "target": target["id"], "version": target.get("version"),
+                  "seq": sequence(target), "from": (continuing or {}).get("from") if already else current,
+                  "epoch": max([sequence(m) or 0 for m in releases] or [0]), "started_at": utc_now()}
+        intent.update(args.get("by") or {})  # operator, controller, engine
+        os.makedirs(self.state_dir, 0o755, exist_ok=True)
+        write_atomic(os.path.join(self.state_dir, "rollback.json"), to_json(intent).encode())
+        return dict(found, target=target["id"], version=target.get("version"), already=already)
+
+    def run_id(self):
+        """The run's public name: the start of its lock token's sha256 (the token itself is never shown)."""
+        return sha256((self.token or "").encode()).hexdigest()[:12]
+
+    def step_finish_rollback(self, args):
+        """On the leader, once every host of the run ended on the target: the rollback is finished, so
+        the next plain rollback goes further back instead of completing this one."""
+        path = os.path.join(self.state_dir, "rollback.json")
+        intent = read_json(path)
+        if not intent or intent.get("run") != self.run_id():
+            return {"finished": False}
+        intent["finished_at"] = utc_now()
+        write_atomic(path, to_json(intent).encode())
+        return {"finished": True}
 
     def step_prune(self, args):
+        """Retention: keep the `keep` newest releases, and never delete the live one, the two newest
+        good ones, the one the run started from (`protect`), the target of the next plain rollback
+        (golive.core.rollback.choose), or the target and left release of an unfinished rollback."""
         keep = max(2, int(args.get("keep", 5)))
         releases = self.releases()
         current = self.current()
         good = [m["id"] for m in releases if m.get("state") == "good"]
         protected = set([current] + good[:2] + [r for r in args.get("protect", []) if r])
+        ids = [m.get("id") for m in releases]
+        older = releases[ids.index(current) + 1:] if current in ids else releases
+        protected.update([m["id"] for m in older if m.get("state") == "good" and not m.get("rolled_back_at")][:1])
+        intent = self.rollback_intent() or {}
+        if not intent.get("finished_at") and intent.get("epoch") == max([sequence(m) or 0 for m in releases] or [0]):
+            protected.update(r for r in (intent.get("target"), intent.get("from")) if r)
         kept = []
         removed = []
         for meta in releases:
@@ -894,6 +974,8 @@ class Agent:
     def run(self):
         failed = None
         for step in self.request.get("steps", []):
+            if not self.wanted(step):
+                continue  # e.g. a rollback on a host already on its target: nothing to switch
             record = self.run_step(step)
             if not record["ok"]:
                 failed = record
@@ -904,7 +986,7 @@ class Agent:
             self.vars["error"] = "%s: %s" % (failed["name"], failed.get("error"))
             self.vars["result"] = "failed"
             recovery = [s for s in self.request.get("on_failure", [])
-                        if failed["name"] in s.get("after", [failed["name"]])]
+                        if failed["name"] in s.get("after", [failed["name"]]) and self.wanted(s)]
             if recovery:
                 recovered = all(self.run_step(s)["ok"] for s in recovery)
                 self.vars["result"] = "rolled_back" if recovered else "failed"
@@ -915,6 +997,12 @@ class Agent:
         for step in self.request.get("always", []):
             self.run_step(step)
         return self.answer(failed)
+
+    def wanted(self, step):
+        """A step runs unless the var its `unless` names is set, and only when the one `when` names is."""
+        if step.get("unless") and self.vars.get(step["unless"]):
+            return False
+        return not step.get("when") or bool(self.vars.get(step["when"]))
 
     def answer(self, failed):
         return {
@@ -928,6 +1016,36 @@ class Agent:
             "vars": self.vars,
             "steps": self.steps,
         }
+
+
+def sequence(meta):
+    """A release's deploy sequence (golive.core.rollback.sequence), or None for one an older golive wrote."""
+    value = meta.get("seq")
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.isdigit():
+        return int(value)
+    return None
+
+
+def rollback_summary(meta):
+    """What choosing a rollback target needs of a release (golive.core.rollback.Kept.summary)."""
+    return {"id": meta.get("id"), "version": meta.get("version"), "state": meta.get("state"), "seq": sequence(meta),
+            "created_at": meta.get("created_at"), "rolled_back_at": meta.get("rolled_back_at")}
+
+
+def kept_text(kept, current):
+    """'1.2 (live), 1.1, 1.0 (bad)' (golive.core.rollback.RollbackFacts.kept_text)."""
+    shown = []
+    for item in kept:
+        notes = [n for n in ("live" if item["id"] == current else "", "bad" if item.get("state") == "bad" else "",
+                             "rolled back from" if item.get("rolled_back_at") and item["id"] != current else "") if n]
+        text = (item.get("version") or item["id"]) + (" (%s)" % ", ".join(notes) if notes else "")
+        if text not in shown:
+            shown.append(text)
+    return ", ".join(shown) or "none"
 
 
 class LockHeld(Exception):

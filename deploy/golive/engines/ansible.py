@@ -36,7 +36,7 @@ from golive.core.plan import UNCHANGED
 from golive.core.redact import Redactor
 from golive.core.rollout import batches, max_fail_threshold
 from golive.flows import steps
-from golive.flows.deploy import BEGIN_TIMEOUT, Target, deploy_outcome, enforce_promotion, prepare
+from golive.flows.deploy import BEGIN_TIMEOUT, Target, deploy_outcome, disagreements, enforce_promotion, prepare
 from golive.flows.session import HostReport, HostSession, lock_report, operator_name
 from golive.workspace import Workspace
 
@@ -106,12 +106,20 @@ def rollback(ws: Workspace, customer: str, environment: str, to_version: str | N
     title = (f"{'check: ' if check else ''}rollback {customer}/{environment}"
              + (f" to {to_version}" if to_version else ""))
     events = run_playbook(ws, "rollback", hosts, extra, options, progress, title, steps.ROLLBACK_COLUMNS)
-    targets = [Target(h, None, {}, report=rollback_report(environment, h.name, events.get(h.name)))  # type: ignore[arg-type]
-               for h in hosts]
+    targets = [Target(h, report=rollback_report(environment, h.name, events.get(h.name))) for h in hosts]
     if check:
         return check_outcome("rollback", customer, environment, to_version, targets)
+    chosen = next((e.outcome["target"] for e in events.values() if e.outcome and e.outcome.get("target")), {})
+    disagree = disagreements(targets)
+    target = {"release": chosen["release"], "version": chosen["version"], "reason": chosen["reason"],
+              "chosen_on": chosen.get("leader")} if chosen.get("release") else None
+    notes = [f"target: {target['release']} ({target['reason']}; chosen on {target['chosen_on']}, which leads the run)"
+             ] if target else []
+    notes += [f"hosts disagree on the target: {d['host']} on its own would choose {d['would_choose']}; the "
+              f"environment goes to one release, the leader's choice" for d in disagree]
     return deploy_outcome("rollback", customer, environment, to_version, targets,
-                          {"to": to_version, "force": force, "engine": "ansible"})
+                          {"to": to_version, "force": force, "engine": "ansible", "target": target,
+                           "disagree": disagree}, notes)
 
 
 # -- running ansible-playbook ---------------------------------------------------------------
@@ -325,13 +333,20 @@ def rollback_report(environment: str, name: str, events: HostEvents | None) -> H
                           from_release=previous, to_release=target, live_release=previous)
     if outcome["result"] == "skipped":  # --max-fail crossed by earlier batches
         return HostReport(host=name, environment=environment, status="skipped", error=outcome.get("error"))
+    details: dict[str, Any] = {"would_choose": outcome["would_choose"]} if outcome.get("would_choose") else {}
+    if outcome.get("already") and outcome["result"] in ("ok", "unchanged"):  # already on the environment's target
+        restarted = bool(outcome.get("restarted"))
+        return HostReport(host=name, environment=environment, status="deployed" if restarted else "unchanged",
+                          action="rollback", from_release=target, to_release=target, live_release=target,
+                          steps=outcome.get("steps") or {},
+                          details={**details, "already": True, **({"restarted": True} if restarted else {})})
     if outcome["result"] == "ok":
         return HostReport(host=name, environment=environment, status="deployed", action="rollback",
                           from_release=previous, to_release=target, live_release=target,
-                          steps=outcome.get("steps") or {})
+                          steps=outcome.get("steps") or {}, details=details)
     return HostReport(host=name, environment=environment, status="failed", action="rollback", from_release=previous,
                       to_release=target, live_release=outcome.get("live_release"),
-                      error=outcome.get("error"), steps=outcome.get("steps") or {})
+                      error=outcome.get("error"), steps=outcome.get("steps") or {}, details=details)
 
 
 def check_outcome(verb: str, customer: str, environment: str, version: str | None,

@@ -1,4 +1,9 @@
-"""golive plan / deploy / rollback over pyinfra: the controller's side of golive.flows.steps."""
+"""golive plan / deploy / rollback over pyinfra: the controller's side of golive.flows.steps.
+
+Deploy and rollback run one skeleton (run_rollout), as Capistrano's deploy and rollback share their
+hook points: begin (the leader's lock first, the environment's, held to the end), rolling batches
+under one --max-fail rule, the leader's release last. A Rollout says what each verb does there.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +20,7 @@ from golive.core.model import Host
 from golive.core.outcome import Outcome
 from golive.core.plan import INSTALL, UNCHANGED, DesiredRelease, HostFacts, HostPlan, plan_host
 from golive.core.release import Artifact
+from golive.core.rollback import Choice, RollbackFacts, choose, next_sequence
 from golive.core.rollout import batches, crossed, max_fail_threshold
 from golive.flows import steps
 from golive.flows.desired import check_artifact_archive, desired_release
@@ -30,8 +36,8 @@ class Target:
     """One host of the run: what it should become and what is known of it so far."""
 
     host: Host
-    desired: DesiredRelease
-    meta: dict[str, Any]  # the release's metadata (steps.release_meta)
+    desired: DesiredRelease | None = None  # a deploy's; a rollback's target is chosen on the leader
+    meta: dict[str, Any] = field(default_factory=dict)
     connected: Connected | None = None
     plan: HostPlan | None = None
     report: HostReport | None = None
@@ -98,6 +104,177 @@ def enforce_promotion(ws: Workspace, customer: str, environment: str, artifact: 
     return {"required": source, "passed": source is not None}
 
 
+# -- the skeleton both verbs run ------------------------------------------------------------
+
+class Rollout:
+    """What one verb does at each hook point of run_rollout."""
+
+    verb = ""
+    done = ""  # how a host the run stopped before is reported: "not <done>: ..."
+    # begin locks every host (a deploy: nothing changes while any host is another run's), or the
+    # leader alone (a rollback: each other host locks in its own round trip, and one another run
+    # holds is reported and left alone while the others go back)
+    locks_every_host = True
+
+    def __init__(self, session: HostSession, run: steps.RunContext, ws: Workspace) -> None:
+        self.session, self.run, self.ws = session, run, ws
+
+    def begin_request(self, target: Target) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def begun(self, target: Target, answer: AgentAnswer) -> None:
+        """The begin round trip got past the lock: what the host said."""
+
+    def prepared(self, targets: list[Target]) -> None:
+        """Every begin round trip is back, no batch has started."""
+
+    def ready(self, target: Target) -> bool:
+        """The target takes part in its batch (it has no report yet)."""
+        return True
+
+    def run_batch(self, batch: list[Target]) -> None:
+        raise NotImplementedError
+
+    def release_request(self, targets: list[Target]) -> dict[str, Any]:
+        return steps.release_batch()
+
+
+def run_rollout(rollout: Rollout, targets: list[Target], planned_batches: list[list[Target]],
+                threshold: float) -> None:
+    """begin -> batches -> release the leader: the lock and --max-fail rules of every verb."""
+    session = rollout.session
+    try:
+        blocked_by = begin(rollout, targets)
+        faultpoints.reached("begin:done")
+        if blocked_by is not None:
+            held = f"{blocked_by.host.name}: {blocked_by.report.error}"
+            for target in targets:
+                if target.report is None:
+                    target.report = HostReport(host=target.host.name, environment=rollout.run.environment,
+                                               status="skipped", error=f"not touched: the environment is locked "
+                                                                       f"({held})")
+        else:
+            rollout.prepared(targets)
+            roll_out(rollout, planned_batches, threshold, len(targets))
+    finally:
+        release_leader(rollout, targets)
+        session.close()
+        session.progress.stop()
+
+
+def begin(rollout: Rollout, targets: list[Target]) -> Target | None:
+    """Lock the leader, and for a deploy every host after it: whoever holds the leader's lock owns
+    the environment. The leader connects and answers alone (for up to LEADER_HEAD_START seconds),
+    the others connect meanwhile, and each one's round trip starts as soon as it is connected.
+
+    Returns the host another run holds, when there is one; then this run has released every lock
+    it took and changed nothing (a host held by another run, even a stale lock of a crashed one,
+    means the environment is not this run's to change until `golive unlock`)."""
+    session = rollout.session
+
+    def lead() -> Target | None:
+        leader = next((t for t in targets if _reachable(session, t)), None)
+        if leader is not None:
+            leader.leads = True
+            _begin_one(rollout, leader)
+        return leader
+
+    leader = session.fleet.first_alone(lead, LEADER_HEAD_START)
+    if leader is None:
+        return None
+    if leader.report is not None and leader.report.status == "locked":
+        return leader
+    if not rollout.locks_every_host:
+        return None
+    rest = targets[targets.index(leader) + 1:]
+    session.fleet.map(lambda t: _begin_one(rollout, t) if _reachable(session, t) else None, rest)
+    blocked = [t for t in rest if t.report is not None and t.report.status == "locked"]
+    if not blocked:
+        return None
+    ours = [t for t in rest if holds_lock(t) and t.report is None]
+    session.call_all({t.host.name: (t.connected, steps.release_batch()) for t in ours}, BEGIN_TIMEOUT)
+    return blocked[0]
+
+
+def _begin_one(rollout: Rollout, target: Target) -> None:
+    session, name, environment = rollout.session, target.host.name, rollout.run.environment
+    session.progress.update(name, "lock", "running")
+    answer = session.call(target.connected, rollout.begin_request(target), timeout=BEGIN_TIMEOUT)
+    target.answers = (answer,)
+    if not answer.ok and not holds_lock(target):
+        if answer.holder is not None or answer.error == "locked":
+            state, sentence = lock_report(answer.holder)
+            target.report = HostReport(host=name, environment=environment, status="locked", error=sentence,
+                                       lock=state)
+            session.progress.update(name, "lock", "failed", "locked")
+        else:
+            target.report = HostReport(host=name, environment=environment, status="failed", error=answer.error)
+            session.progress.update(name, "lock", "failed")
+        return
+    session.progress.update(name, "lock", "ok")
+    if not answer.ok:
+        target.report = HostReport(host=name, environment=environment, status="failed",
+                                   error=f"{answer.failed_step}: {answer.error}")
+        return
+    rollout.begun(target, answer)
+
+
+def _reachable(session: HostSession, target: Target) -> bool:
+    target.connected = session.fleet.wait_connected(target.host)
+    if not target.connected.ok:
+        target.report = HostReport(host=target.host.name, environment=target.host.environment, status="unreachable",
+                                   error=target.connected.error)
+        session.progress.update(target.host.name, "lock", "failed", "unreachable")
+    return target.connected.ok
+
+
+def holds_lock(target: Target) -> bool:
+    """This run took the target's lock (its begin batch got past the lock step)."""
+    lock_step = target.answers[0].step("lock") if target.answers else None
+    return bool(lock_step and lock_step.ok)
+
+
+def roll_out(rollout: Rollout, planned_batches: list[list[Target]], threshold: float, total: int) -> None:
+    """Batch after batch; --max-fail counts the failed hosts of the whole run, before each batch."""
+    for index, batch in enumerate(planned_batches):
+        failed = sum(1 for b in planned_batches[:index] for t in b if t.report and t.report.failed)
+        if crossed(failed, total, threshold):
+            stop_remaining(rollout, [t for b in planned_batches[index:] for t in b],
+                           f"not {rollout.done}: {failed} of {total} hosts failed, over --max-fail")
+            return
+        rollout.run_batch([t for t in batch if t.report is None and rollout.ready(t)])
+
+
+def stop_remaining(rollout: Rollout, targets: list[Target], reason: str) -> None:
+    """The hosts of the batches --max-fail stopped: those this run locked are recorded as skipped
+    and unlocked (a deploy's); the others were never touched (a rollback's)."""
+    session, run = rollout.session, rollout.run
+    pending = [t for t in targets if t.report is None]
+    locked = [t for t in pending if holds_lock(t)]
+    session.call_all({t.host.name: (t.connected, steps.abort_batch(run, t.host.name, reason, keep_lock=t.leads))
+                      for t in locked}, BEGIN_TIMEOUT)
+    for target in pending:
+        plan = target.plan
+        target.report = HostReport(host=target.host.name, environment=run.environment, status="skipped",
+                                   action=plan.action if plan else None,
+                                   from_release=plan.from_release if plan else None,
+                                   to_release=target.desired.release if plan and target.desired else None,
+                                   live_release=plan.from_release if plan else None, error=reason)
+        session.progress.update(target.host.name, "result", "skipped")
+
+
+def release_leader(rollout: Rollout, targets: list[Target]) -> None:
+    """The last round trip of a run: free the environment lock the leader held throughout."""
+    leader = next((t for t in targets if t.leads and holds_lock(t)), None)
+    if leader is None:
+        return
+    session = rollout.session
+    answer = session.call(leader.connected, rollout.release_request(targets), timeout=BEGIN_TIMEOUT)
+    if not answer.ok:
+        session.progress.note(f"{leader.host.name}: could not release the environment lock ({answer.error}); "
+                              f"`golive status` will show it, `golive unlock` clears it")
+
+
 # -- deploy ---------------------------------------------------------------------------------
 
 def prepare(ws: Workspace, customer: str, environment: str, version: str,
@@ -120,151 +297,105 @@ def prepare(ws: Workspace, customer: str, environment: str, version: str,
     return artifact, targets
 
 
-def begin(session: HostSession, run: steps.RunContext, ws: Workspace, targets: list[Target]) -> Target | None:
-    """Lock every host, leader first: whoever holds the leader's lock owns the environment. The
-    leader connects and answers alone (for up to LEADER_HEAD_START seconds), the others connect
-    meanwhile, and each one's round trip starts as soon as it is connected.
+class Deploy(Rollout):
+    """lock + state everywhere; then per batch: install everywhere, then activate everywhere."""
 
-    Returns the host another run holds, when there is one; then this run has released every lock
-    it took and changed nothing (a host held by another run, even a stale lock of a crashed one,
-    means the environment is not this run's to change until `golive unlock`)."""
-    def lead() -> Target | None:
-        leader = next((t for t in targets if _reachable(session, t)), None)
-        if leader is not None:
-            leader.leads = True
-            _begin_one(session, run, ws, leader)
-        return leader
+    verb, done = "deploy", "deployed"
 
-    leader = session.fleet.first_alone(lead, LEADER_HEAD_START)
-    if leader is None:
-        return None
-    if leader.report is not None and leader.report.status == "locked":
-        return leader
-    rest = targets[targets.index(leader) + 1:]
-    session.fleet.map(lambda t: _begin_one(session, run, ws, t) if _reachable(session, t) else None, rest)
-    blocked = [t for t in rest if t.report is not None and t.report.status == "locked"]
-    if not blocked:
-        return None
-    ours = [t for t in rest if t.plan is not None and t.report is None]
-    session.call_all({t.host.name: (t.connected, steps.release_batch()) for t in ours}, BEGIN_TIMEOUT)
-    return blocked[0]
+    def __init__(self, session: HostSession, run: steps.RunContext, ws: Workspace, artifact: Artifact) -> None:
+        super().__init__(session, run, ws)
+        self.artifact = artifact
+        self.seq: int | None = None  # the deploy sequence this run gives what it makes live
 
+    def begin_request(self, target: Target) -> dict[str, Any]:
+        return steps.begin_batch(self.run, self.ws.app, target.desired, target.host.name, target.leads)
 
-def _reachable(session: HostSession, target: Target) -> bool:
-    target.connected = session.fleet.wait_connected(target.host)
-    if not target.connected.ok:
-        target.report = HostReport(host=target.host.name, environment=target.host.environment, status="unreachable",
-                                   error=target.connected.error)
-        session.progress.update(target.host.name, "lock", "failed", "unreachable")
-    return target.connected.ok
+    def begun(self, target: Target, answer: AgentAnswer) -> None:
+        name, environment = target.host.name, self.run.environment
+        state = answer.data("state")
+        facts = HostFacts.from_agent({**state, "desired_live": not state.get("desired_live_problems"),
+                                      "desired_live_problems": state.get("desired_live_problems") or ()})
+        target.plan = plan_host(name, facts, target.desired, mask=self.ws.redactor.text)
+        if target.plan.action == UNCHANGED:
+            if not answer.data("record").get("unchanged"):  # the host changed between state and finish
+                target.report = HostReport(host=name, environment=environment, status="failed",
+                                           error="host state changed during the run")
+                return
+            target.report = HostReport(host=name, environment=environment, status="unchanged", action=UNCHANGED,
+                                       from_release=facts.current, to_release=target.desired.release,
+                                       live_release=facts.current, steps=step_seconds(answer))
+            self.session.progress.update(name, "result", "unchanged")
 
+    def prepared(self, targets: list[Target]) -> None:
+        self.seq = next_sequence(t.answers[0].data("state") for t in targets if t.answers)
 
-def holds_lock(target: Target) -> bool:
-    """This run took the target's lock (its begin batch got past the lock step)."""
-    lock_step = target.answers[0].step("lock") if target.answers else None
-    return bool(lock_step and lock_step.ok)
+    def ready(self, target: Target) -> bool:
+        return target.plan is not None
 
+    def run_batch(self, batch: list[Target]) -> None:
+        """Every host of a batch installs before any cuts over."""
+        self.session.fleet.map(self.install, [t for t in batch if t.plan.action == INSTALL])
+        faultpoints.reached("install:done")
+        self.session.fleet.map(self.activate, [t for t in batch if t.report is None])
+        faultpoints.reached("activate:done")
 
-def release_leader(session: HostSession, targets: list[Target]) -> None:
-    """The last round trip of a run: free the environment lock the leader held throughout."""
-    leader = next((t for t in targets if t.leads and holds_lock(t)), None)
-    if leader is None:
-        return
-    answer = session.call(leader.connected, steps.release_batch(), timeout=BEGIN_TIMEOUT)
-    if not answer.ok:
-        session.progress.note(f"{leader.host.name}: could not release the environment lock ({answer.error}); "
-                              f"`golive status` will show it, `golive unlock` clears it")
-
-
-def _begin_one(session: HostSession, run: steps.RunContext, ws: Workspace, target: Target) -> None:
-    name = target.host.name
-    session.progress.update(name, "lock", "running")
-    answer = session.call(target.connected, steps.begin_batch(run, ws.app, target.desired, name, target.leads),
-                          timeout=BEGIN_TIMEOUT)
-    target.answers = (answer,)
-    if not answer.ok:
-        if answer.holder is not None or answer.error == "locked":
-            state, sentence = lock_report(answer.holder)
-            target.report = HostReport(host=name, environment=run.environment, status="locked", error=sentence,
-                                       lock=state)
-            session.progress.update(name, "lock", "failed", "locked")
-        else:
-            target.report = HostReport(host=name, environment=run.environment, status="failed", error=answer.error)
-            session.progress.update(name, "lock", "failed")
-        return
-    state = answer.data("state")
-    facts = HostFacts.from_agent({**state, "desired_live": not state.get("desired_live_problems"),
-                                  "desired_live_problems": state.get("desired_live_problems") or ()})
-    target.plan = plan_host(name, facts, target.desired, mask=ws.redactor.text)
-    session.progress.update(name, "lock", "ok")
-    if target.plan.action == UNCHANGED:
-        if not answer.data("record").get("unchanged"):  # the host changed between state and finish
+    def install(self, target: Target) -> None:
+        session, run, ws, artifact, name = self.session, self.run, self.ws, self.artifact, target.host.name
+        request = steps.install_batch(run, ws.app, target.plan, target.desired, artifact, target.meta, target.run, name,
+                                      keep_lock=target.leads)
+        uploading = "upload" in target.plan.steps
+        session.progress.update(name, "upload" if uploading else "unpack", "running")
+        answer = session.call(target.connected, request, chunks(artifact.path) if uploading else (), INSTALL_TIMEOUT)
+        target.answers += (answer,)
+        for step in answer.steps:
+            if step.name in ("upload", "unpack", "configure"):
+                session.progress.update(name, step.name, "ok" if step.ok else "failed", f"{step.seconds:.2f}s")
+        if not answer.ok:
             target.report = HostReport(host=name, environment=run.environment, status="failed",
-                                       error="host state changed during the run")
+                                       action=target.plan.action, from_release=target.plan.from_release,
+                                       to_release=target.desired.release, live_release=target.plan.from_release,
+                                       error=f"{answer.failed_step or 'install'}: {answer.error}",
+                                       steps=step_seconds(*target.answers))
+
+    def activate(self, target: Target) -> None:
+        session, run, ws, name = self.session, self.run, self.ws, target.host.name
+        hooks = target.run.get("hooks", {})
+        earlier = step_seconds(*target.answers)
+        request = steps.activate_batch(run, ws.app, target.plan, target.desired, hooks, earlier, name,
+                                       keep_lock=target.leads, seq=self.seq)
+        session.progress.update(name, "cutover", "running")
+        answer = session.call(target.connected, request, timeout=ACTIVATE_TIMEOUT)
+        target.answers += (answer,)
+        for step in answer.steps:
+            if step.name in ("cutover", "restart", "verify", "switch_back"):
+                session.progress.update(name, step.name if step.name != "switch_back" else "cutover",
+                                        "ok" if step.ok else "failed", f"{step.seconds:.2f}s")
+        seconds = step_seconds(*target.answers)
+        plan = target.plan
+        if answer.ok:
+            target.report = HostReport(host=name, environment=run.environment, status="deployed",
+                                       action=plan.action, from_release=plan.from_release,
+                                       to_release=target.desired.release, live_release=target.desired.release,
+                                       steps=seconds)
+            session.progress.update(name, "result", "ok")
             return
-        target.report = HostReport(host=name, environment=run.environment, status="unchanged", action=UNCHANGED,
-                                   from_release=facts.current, to_release=target.desired.release,
-                                   live_release=facts.current, steps=step_seconds(answer))
-        session.progress.update(name, "result", "unchanged")
-
-
-def install(session: HostSession, run: steps.RunContext, ws: Workspace, artifact: Artifact, target: Target) -> None:
-    name = target.host.name
-    request = steps.install_batch(run, ws.app, target.plan, target.desired, artifact, target.meta, target.run, name,
-                                  keep_lock=target.leads)
-    uploading = "upload" in target.plan.steps
-    session.progress.update(name, "upload" if uploading else "unpack", "running")
-    answer = session.call(target.connected, request, chunks(artifact.path) if uploading else (), INSTALL_TIMEOUT)
-    target.answers += (answer,)
-    for step in answer.steps:
-        if step.name in ("upload", "unpack", "configure"):
-            session.progress.update(name, step.name, "ok" if step.ok else "failed", f"{step.seconds:.2f}s")
-    if not answer.ok:
-        target.report = HostReport(host=name, environment=run.environment, status="failed", action=target.plan.action,
-                                   from_release=target.plan.from_release,
-                                   to_release=target.desired.release, live_release=target.plan.from_release,
-                                   error=f"{answer.failed_step or 'install'}: {answer.error}",
-                                   steps=step_seconds(*target.answers))
-
-
-def activate(session: HostSession, run: steps.RunContext, ws: Workspace, target: Target) -> None:
-    name = target.host.name
-    hooks = target.run.get("hooks", {})
-    earlier = step_seconds(*target.answers)
-    request = steps.activate_batch(run, ws.app, target.plan, target.desired, hooks, earlier, name,
-                                   keep_lock=target.leads)
-    session.progress.update(name, "cutover", "running")
-    answer = session.call(target.connected, request, timeout=ACTIVATE_TIMEOUT)
-    target.answers += (answer,)
-    for step in answer.steps:
-        if step.name in ("cutover", "restart", "verify", "switch_back"):
-            session.progress.update(name, step.name if step.name != "switch_back" else "cutover",
-                                    "ok" if step.ok else "failed", f"{step.seconds:.2f}s")
-    seconds = step_seconds(*target.answers)
-    plan = target.plan
-    if answer.ok:
-        target.report = HostReport(host=name, environment=run.environment, status="deployed", action=plan.action,
-                                   from_release=plan.from_release, to_release=target.desired.release,
-                                   live_release=target.desired.release, steps=seconds)
-        session.progress.update(name, "result", "ok")
-        return
-    if answer.transport_error:
-        # The agent goes on without us: it finishes the batch or rolls it back, and records which.
-        target.report = HostReport(host=name, environment=run.environment, status="unknown", action=plan.action,
-                                   from_release=plan.from_release, to_release=target.desired.release,
-                                   live_release=None, steps=seconds,
-                                   error=f"{answer.error}; the host finishes or rolls back the cutover on its "
-                                         f"own and records the outcome: see `golive status` once it is reachable")
-        session.progress.update(name, "result", "failed")
-        return
-    rolled_back = answer.result == "rolled_back"
-    target.report = HostReport(
-        host=name, environment=run.environment, status="rolled_back" if rolled_back else "failed",
-        action=plan.action, from_release=plan.from_release, to_release=target.desired.release,
-        live_release=answer.current,
-        error=f"{answer.failed_step}: {answer.error}", steps=seconds,
-        details={"marked_bad": target.desired.release} if answer.step("mark_bad") else {})
-    session.progress.update(name, "result", "rolled_back" if rolled_back else "failed")
+        if answer.transport_error:
+            # The agent goes on without us: it finishes the batch or rolls it back, and records which.
+            target.report = HostReport(host=name, environment=run.environment, status="unknown", action=plan.action,
+                                       from_release=plan.from_release, to_release=target.desired.release,
+                                       live_release=None, steps=seconds,
+                                       error=f"{answer.error}; the host finishes or rolls back the cutover on its "
+                                             f"own and records the outcome: see `golive status` once it is reachable")
+            session.progress.update(name, "result", "failed")
+            return
+        rolled_back = answer.result == "rolled_back"
+        target.report = HostReport(
+            host=name, environment=run.environment, status="rolled_back" if rolled_back else "failed",
+            action=plan.action, from_release=plan.from_release, to_release=target.desired.release,
+            live_release=answer.current,
+            error=f"{answer.failed_step}: {answer.error}", steps=seconds,
+            details={"marked_bad": target.desired.release} if answer.step("mark_bad") else {})
+        session.progress.update(name, "result", "rolled_back" if rolled_back else "failed")
 
 
 def deploy(ws: Workspace, customer: str, environment: str, version: str, *, serial: str | None = None,
@@ -278,61 +409,18 @@ def deploy(ws: Workspace, customer: str, environment: str, version: str, *, seri
     session = HostSession([t.host for t in targets], progress, ws.app, run.token)
     progress.start(f"deploy {artifact.version} to {customer}/{environment}",
                    [t.host.name for t in targets], steps.DEPLOY_COLUMNS)
-    try:
-        blocked_by = begin(session, run, ws, targets)
-        faultpoints.reached("begin:done")
-        if blocked_by is not None:
-            held = f"{blocked_by.host.name}: {blocked_by.report.error}"
-            for target in targets:
-                if target.report is None:
-                    target.report = HostReport(host=target.host.name, environment=environment, status="skipped",
-                                               error=f"not touched: the environment is locked ({held})")
-        else:
-            roll_out(session, run, ws, artifact, planned_batches, threshold, len(targets))
-    finally:
-        release_leader(session, targets)
-        session.close()
-        progress.stop()
+    run_rollout(Deploy(session, run, ws, artifact), targets, planned_batches, threshold)
     return deploy_outcome("deploy", customer, environment, artifact.version, targets, promotion)
 
 
-def roll_out(session: HostSession, run: steps.RunContext, ws: Workspace, artifact: Artifact,
-             planned_batches: list[list[Target]], threshold: float, total: int) -> None:
-    """Batch after batch: every host of a batch installs before any cuts over; max-fail is global."""
-    for index, batch in enumerate(planned_batches):
-        failed = sum(1 for b in planned_batches[:index] for t in b if t.report and t.report.failed)
-        if crossed(failed, total, threshold):
-            stop_remaining(session, run, [t for b in planned_batches[index:] for t in b],
-                           f"not deployed: {failed} of {total} hosts failed, over --max-fail")
-            return
-        working = [t for t in batch if t.report is None and t.plan is not None]
-        session.fleet.map(lambda t: install(session, run, ws, artifact, t),
-                          [t for t in working if t.plan.action == INSTALL])
-        faultpoints.reached("install:done")
-        session.fleet.map(lambda t: activate(session, run, ws, t), [t for t in working if t.report is None])
-        faultpoints.reached("activate:done")
-
-
-def stop_remaining(session: HostSession, run: steps.RunContext, targets: list[Target], reason: str) -> None:
-    pending = [t for t in targets if t.report is None and t.plan is not None]
-    requests = {t.host.name: (t.connected, steps.abort_batch(run, t.host.name, reason, keep_lock=t.leads))
-                for t in pending}
-    session.call_all(requests, BEGIN_TIMEOUT)
-    for target in pending:
-        target.report = HostReport(host=target.host.name, environment=run.environment, status="skipped",
-                                   action=target.plan.action, from_release=target.plan.from_release,
-                                   to_release=target.desired.release, live_release=target.plan.from_release,
-                                   error=reason)
-        session.progress.update(target.host.name, "result", "skipped")
-
-
 def deploy_outcome(verb: str, customer: str, environment: str, version: str | None, targets: list[Target],
-                   extra: Mapping[str, Any]) -> Outcome:
+                   extra: Mapping[str, Any], notes: list[str] | None = None) -> Outcome:
     reports = [t.report or HostReport(host=t.host.name, environment=environment, status="unknown",
                                       error="no result") for t in targets]
     failed = [r for r in reports if r.failed]
     what = f"{verb} {version} to" if version else verb
     lines = [f"{what} {customer}/{environment}: {len(reports) - len(failed)} of {len(reports)} host(s) ok"]
+    lines += ["  " + note for note in notes or ()]
     for r in reports:
         lines.append("  " + describe_report(r))
     if failed:
@@ -344,8 +432,12 @@ def deploy_outcome(verb: str, customer: str, environment: str, version: str | No
 
 def describe_report(r: HostReport) -> str:
     took = f" ({sum(r.steps.values()):.2f}s on host)" if r.steps else ""
+    if r.status == "deployed" and r.details.get("restarted"):
+        return f"{r.host}: already on {r.live_release}, restarted (the service did not serve it), verified{took}"
     if r.status == "deployed":
         return f"{r.host}: {r.from_release or '(nothing)'} -> {r.to_release}, {r.action}, verified{took}"
+    if r.status == "unchanged" and r.action == "rollback":
+        return f"{r.host}: already on {r.live_release}, verified{took}"
     if r.status == "unchanged":
         return f"{r.host}: unchanged, {r.live_release} is live and verified{took}"
     if r.status == "rolled_back":
@@ -420,92 +512,159 @@ def plan(ws: Workspace, customer: str, environment: str, version: str, *, only: 
     return Outcome(data, "\n".join(lines), failed=unreachable)
 
 
+
+
 # -- rollback -------------------------------------------------------------------------------
+
+class Rollback(Rollout):
+    """The leader's lock + state: the environment's target is chosen there (golive.core.rollback);
+    then each host locks, finds that target among its releases, records the intent and rolls back
+    in one round trip; the leader marks the rollback finished when every host ended on the target."""
+
+    verb, done, locks_every_host = "rollback", "rolled back", False
+
+    def __init__(self, session: HostSession, run: steps.RunContext, ws: Workspace, to: str | None,
+                 force: bool) -> None:
+        super().__init__(session, run, ws)
+        self.to, self.force = to, force
+        self.choice: Choice | None = None
+        self.leader: Target | None = None
+
+    def begin_request(self, target: Target) -> dict[str, Any]:
+        return steps.rollback_begin_batch(self.run, self.ws.app)
+
+    def begun(self, target: Target, answer: AgentAnswer) -> None:
+        self.leader = target
+        facts = RollbackFacts.from_agent(answer.data("state"))
+        choice = choose(facts, to=self.to, force=self.force)
+        if choice.release is None:
+            target.report = HostReport(host=target.host.name, environment=self.run.environment, status="failed",
+                                       action="rollback", from_release=facts.current, live_release=facts.current,
+                                       error=f"choose: {choice.problem}")
+            self.session.progress.update(target.host.name, "choose", "failed")
+            return
+        self.choice = choice
+
+    def prepared(self, targets: list[Target]) -> None:
+        if self.choice is not None:
+            return
+        leader = self.leader
+        why = (f"{leader.host.name}: {leader.report.error}" if leader is not None and leader.report
+               else "no host could be read")
+        for target in targets:
+            if target.report is None:
+                target.report = HostReport(host=target.host.name, environment=self.run.environment,
+                                           status="skipped", error=f"not rolled back: the environment's target "
+                                                                   f"could not be chosen ({why})")
+
+    def run_batch(self, batch: list[Target]) -> None:
+        self.session.fleet.map(self.roll_back, batch)
+        faultpoints.reached("rollback:done")
+
+    def roll_back(self, target: Target) -> None:
+        session, name = self.session, target.host.name
+        if not _reachable(session, target):
+            return
+        assert self.choice is not None
+        request = steps.rollback_batch(self.run, self.ws.app, self.choice.spec(self.to), self.force, name,
+                                       keep_lock=target.leads)
+        answer = session.call(target.connected, request, timeout=ACTIVATE_TIMEOUT)
+        target.answers += (answer,)
+        target.report = rollback_report(self.run.environment, name, answer, self.to, self.force)
+        for step in answer.steps:
+            if step.name in steps.ROLLBACK_COLUMNS:
+                session.progress.update(name, step.name, "ok" if step.ok else "failed", f"{step.seconds:.2f}s")
+        session.progress.update(name, "result", "ok" if answer.ok else "failed")
+
+    def release_request(self, targets: list[Target]) -> dict[str, Any]:
+        finished = self.choice is not None and all(
+            t.report is not None and t.report.status in ("deployed", "unchanged") for t in targets)
+        return steps.release_batch(finished_rollback=finished)
+
+    def notes(self) -> list[str]:
+        if self.choice is None or self.leader is None:
+            return []
+        return [f"target: {self.choice.sentence()} (chosen on {self.leader.host.name}, which leads the run)"]
+
 
 def rollback(ws: Workspace, customer: str, environment: str, to_version: str | None, *, force: bool = False,
              serial: str | None = None, max_fail: str | None = None, only: list[str] | None = None,
              operator: str | None = None, progress: Progress) -> Outcome:
-    """The leader's lock first (the environment's, held to the end), then every host locks and rolls
-    back in one round trip: a rollback during a cutover costs little more than one round trip."""
+    """The leader's lock and state first (the environment's lock, held to the end; its releases
+    decide the target), then every host locks and rolls back in one round trip: a rollback during a
+    cutover costs little more than one round trip per host."""
     threshold = max_fail_threshold(max_fail)
-    hosts = list(ws.hosts(customer, environment, only))
-    planned_batches = batches(hosts, serial)
+    targets = [Target(h) for h in ws.hosts(customer, environment, only)]
+    planned_batches = batches(targets, serial)
     run = run_context("rollback", customer, environment, operator)
-    session = HostSession(hosts, progress, ws.app, run.token)
-    reports: dict[str, HostReport] = {}
-    leader: Host | None = None
+    session = HostSession([t.host for t in targets], progress, ws.app, run.token)
+    if to_version:
+        try:
+            refuse_unkept(session, ws, targets, to_version)
+        except BaseException:
+            session.close()
+            raise
     progress.start(f"rollback {customer}/{environment}" + (f" to {to_version}" if to_version else ""),
-                   [h.name for h in hosts], steps.ROLLBACK_COLUMNS)
-    try:
-        connected = session.connect()
-        for host in hosts:
-            if not connected[host.name].ok:
-                reports[host.name] = HostReport(host=host.name, environment=environment, status="unreachable",
-                                                error=connected[host.name].error)
-        leader = take_environment_lock(session, run, [h for h in hosts if h.name not in reports], connected, reports)
-        for index, batch in enumerate(planned_batches if leader else []):
-            failed = sum(1 for r in reports.values() if r.failed)
-            if crossed(failed, len(hosts), threshold):
-                for host in (h for b in planned_batches[index:] for h in b):
-                    reports.setdefault(host.name, HostReport(host=host.name, environment=environment, status="skipped",
-                                                             error="not rolled back: over --max-fail"))
-                break
-            requests = {h.name: (connected[h.name], steps.rollback_batch(run, ws.app, to_version, force, h.name,
-                                                                         keep_lock=h is leader))
-                        for h in batch if h.name not in reports}
-            for name, answer in session.call_all(requests, ACTIVATE_TIMEOUT).items():
-                reports[name] = rollback_report(environment, name, answer)
-                for step in answer.steps:
-                    if step.name in steps.ROLLBACK_COLUMNS:
-                        progress.update(name, step.name, "ok" if step.ok else "failed", f"{step.seconds:.2f}s")
-                progress.update(name, "result", "ok" if answer.ok else "failed")
-    finally:
-        if leader is not None:
-            answer = session.call(connected[leader.name], steps.release_batch(), timeout=BEGIN_TIMEOUT)
-            if not answer.ok:
-                progress.note(f"{leader.name}: could not release the environment lock ({answer.error}); "
-                              f"`golive unlock` clears it")
-        session.close()
-        progress.stop()
-    targets = [Target(h, None, {}, report=reports.get(h.name)) for h in hosts]  # type: ignore[arg-type]
-    return deploy_outcome("rollback", customer, environment, to_version, targets, {"to": to_version, "force": force})
+                   [t.host.name for t in targets], steps.ROLLBACK_COLUMNS)
+    rollout = Rollback(session, run, ws, to_version, force)
+    run_rollout(rollout, targets, planned_batches, threshold)
+    disagree = disagreements(targets)
+    notes = rollout.notes() + [f"hosts disagree on the target: {d['host']} on its own would choose "
+                               f"{d['would_choose']}; the environment goes to one release, the leader's choice"
+                               for d in disagree]
+    chosen = rollout.choice.release if rollout.choice and rollout.choice.release else None
+    extra = {"to": to_version, "force": force, "disagree": disagree,
+             "target": {"release": chosen.id, "version": chosen.version, "reason": rollout.choice.reason,
+                        "chosen_on": rollout.leader.host.name if rollout.leader else None} if chosen else None}
+    return deploy_outcome("rollback", customer, environment, to_version, targets, extra, notes)
 
 
-def take_environment_lock(session: HostSession, run: steps.RunContext, hosts: list[Host],
-                          connected: Mapping[str, Connected], reports: dict[str, HostReport]) -> Host | None:
-    """Lock the first reachable host, the environment's leader, and keep it to the end of the run:
-    of two runs started together exactly one gets it. When another run holds it, every host is
-    reported untouched and None is returned."""
-    if not hosts:
-        return None
-    leader = hosts[0]
-    answer = session.call(connected[leader.name], steps.lock_batch(run), timeout=BEGIN_TIMEOUT)
-    if answer.ok:
-        return leader
-    if answer.holder is not None or answer.error == "locked":
-        state, held = lock_report(answer.holder)
-        reports[leader.name] = HostReport(host=leader.name, environment=run.environment, status="locked", error=held,
-                                          lock=state)
-    else:
-        reports[leader.name] = HostReport(host=leader.name, environment=run.environment, status="failed",
-                                          error=answer.error)
-    for host in hosts[1:]:
-        reports[host.name] = HostReport(host=host.name, environment=run.environment, status="skipped",
-                                        error=f"not touched: the environment is locked ({leader.name}: "
-                                              f"{reports[leader.name].error})")
-    return None
+def refuse_unkept(session: HostSession, ws: Workspace, targets: list[Target], named: str) -> None:
+    """`--to` a release some host does not keep is bad input, refused before any lock is taken (one
+    read-only round trip): the environment would be split between that release and the others."""
+    connected = session.connect([t.host for t in targets])
+    requests = {name: (c, {"steps": [steps.read_state(ws.app)]}) for name, c in connected.items() if c.ok}
+    problems = []
+    for name, answer in session.call_all(requests, BEGIN_TIMEOUT).items():
+        if answer.ok:
+            facts = RollbackFacts.from_agent(answer.data("state"))
+            if not any(named in (r.version, r.id) for r in facts.releases):
+                problems.append(Problem("--to", f"release {named} is not kept on {name} (kept: {facts.kept_text()})"))
+    if problems:
+        raise BadInput(problems + [Problem("--to", "nothing was changed: name a release every host keeps, or limit "
+                                                   "the rollback with --host to the hosts that keep it")])
 
 
-def rollback_report(environment: str, name: str, answer: AgentAnswer) -> HostReport:
-    chosen = answer.data("choose")
+def rollback_report(environment: str, name: str, answer: AgentAnswer, to: str | None, force: bool) -> HostReport:
+    chosen = answer.data("choose") or answer.vars.get("choice") or {}
     target, previous = chosen.get("target"), chosen.get("from")
+    details: dict[str, Any] = {}
+    if chosen.get("kept") is not None and not to:  # a release named with --to is where every host goes
+        own = choose(RollbackFacts.from_agent({"current": previous, "kept": chosen["kept"],
+                                               "rollback": chosen.get("intent")}), to=to, force=force)
+        if own.release is None or own.release.id != target:
+            details["would_choose"] = own.release.id if own.release else own.problem
+    if answer.ok and chosen.get("already"):
+        restarted = answer.data("verify").get("restarted")
+        return HostReport(host=name, environment=environment, status="deployed" if restarted else "unchanged",
+                          action="rollback", from_release=target, to_release=target, live_release=target,
+                          steps=step_seconds(answer),
+                          details={**details, "already": True, **({"restarted": True} if restarted else {})})
     if answer.ok:
         return HostReport(host=name, environment=environment, status="deployed", action="rollback",
                           from_release=previous, to_release=target, live_release=target,
-                          steps=step_seconds(answer))
+                          steps=step_seconds(answer), details=details)
     if answer.holder is not None or answer.error == "locked":
         state, sentence = lock_report(answer.holder)
         return HostReport(host=name, environment=environment, status="locked", error=sentence, lock=state)
+    already = " (already on it)" if chosen.get("already") else ""
     return HostReport(host=name, environment=environment, status="failed", action="rollback", from_release=previous,
                       to_release=target, live_release=answer.current,
-                      error=f"{answer.failed_step}: {answer.error}", steps=step_seconds(answer))
+                      error=f"{answer.failed_step}: {answer.error}{already}", steps=step_seconds(answer),
+                      details=details)
+
+
+def disagreements(targets: list[Target]) -> list[dict[str, str]]:
+    """Hosts that, choosing on their own, would have gone elsewhere than the environment's target."""
+    return [{"host": t.host.name, "would_choose": t.report.details["would_choose"]}
+            for t in targets if t.report is not None and t.report.details.get("would_choose")]

@@ -29,6 +29,7 @@ from golive.core.gate import Gate, HostGate, Item
 from golive.core.model import Host
 from golive.core.outcome import Outcome
 from golive.core.release import release_id
+from golive.core.rollback import RollbackFacts, choose
 from golive.flows import drift as drift_flow
 from golive.flows import preflight_report
 from golive.flows.offline import validate
@@ -102,10 +103,12 @@ def _rollback_target(ws: Workspace, host: Host, data: dict[str, Any], version: s
             after_go_live = release_id(version, ws.render(host, version).hash)
         except BadInput:
             after_go_live = None
-    good = [r for r in data.get("releases") or [] if r.get("state") == "good" and r.get("id") != after_go_live]
-    if good:
-        newest = max(good, key=lambda r: (r.get("created_at") or "", r["id"]))
-        return Item("rollback target", True, f"{newest['id']} (verified) stays available to roll back to")
+    # What a plain rollback would choose once the release goes live (golive.core.rollback: by deploy
+    # sequence, never by the host's clock; not a release a rollback left).
+    releases = [r for r in data.get("releases") or [] if r.get("id") != after_go_live]
+    target = choose(RollbackFacts.from_agent({"current": after_go_live, "releases": releases})).release
+    if target is not None:
+        return Item("rollback target", True, f"{target.id} (verified) stays available to roll back to")
     return Item("rollback target", False, "no earlier verified release on the host",
                 f"{host.name} has no earlier verified release to fall back to after the go-live. Decide with "
                 "the implementation team whether going live without a way back is acceptable; if not, deploy "

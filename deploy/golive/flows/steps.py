@@ -7,14 +7,20 @@ Deploy, per host:
 
 Rollback, per host (the same skeleton):
 
-    lock -> choose target -> on_rollback hook -> cutover -> restart -> verify -> record
+    lock -> choose target (record the intent) -> on_rollback hook -> cutover -> restart -> verify
+         -> mark the target good and the release left rolled back from -> record
+    a host already on the target: lock -> choose -> verify (restart first if it is not served) -> record
 
-Steps travel to the host in batches, one round trip each (the host agent runs them in order):
+Steps travel to the host in batches, one round trip each (the host agent runs them in order).
+Both verbs go through one skeleton (golive.flows.deploy.run_rollout): begin (the leader first),
+rolling batches under one --max-fail rule, and the leader's release last:
 
-    begin    = lock + state, and when nothing changed: record 'unchanged' + unlock
+    begin    = deploy:   lock + state on every host, and when nothing changed: record 'unchanged' + unlock
+               rollback: lock + state on the leader only: the environment's target is chosen from it
     install  = upload + unpack + configure      (all hosts of a batch finish before any cutover)
-    activate = hooks + cutover + restart + verify + record + prune + unlock
-    rollback = lock + choose + hook + cutover + restart + verify + record + unlock
+    activate = hooks + cutover + restart + verify + mark good (deploy sequence) + record + prune + unlock
+    rollback = lock + choose + hook + cutover + restart + verify + marks + record + unlock
+    release  = (rollback: mark the rollback finished, when every host ended on its target) + unlock
 
 The environment lock: the run's first host (its leader) is locked before any other host and
 stays locked until the whole run ends (its batches are built with keep_lock, and `release_batch`
@@ -26,6 +32,7 @@ Each function below builds one step of a request for golive.agent.hostagent.
 from __future__ import annotations
 
 import base64
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -54,6 +61,11 @@ class RunContext:
     token: str
     engine: str = "pyinfra"
     reason: str = ""
+
+    @property
+    def run_id(self) -> str:
+        """The run's public name, as the hosts record it in a rollback intent (Agent.run_id)."""
+        return hashlib.sha256(self.token.encode()).hexdigest()[:12]
 
     def owner(self) -> dict[str, Any]:
         return {"operator": self.operator, "controller": self.controller, "pid": self.pid,
@@ -140,8 +152,17 @@ def verify(release: str, name: str = "verify", direction: Direction = "deploy") 
     return {"op": "verify", "name": name, "release": release, "direction": direction}
 
 
-def mark(release: str, state: str, name: str) -> dict[str, Any]:
-    return {"op": "mark", "name": name, "release": release, "state": state}
+def mark(release: str, state: str, name: str, seq: int | None = None) -> dict[str, Any]:
+    """`seq`: the deploy sequence a deploy gives the release it made live (rollbacks keep it)."""
+    step = {"op": "mark", "name": name, "release": release, "state": state}
+    if seq is not None:
+        step["seq"] = seq
+    return step
+
+
+def mark_left(release: str) -> dict[str, Any]:
+    """A rollback left this release: a plain rollback does not go back to it."""
+    return {"op": "mark_left", "name": "mark_left", "release": release}
 
 
 def record(entry: dict[str, Any]) -> dict[str, Any]:
@@ -156,8 +177,25 @@ def unlock(force: bool = False) -> dict[str, Any]:
     return {"op": "unlock", "name": "unlock", "force": force}
 
 
-def choose_rollback_target(version: str | None, force: bool) -> dict[str, Any]:
-    return {"op": "select_rollback", "name": "choose", "version": version, "force": force}
+def choose_rollback_target(run: RunContext, target: Mapping[str, Any], force: bool) -> dict[str, Any]:
+    """Find the environment's target (golive.core.rollback.Choice.spec) among this host's releases and
+    record the rollback's intent before anything switches."""
+    return {"op": "select_rollback", "name": "choose", "target": dict(target), "force": force,
+            "by": {"operator": run.operator, "controller": run.controller, "engine": run.engine}}
+
+
+def finish_rollback() -> dict[str, Any]:
+    return {"op": "finish_rollback", "name": "finish"}
+
+
+def unless_already(step: dict[str, Any]) -> dict[str, Any]:
+    """A step skipped on a host that is already on the rollback's target."""
+    return {**step, "unless": "already"}
+
+
+def serve(release: str) -> dict[str, Any]:
+    """On a host already on the rollback's target: verify it, and restart it first if it is not served."""
+    return {"op": "serve", "name": "verify", "release": release, "when": "already"}
 
 
 def after(step: dict[str, Any], failures: tuple[str, ...]) -> dict[str, Any]:
@@ -223,7 +261,7 @@ def install_batch(run: RunContext, app: AppDefinition, plan: HostPlan, desired: 
 
 def activate_batch(run: RunContext, app: AppDefinition, plan: HostPlan, desired: DesiredRelease,
                    hooks: Mapping[str, str], earlier_steps: Mapping[str, float], host: str,
-                   keep_lock: bool = False) -> dict[str, Any]:
+                   keep_lock: bool = False, seq: int | None = None) -> dict[str, Any]:
     target = desired.release
     steps: list[dict[str, Any]] = []
     if plan.action == REPAIR and plan.file_changes:
@@ -233,7 +271,7 @@ def activate_batch(run: RunContext, app: AppDefinition, plan: HostPlan, desired:
     steps += [cutover(app, target), restart(target), verify(target)]
     if plan.action != REPAIR:
         steps.append(hook("after_cutover", hooks.get("after_cutover", ""), target))
-    steps.append(mark(target, "good", "mark_good"))
+    steps.append(mark(target, "good", "mark_good", seq=seq))
     on_failure = [
         after(mark(target, "bad", "mark_bad"), ACTIVATE_FAILURES),
         after(cutover(app, "$previous", "switch_back"), SWITCHED_FAILURES),
@@ -246,21 +284,28 @@ def activate_batch(run: RunContext, app: AppDefinition, plan: HostPlan, desired:
             "always": [record(entry), prune(app, [plan.from_release or ""]), *_unlock_unless(keep_lock)]}
 
 
-def rollback_batch(run: RunContext, app: AppDefinition, version: str | None, force: bool,
+def rollback_begin_batch(run: RunContext, app: AppDefinition) -> dict[str, Any]:
+    """The leader's first round trip: its lock (the environment's, kept to the end) and what it keeps,
+    from which the environment's target is chosen."""
+    return {"steps": [lock(run), read_state(app)]}
+
+
+def rollback_batch(run: RunContext, app: AppDefinition, target: Mapping[str, Any], force: bool,
                    host: str, keep_lock: bool = False) -> dict[str, Any]:
     entry = run.entry(host, release="$target", previous_release="$previous")
     return {
-        "steps": [lock(run), choose_rollback_target(version, force),
-                  {"op": "hook", "name": "on_rollback", "meta_of": "$previous", "release": "$target",
-                   "direction": "rollback"},
-                  cutover(app, "$target"), restart("$target", direction="rollback"),
-                  verify("$target", direction="rollback"), mark("$target", "good", "mark_good")],
-        "on_failure": [
+        "steps": [lock(run), choose_rollback_target(run, target, force),
+                  unless_already({"op": "hook", "name": "on_rollback", "meta_of": "$previous", "release": "$target",
+                                  "direction": "rollback"}),
+                  unless_already(cutover(app, "$target")), unless_already(restart("$target", direction="rollback")),
+                  unless_already(verify("$target", direction="rollback")), serve("$target"),
+                  unless_already(mark("$target", "good", "mark_good")), unless_already(mark_left("$previous"))],
+        "on_failure": [unless_already(s) for s in (
             after(mark("$target", "bad", "mark_bad"), ("verify",)),
             after(cutover(app, "$previous", "switch_back"), ("restart", "verify")),
             after(restart("$previous", "restart_previous", "rollback"), ("restart", "verify")),
             after(verify("$previous", "verify_previous", "rollback"), ("restart", "verify")),
-        ],
+        )],
         "always": [record(entry), *_unlock_unless(keep_lock)],
     }
 
@@ -271,15 +316,11 @@ def abort_batch(run: RunContext, host: str, reason: str, keep_lock: bool = False
             "result": "skipped"}
 
 
-def lock_batch(run: RunContext) -> dict[str, Any]:
-    """Take a host's lock and nothing else (rollback takes every lock before it changes anything)."""
-    return {"steps": [lock(run)]}
-
-
-def release_batch() -> dict[str, Any]:
+def release_batch(finished_rollback: bool = False) -> dict[str, Any]:
     """Free a lock this run holds (the leader's, at the end of the run; or every one, when the run
-    stops before changing anything because another run holds some host)."""
-    return {"steps": [unlock()]}
+    stops before changing anything because another run holds some host). A rollback whose every
+    host ended on its target is marked finished on the leader first."""
+    return {"steps": [*([finish_rollback()] if finished_rollback else []), unlock()]}
 
 
 def install_needed(plan: HostPlan) -> bool:

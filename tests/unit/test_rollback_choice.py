@@ -1,0 +1,144 @@
+"""The rollback target: golive.core.rollback on JSON fixtures (facts in, choice out), and the host
+agent's half of the same rules on a real application root in a temporary directory: its release
+order, its resolution of the environment's target, the intent it records, and retention."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from golive.agent.hostagent import Agent, StepError
+from golive.core.rollback import RollbackFacts, choose, newest_first, next_sequence
+
+FIXTURES = sorted((Path(__file__).parent / "fixtures" / "rollback").glob("*.json"))
+
+
+@pytest.mark.parametrize("fixture", FIXTURES, ids=[f.stem for f in FIXTURES])
+def test_rollback_choice_fixture(fixture):
+    case = json.loads(fixture.read_text())
+    choice = choose(RollbackFacts.from_agent(case["facts"]), to=case["to"], force=case["force"])
+    expect = case["expect"]
+    if "problem" in expect:
+        assert choice.release is None and choice.problem == expect["problem"]
+        return
+    assert choice.problem is None, choice.problem
+    assert (choice.release.id, choice.reason, choice.already) == (expect["release"], expect["reason"],
+                                                                 expect["already"])
+
+
+def test_next_sequence_is_one_more_than_the_highest_any_host_keeps():
+    states = [{"releases": [{"id": "a", "seq": 3}, {"id": "b"}]}, {"releases": [{"id": "c", "seq": 7}]}, {}]
+    assert next_sequence(states) == 8
+    assert next_sequence([{"releases": [{"id": "old", "created_at": "2020-01-01"}]}]) == 1  # an older golive's
+
+
+# -- the agent on a real application root -------------------------------------------------------
+
+def host(tmp_path: Path, fixture: str, token: str = "t") -> Agent:
+    """An application root holding the fixture's releases (directories and metadata) and intent,
+    with `current` pointing to its live release."""
+    case = json.loads((Path(__file__).parent / "fixtures" / "rollback" / f"{fixture}.json").read_text())
+    root = tmp_path / "app"
+    (root / ".golive" / "releases").mkdir(parents=True)
+    for meta in case["facts"]["releases"]:
+        (root / "releases" / meta["id"]).mkdir(parents=True)
+        (root / ".golive" / "releases" / f"{meta['id']}.json").write_text(json.dumps(meta))
+    if case["facts"].get("rollback"):
+        (root / ".golive" / "rollback.json").write_text(json.dumps(case["facts"]["rollback"]))
+    (root / "current").symlink_to(f"releases/{case['facts']['current']}")
+    return Agent({"root": str(root), "token": token}, None)
+
+
+@pytest.mark.parametrize("fixture", FIXTURES, ids=[f.stem for f in FIXTURES])
+def test_the_agent_orders_releases_as_the_core_does(fixture, tmp_path):
+    agent = host(tmp_path, fixture.stem)
+    facts = json.loads(fixture.read_text())["facts"]
+    assert [m["id"] for m in agent.releases()] == [m["id"] for m in newest_first(facts["releases"])]
+
+
+def select(agent: Agent, release: str, version: str, seq: int | None, match: str = "version",
+           force: bool = False) -> dict:
+    step = {"target": {"release": release, "version": version, "seq": seq, "match": match},
+            "force": force, "by": {"operator": "op", "controller": "ctl", "engine": "pyinfra"}}
+    return agent.step_select_rollback(step)
+
+
+def test_the_agent_finds_the_environments_target_by_id_then_sequence_then_version(tmp_path):
+    agent = host(tmp_path, "config_only_rollback")  # 1.0-a (1), 1.1-a (2), 1.1-b (3, live)
+    assert select(agent, "1.1-a", "1.1", 2)["target"] == "1.1-a"  # the same id
+    assert select(agent, "1.1-x", "1.1", 2)["target"] == "1.1-a"  # another host's id: the same deploy run
+    chosen = select(agent, "1.1-x", "1.1", None)  # an older golive's release elsewhere: its version, live first
+    assert (chosen["target"], chosen["already"]) == ("1.1-b", True)
+    assert agent.vars["already"] and agent.vars["result"] == "unchanged" and agent.vars["previous"] is None
+    with pytest.raises(StepError, match=r"release 1\.1-x is not kept on this host \(kept: 1\.1 \(live\), 1\.1, 1\.0\)"):
+        select(agent, "1.1-x", "1.1", 2, match="id")
+    with pytest.raises(StepError, match=r"release 0\.9 is not kept"):
+        select(agent, "0.9-a", "0.9", 9)
+
+
+def test_the_agent_refuses_a_target_marked_bad_unless_forced(tmp_path):
+    agent = host(tmp_path, "named_bad")
+    with pytest.raises(StepError, match="9.9-a is marked bad"):
+        select(agent, "9.9-a", "9.9", None)
+    assert select(agent, "9.9-a", "9.9", None, force=True)["target"] == "9.9-a"
+
+
+def test_the_agent_records_the_intent_before_switching(tmp_path):
+    agent = host(tmp_path, "previous_by_sequence", token="secret-token")
+    select(agent, "1.1-a", "1.1", 2)
+    intent = json.loads((Path(agent.state_dir) / "rollback.json").read_text())
+    assert intent["target"] == "1.1-a" and intent["from"] == "1.2-a" and intent["epoch"] == 3
+    assert intent["run"] == agent.run_id() and "secret-token" not in json.dumps(intent)
+    assert (intent["operator"], intent["engine"]) == ("op", "pyinfra") and "finished_at" not in intent
+    assert agent.step_finish_rollback({})["finished"]
+    assert json.loads((Path(agent.state_dir) / "rollback.json").read_text())["finished_at"]
+    other_run = Agent({"root": agent.root, "token": "another run"}, None)
+    assert other_run.step_finish_rollback({}) == {"finished": False}
+
+
+def test_an_already_on_host_keeps_what_the_interrupted_rollback_left(tmp_path):
+    agent = host(tmp_path, "completes_an_unfinished_rollback_already_switched")
+    select(agent, "1.1-a", "1.1", 2)
+    assert json.loads((Path(agent.state_dir) / "rollback.json").read_text())["from"] == "1.2-a"
+
+
+def test_marks_a_rollback_leaves_and_a_verification_clears(tmp_path):
+    agent = host(tmp_path, "previous_by_sequence")
+    agent.vars["target"] = "1.1-a"
+    agent.step_mark_left({"release": "1.2-a"})
+    assert agent.meta("1.2-a")["rolled_back_at"] and agent.meta("1.2-a")["state"] == "good"
+    assert agent.step_mark_left({"release": "1.1-a"}) == {"skipped": True}  # never the target itself
+    agent.step_mark({"release": "1.2-a", "state": "good", "seq": 4})  # a deploy makes it live again
+    assert "rolled_back_at" not in agent.meta("1.2-a") and agent.meta("1.2-a")["seq"] == 4
+    agent.step_mark({"release": "1.1-a", "state": "good"})  # a rollback's verification keeps the sequence
+    assert agent.meta("1.1-a")["seq"] == 2
+
+
+def prune(agent: Agent, keep: int) -> list[str]:
+    return sorted(agent.step_prune({"keep": keep, "protect": []})["removed"])
+
+
+def test_retention_keeps_the_next_rollbacks_target_past_releases_rolled_back_from(tmp_path):
+    """1.3 live; 1.2 and 1.1 were rolled back from: a plain rollback goes to 1.0, which must stay."""
+    agent = host(tmp_path, "previous_by_sequence")
+    for release in ("1.2-a", "1.1-a"):
+        agent.vars["target"] = None
+        agent.step_mark_left({"release": release})
+    (Path(agent.releases_dir) / "1.3-a").mkdir()
+    Path(agent.meta_path("1.3-a")).write_text(json.dumps({"id": "1.3-a", "version": "1.3", "state": "good",
+                                                          "seq": 4}))
+    agent.step_cutover({"release": "1.3-a", "config_dir": str(tmp_path / "etc")})
+    assert prune(agent, keep=2) == ["1.1-a"]  # 1.3 live, 1.2 the newest good ones; 1.0 the rollback target
+
+
+def test_retention_keeps_what_an_unfinished_rollback_needs(tmp_path):
+    """An unfinished rollback to 1.0 (recorded, not yet switched): its target and the release it
+    leaves stay, though neither is among the newest."""
+    agent = host(tmp_path, "previous_by_sequence")
+    intent = {"run": "r", "target": "1.0-a", "version": "1.0", "from": "1.2-a", "epoch": 3}
+    Path(agent.state_dir, "rollback.json").write_text(json.dumps(intent))
+    assert prune(agent, keep=2) == []
+    Path(agent.state_dir, "rollback.json").write_text(json.dumps({**intent, "finished_at": "2026-11-20T10:00:00Z"}))
+    assert prune(agent, keep=2) == ["1.0-a"]  # finished: 1.0 is nobody's target any more
