@@ -101,21 +101,24 @@ class GoliveBackend(base.BaseBackend):
 testinfra.backend.BACKENDS["golive"] = f"{__name__}.GoliveBackend"
 
 
-
-
 def host_spec(host: Host) -> str:
     """The Testinfra host spec that reaches `host` through golive's own connection."""
     return f"golive://{host.name}" + ("?sudo=true" if host.vars.get("ansible_become") else "")
 
 
+# What pytest-testinfra's plugin passes to testinfra.get_hosts when only --hosts is given (its option
+# defaults): the cache it keeps is keyed by the hosts *and* these, so only the same call finds the
+# same objects (a plain get_host(spec) makes others, which pytest never sees).
+PLUGIN_OPTIONS = {"connection": None, "ssh_config": None, "ssh_identity_file": None, "sudo": False,
+                  "sudo_user": None, "ansible_inventory": None, "force_ansible": False}
+
+
 def testinfra_hosts(hosts: Iterable[Host], fan_out: CommandFanOut) -> list[Any]:
     """Testinfra's host objects for `hosts`, each running its commands through `fan_out`. Testinfra
-    keeps one object per spec for the process; pytest's --hosts finds these same objects."""
+    keeps one list of objects per call; pytest's --hosts (the same specs, in this order) finds these."""
     import testinfra
 
-    found = []
-    for host in hosts:
-        testinfra_host = testinfra.get_host(host_spec(host))
+    found = testinfra.get_hosts([host_spec(h) for h in hosts], **PLUGIN_OPTIONS)
+    for testinfra_host in found:
         testinfra_host.backend.fan_out = fan_out
-        found.append(testinfra_host)
-    return found
+    return list(found)
