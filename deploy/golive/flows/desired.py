@@ -64,7 +64,8 @@ def rendered_meta(ws: Workspace, host: Host, version: str, desired: DesiredRelea
 def desired_release(ws: Workspace, host: Host, artifact: Artifact) -> tuple[DesiredRelease, dict[str, Any]]:
     config = ws.render(host, artifact.version)
     desired = DesiredRelease(release_id(artifact.version, config.hash), artifact.version, artifact.name,
-                             artifact.sha256, config)
+                             artifact.sha256, config, ws.release_tree(artifact.version, config, artifact).entries,
+                             ws.app.drift_ignore)
     return desired, rendered_meta(ws, host, artifact.version, desired)
 
 
