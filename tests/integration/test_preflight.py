@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import xml.etree.ElementTree as ET
 from html.parser import HTMLParser
 from pathlib import Path
@@ -122,7 +123,7 @@ def test_no_go_on_a_drifted_pair_with_the_right_red_items(verified, test_hosts, 
     assert red(data) == {("mfg-prod-1", "drift"), ("mfg-prod-2", "lock")}
     drift_item = next(r for r in data["red"] if r["item"] == "drift")
     assert "config northwind.ini" in drift_item["detail"] and "permission secrets.env mode" in drift_item["detail"]
-    assert "Run `golive deploy manufacturer production --release 1.0`" in drift_item["action"]
+    assert "Run `golive deploy manufacturer production --release 1.0 --override-promotion" in drift_item["action"]
     lock_item = next(r for r in data["red"] if r["item"] == "lock")
     assert "carol on laptop-9" in lock_item["detail"] and "golive unlock manufacturer production" in lock_item["action"]
     assert {(f["kind"], f["subject"]) for f in data["drift"]["unexpected"]} == \
@@ -145,8 +146,10 @@ def test_the_advice_for_patched_code_and_an_open_secret_file_works(verified, tes
         {("code_file", "northwind/plant.py"), ("permission", "secrets.env mode")}
     action = data["red"][0]["action"]
     command = re.search(r"Run `(golive deploy [^`]+)`", action).group(1)
-    assert command == "golive deploy manufacturer production --release 1.0", action
-    done = run_golive(verified, *command.split()[1:], "--json", check=0)
+    # staging runs 1.1 now: putting back what production already runs is no promotion, said so in the ledger
+    assert command == 'golive deploy manufacturer production --release 1.0 --override-promotion ' \
+                      '"repair of 1.0, already live here"', action
+    done = run_golive(verified, *shlex.split(command)[1:], "--json", check=0)
     assert {h["host"]: h["action"] for h in done.json()["hosts"]} == {"mfg-prod-1": "repair", "mfg-prod-2": "unchanged"}
     assert preflight(verified, tmp_path / "again", "--release", "1.1")[0] == 0  # followed: go
 

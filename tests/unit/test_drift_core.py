@@ -1,8 +1,9 @@
 """golive.core.drift: fingerprints in, findings out.
 
 The two fingerprints in fixtures/drift/ were collected by golive.agent.collector from a staging and a
-production host of the example customer, both freshly deployed with release 1.0 (the code list is
-cut to three files). Each test changes one thing and checks that exactly that is reported, with
+production host of the example customer, both freshly deployed with release 1.0 (the release
+directory cut to three code files, with its config/, shared links and the directory itself; then
+written in the collector's current form: a `tree` of entries by lstat, the time zone's data). Each test changes one thing and checks that exactly that is reported, with
 the right kind, where its cause is.
 """
 
@@ -504,3 +505,96 @@ def test_drift_ignore_patterns(pattern, path, expected):
 
     assert ignored(path, (pattern,)) is expected
     assert ignored(".", (pattern,)) is False  # never the release directory itself
+
+
+# -- what a release directory should hold is what either engine's unpack writes ----------------------
+
+def odd_archive(path: Path) -> None:
+    """Members whose modes an unpack changes: a private directory, files open to all, a sticky bit,
+    an implied parent, a hardlink, a symlink."""
+    import io
+    import tarfile
+
+    with tarfile.open(path, "w:gz") as archive:
+        for name, kind, mode, data, link in (
+                ("private", tarfile.DIRTYPE, 0o700, None, ""),
+                ("private/key.pem", tarfile.REGTYPE, 0o600, b"k", ""),
+                ("bin/run", tarfile.REGTYPE, 0o777, b"#!/bin/sh\n", ""),  # bin/ only implied
+                ("sticky", tarfile.REGTYPE, 0o1644, b"s", ""),
+                ("read-only", tarfile.REGTYPE, 0o444, b"r", ""),
+                ("again", tarfile.LNKTYPE, 0o644, None, "bin/run"),
+                ("latest", tarfile.SYMTYPE, 0o777, None, "bin/run")):
+            info = tarfile.TarInfo(name)
+            info.type, info.mode, info.linkname = kind, mode, link
+            if data is not None:
+                info.size = len(data)
+            archive.addfile(info, io.BytesIO(data) if data is not None else None)
+
+
+def unpacked_tree(release: Path) -> dict:
+    from golive.agent import shared
+
+    entries, _ = shared.scan_release(str(release))
+    return entries
+
+
+@pytest.mark.parametrize("engine", ["host agent", "ansible role"])
+def test_the_release_tree_is_what_each_engines_unpack_writes(engine, tmp_path):
+    import os
+    import subprocess
+    import tarfile
+
+    from golive.agent import shared
+    from golive.agent.archive import check_archive, extract_checked
+    from golive.workspace import archive_entries
+
+    artifact = tmp_path / "odd.tar.gz"
+    odd_archive(artifact)
+    release = tmp_path / "release"
+    old = os.umask(0o022)  # as both engines unpack (the agent sets it; a login shell has it)
+    try:
+        if engine == "host agent":
+            with tarfile.open(artifact) as archive:
+                extract_checked(archive, check_archive(archive.getmembers(), 100, 1 << 20), str(release))
+        else:  # roles/golive: tasks/unpack.yml's tar options, then configure.yml's directory modes
+            release.mkdir(mode=0o755)
+            subprocess.run(["tar", "-xzf", str(artifact), "-C", str(release), "--no-same-owner",
+                            "--no-same-permissions", "--mode=u+rw,go-w", "--touch"], check=True)
+            subprocess.run(["find", str(release), "-type", "d", "!", "-perm", "0755", "-exec", "chmod", "0755",
+                            "{}", "+"], check=True)
+            subprocess.run(["find", str(release), "-type", "f", "!", "-perm", "-0600", "-exec", "chmod", "u+rw",
+                            "{}", "+"], check=True)
+    finally:
+        os.umask(old)
+    tree = drift.release_tree(archive_entries(str(artifact)), {}, ())
+    expected = {p: e for p, e in tree.entries.items() if p != "config"}
+    assert shared.release_differences(expected, unpacked_tree(release), os.geteuid(), os.getegid()) == []
+    assert expected["private"]["mode"] == "0755" and expected["bin/run"]["mode"] == "0755"
+    assert expected["sticky"]["mode"] == "0644" and expected["read-only"]["mode"] == "0644"
+    assert expected["again"] == expected["bin/run"] and expected["latest"] == {"type": "link", "link": "bin/run"}
+
+
+def test_the_roles_gate_reads_the_same_entries_and_ignores_the_same_paths(tmp_path):
+    import re
+    import sys
+
+    from golive.agent.shared import ignored
+    from golive.workspace import archive_entries
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "roles" / "golive" / "files"))
+    try:
+        import golive_artifact_gate as gate
+    finally:
+        sys.path.pop(0)
+    import tarfile
+
+    artifact = tmp_path / "odd.tar.gz"
+    odd_archive(artifact)
+    with tarfile.open(artifact) as archive:
+        assert gate.archive_entries(archive, []) == archive_entries(str(artifact))
+        assert set(gate.archive_entries(archive, ["private/**", "*ky"])) == \
+            set(archive_entries(str(artifact))) - {"private", "private/key.pem", "sticky"}
+    paths = [path for _, path, _ in IGNORED] + ["a", "a/b", "x/q/y/z", "b/a"]
+    for pattern in {p for p, _, _ in IGNORED} | {"a/**", "x/**/y/**", "?/a"}:
+        regex = re.compile(gate.ignore_regex([pattern]))
+        assert [bool(regex.match(p)) for p in paths] == [ignored(p, (pattern,)) for p in paths], pattern

@@ -123,7 +123,11 @@ def http_get(url, timeout):
     host = host.strip("[]") or authority
     connection = None
     failure = OSError("%s does not resolve" % host)
-    for family, kind, protocol, _, address in socket.getaddrinfo(host, int(port or 80), 0, socket.SOCK_STREAM):
+    try:  # bytes: a str host goes through the idna codec, which imports re and enum (~10 ms)
+        name = host.encode("ascii")
+    except UnicodeEncodeError:
+        name = host
+    for family, kind, protocol, _, address in socket.getaddrinfo(name, int(port or 80), 0, socket.SOCK_STREAM):
         connection = socket.socket(family, kind, protocol)
         try:
             connection.settimeout(timeout)

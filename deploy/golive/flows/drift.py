@@ -146,26 +146,56 @@ TIMEZONE_ADVICE = ("/etc/localtime holds other zone data than the zone it names:
                    "not manage the host's time zone")
 
 
-def repair_command(customer: str, host: Host, fingerprint: dict[str, Any] | None,
+def repair_command(ws: Workspace, customer: str, host: Host, prints: dict[str, Fingerprint],
                    findings: list[core.Finding]) -> str | None:
     """The golive command that puts back what these host findings of `host` report, or None when
     none of them is golive's to repair. The version is the one the host should run: what the
-    ledger made live when `current` was switched by hand, else the live release's."""
+    ledger made live when `current` was switched by hand, else the live release's. When the
+    environment only accepts what its source environment runs and checked (promote_from), and the
+    source has moved on, the command overrides that rule with a reason: production accepted this
+    artifact when it went live; putting it back is not a promotion."""
     mine = [f for f in findings if f.scope == core.HOST and host.name in f.hosts and f.kind in REPAIRED_BY_DEPLOY]
     if not mine:
         return None
+    fingerprint = prints[host.name].data if host.name in prints else None
     meta = ((fingerprint or {}).get("release") or {}).get("meta") or {}
     live = (((fingerprint or {}).get("ledger") or {}).get("live") or {})
     switched = any(f.kind == "release" and f.subject == "current" and f.expected_value == live.get("release")
                    for f in mine)
-    version = (live.get("version") if switched else meta.get("version")) or meta.get("version") or "VERSION"
-    return f"golive deploy {customer} {host.environment} --release {version}"
+    source = live if switched else meta
+    version = source.get("version") or meta.get("version") or "VERSION"
+    command = f"golive deploy {customer} {host.environment} --release {version}"
+    if not promotion_holds(ws, customer, host.environment, source.get("artifact_sha256"), prints):
+        command += f' --override-promotion "repair of {version}, already live here"'
+    return command
 
 
-def advice(customer: str, host: Host, fingerprint: dict[str, Any] | None, findings: list[core.Finding]) -> str:
+def promotion_holds(ws: Workspace, customer: str, environment: str, artifact_sha256: str | None,
+                    prints: dict[str, Fingerprint]) -> bool:
+    """Whether a deploy of this artifact to `environment` passes its promotion rule, as far as the
+    fingerprints tell (golive.flows.deploy.promotion_problems asks the hosts again)."""
+    spec = ws.app.environment(environment)
+    if spec is None or not spec.promote_from:
+        return True
+    try:
+        sources = ws.hosts(customer, spec.promote_from)
+    except BadInput:
+        return False
+    for source in sources:
+        data = prints[source.name].data if source.name in prints else None
+        meta = ((data or {}).get("release") or {}).get("meta") or {}
+        check = ((data or {}).get("ledger") or {}).get("check_for_current") or {}
+        if data is None or meta.get("artifact_sha256") != artifact_sha256 or meta.get("state") != "good" or \
+                check.get("result") != "passed":
+            return False
+    return True
+
+
+def advice(ws: Workspace, customer: str, host: Host, prints: dict[str, Fingerprint],
+           findings: list[core.Finding]) -> str:
     """What to do about a host's findings, in words, naming the command that repairs them."""
     mine = [f for f in findings if host.name in f.hosts]
-    command = repair_command(customer, host, fingerprint, mine)
+    command = repair_command(ws, customer, host, prints, mine)
     parts = []
     kinds = sorted({f.kind for f in mine if f.scope == core.HOST and f.kind in REPAIRED_BY_DEPLOY})
     if command:
@@ -306,7 +336,7 @@ def drift(ws: Workspace, customer: str, source: str = "staging", target: str = "
     result = report(ws, drift_plan, prints, today)
     repairs: dict[str, list[str]] = {}
     for host in drift_plan.hosts:
-        command = repair_command(customer, host, prints[host.name].data, list(result.findings))
+        command = repair_command(ws, customer, host, prints, list(result.findings))
         if command:
             repairs.setdefault(command, []).append(host.name)
     data = {"customer": customer, **result.as_dict(), "seconds": round(time.monotonic() - started, 3),

@@ -159,14 +159,14 @@ ACTIONS = {
 }
 
 
-def _drift_item(host: Host, fingerprint: dict[str, Any] | None, findings: list[core.Finding],
+def _drift_item(ws: Workspace, host: Host, prints: dict[str, drift_flow.Fingerprint], findings: list[core.Finding],
                 customer: str) -> Item:
     mine = [f for f in findings if host.name in f.hosts]
     if not mine:
         return Item("drift", True, "no unexpected differences")
     detail = "; ".join(f"{f.kind} {f.subject}: {f.reason}" for f in mine[:6]) + \
         (f"; and {len(mine) - 6} more" if len(mine) > 6 else "")
-    on_host = drift_flow.advice(customer, host, fingerprint, mine)
+    on_host = drift_flow.advice(ws, customer, host, prints, mine)
     handled = {f.kind for f in mine if f.scope == core.HOST and (f.kind in drift_flow.REPAIRED_BY_DEPLOY
                                                                  or f.kind == "platform")}
     between = sorted({f.kind for f in mine if f.scope == core.ENVIRONMENT or f.kind not in handled})
@@ -232,7 +232,7 @@ def evaluate(ws: Workspace, customer: str, release: str | None, progress: Progre
             gate.items += [_runs_release(data, version, customer, host), _check_passed(data, customer, host),
                            _lock(host, data, customer)]
         if fp.ok:
-            gate.items.append(_drift_item(host, fp.data, unexpected, customer) if report else
+            gate.items.append(_drift_item(ws, host, prints, unexpected, customer) if report else
                               Item("drift", False, "not compared: the workspace does not render",
                                    workspace.action))
         gates.append(gate)
