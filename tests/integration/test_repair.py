@@ -43,6 +43,10 @@ CHANGES = {
         ("config", "features.json link"), None),
     "an edited config file": (HAND_EDIT, ("config", "northwind.ini"), "config/northwind.ini"),
     "a stopped service": (f"{CURRENT}/bin/northwind-ctl stop", ("service", "state"), None),
+    "a live release no longer marked verified": (
+        "sed -i 's/\"state\": \"good\"/\"state\": \"unverified\"/' "
+        "/opt/northwind/.golive/releases/\"$(basename \"$(readlink /opt/northwind/current)\")\".json",
+        ("release", "state"), None),
 }
 
 
