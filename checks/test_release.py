@@ -21,3 +21,13 @@ def test_live_release_passed_its_health_check(host, golive):
                                         golive.root, golive.root) or "{}")
     assert meta.get("id") == golive.current, f"no metadata for the live release {golive.current}"
     assert meta.get("state") == "good", f"release {golive.current} is {meta.get('state')!r}, not verified good"
+
+
+def test_live_release_holds_exactly_what_was_shipped(host, golive):
+    # Every entry of the release directory - the artifact's files as golive unpacks them, the rendered
+    # config, the shared links, the directory itself - by content, mode, owner and group, as drift
+    # compares it; golive.yml's drift.ignore names what is left alone.
+    different = golive.release_differences(host)
+    assert not different, (
+        f"release {golive.current} is not what was shipped (a deploy of {golive.version} puts it back): "
+        + "; ".join(different[:20]) + (f"; and {len(different) - 20} more" if len(different) > 20 else ""))

@@ -4,9 +4,11 @@ the release store. Everything that reads the workspace goes through here."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import tarfile
 from collections.abc import Iterable
+from dataclasses import replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,8 @@ from golive.adapters.vault import (
     inventory_versions,
     vault_password_file,
 )
+from golive.agent.shared import ignored
+from golive.core.drift import DIRECTORY_MODE, ReleaseTree, release_tree, unpacked_mode
 from golive.core.errors import BadInput, Problem
 from golive.core.model import AppDefinition, Customer, Environment, Host, name_problem
 from golive.core.redact import Redactor
@@ -161,37 +165,53 @@ class Workspace:
                 uses[spec.dest] = frozenset()
         return uses
 
-    def artifact_files(self, version: str) -> tuple[str | None, dict[str, dict[str, Any]] | None]:
-        """(sha256, file list) of the release artifact of `version` in the store, read once per version:
-        path -> {sha256, executable} or {link}. (None, None) when the store does not have it."""
+    def release_tree(self, version: str, config: RenderedConfig, artifact: Artifact | None = None) -> ReleaseTree:
+        """What a host's release directory of `version` with this config should hold, entry by entry,
+        as either engine leaves it (the one definition drift, deploy and the checks compare with):
+        the artifact's entries as unpacked, config/ with the rendered files, the shared links.
+        What golive.yml's drift.ignore names is left out. Without the artifact in the store, only
+        config/ and the shared links are known."""
+        sha, code = self.artifact_files(version, artifact)
+        rendered = {f.dest: {"sha256": f.sha256, "size": len(f.content), "mode": f"{f.mode:04o}"} for f in config.files}
+        tree = release_tree(code, rendered, self.app.shared, sha)
+        patterns = self.app.drift_ignore
+        if not patterns:
+            return tree
+        return replace(tree, entries={p: e for p, e in tree.entries.items() if not ignored(p, patterns)})
+
+    def artifact_files(self, version: str, artifact: Artifact | None = None
+                       ) -> tuple[str | None, dict[str, dict[str, Any]] | None]:
+        """(sha256, entries) of the release artifact of `version` in the store (or `artifact`, verified
+        already), every entry as the host agent unpacks it (path -> {type, mode, sha256, size | link});
+        (None, None) when the store does not have it. Read once per version, and remembered on disk
+        under its verified sha256."""
         if version not in self._artifact_files:
             try:
-                artifact = self.artifact(version)
+                artifact = artifact or self.artifact(version)
             except BadInput:
                 self._artifact_files[version] = (None, None)
             else:
-                self._artifact_files[version] = (artifact.sha256, self._read_artifact_files(artifact.path))
+                self._artifact_files[version] = (artifact.sha256, self._remembered_entries(artifact))
         return self._artifact_files[version]
 
-    def _read_artifact_files(self, path: str) -> dict[str, dict[str, Any]] | None:
-        skipped = {"config", *self.app.shared}
-        files: dict[str, dict[str, Any]] = {}
+    def _remembered_entries(self, artifact: Artifact) -> dict[str, dict[str, Any]] | None:
+        # The reader's own code is in the name: a change to how entries are read is never served stale.
+        reader = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:12]
+        cached = self.cache_dir / "artifact-files" / f"{artifact.sha256}-{reader}.json"
         try:
-            with tarfile.open(path, "r:*") as archive:
-                for member in archive.getmembers():
-                    parts = [p for p in member.name.split("/") if p not in ("", ".")]
-                    if not parts or parts[0] in skipped or "__pycache__" in parts or member.isdir():
-                        continue
-                    name = "/".join(parts)
-                    if member.issym():
-                        files[name] = {"link": member.linkname}
-                    elif member.isfile() or member.islnk():
-                        handle = archive.extractfile(member)
-                        digest = hashlib.sha256(handle.read() if handle else b"").hexdigest()
-                        files[name] = {"sha256": digest, "executable": bool(member.mode & 0o100)}
-        except (tarfile.TarError, OSError):
-            return None
-        return files
+            return json.loads(cached.read_text())
+        except (OSError, ValueError):
+            pass
+        entries = archive_entries(artifact.path)
+        if entries is not None:
+            try:
+                cached.parent.mkdir(parents=True, exist_ok=True)
+                temporary = cached.with_name(f".{cached.name}.{os.getpid()}")
+                temporary.write_text(json.dumps(entries, sort_keys=True))
+                os.replace(temporary, cached)
+            except OSError:
+                pass  # a read-only workspace reads the archive every time
+        return entries
 
     @property
     def store(self) -> Path:
@@ -229,3 +249,40 @@ class Workspace:
             raise BadInput(Problem(shown, f"checksum mismatch: the file hashes to {digest.hexdigest()[:16]}..., "
                                           f"{name}.sha256 says {expected[:16]}..."))
         return Artifact(version=version, name=name, path=str(path), sha256=expected, size=path.stat().st_size)
+
+
+def archive_entries(path: str) -> dict[str, dict[str, Any]] | None:
+    """A release archive's entries as the host agent unpacks them (agent/archive.py extract_checked):
+    every directory, named or implied, 0755; a file's mode through unpacked_mode; a hardlink the
+    content and mode of what it links to (they share an inode); a symlink its target. Nothing is
+    left out. None when the archive cannot be read. (The build-time manifest, golive-manifest.json,
+    will replace this read: the same entries, written when the artifact is built.)"""
+    entries: dict[str, dict[str, Any]] = {}
+    try:
+        with tarfile.open(path, "r:*") as archive:
+            for member in archive.getmembers():
+                parts = [p for p in member.name.split("/") if p not in ("", ".")]
+                if not parts:
+                    continue
+                for depth in range(1, len(parts)):
+                    entries.setdefault("/".join(parts[:depth]), {"type": "dir", "mode": DIRECTORY_MODE})
+                name = "/".join(parts)
+                if member.isdir():
+                    entries[name] = {"type": "dir", "mode": DIRECTORY_MODE}
+                elif member.issym():
+                    entries[name] = {"type": "link", "link": member.linkname}
+                elif member.islnk():
+                    target = "/".join(p for p in member.linkname.split("/") if p not in ("", "."))
+                    entries[name] = dict(entries.get(target) or {"type": "file"})
+                elif member.isfile():
+                    handle = archive.extractfile(member)
+                    digest = hashlib.sha256()
+                    while handle is not None and (block := handle.read(1 << 20)):
+                        digest.update(block)
+                    entries[name] = {"type": "file", "mode": unpacked_mode(member.mode), "size": member.size,
+                                     "sha256": digest.hexdigest()}
+                else:
+                    entries[name] = {"type": "other"}  # the host agent refuses it: never unpacked
+    except (tarfile.TarError, OSError, EOFError):
+        return None
+    return entries

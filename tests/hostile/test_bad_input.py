@@ -33,6 +33,7 @@ from tests.conftest import (
 )
 
 MFG = "inventories/manufacturer"
+IGNORE_EXAMPLE = '# drift:\n#   ignore: ["**/__pycache__/**"]'  # commented out in the example golive.yml
 RTL = "inventories/retailer"
 DEPLOY = ("deploy", "manufacturer", "staging", "--release", "1.1")
 DEPLOY_PROD = ("deploy", "manufacturer", "production", "--release", "1.1")
@@ -128,6 +129,24 @@ CASES: dict[str, Case] = {
     "golive.yml: relative application root": Case(
         edit("golive.yml", "root: /opt/northwind", "root: opt/northwind"),
         DEPLOY, (r"golive\.yml:\d+", r"application\.root must be an absolute")),
+    "golive.yml: drift.ignore leaving the release": Case(
+        edit("golive.yml", IGNORE_EXAMPLE, 'drift:\n  ignore: ["../etc/*"]'), ("drift", "manufacturer"),
+        (r"golive\.yml:\d+", r"drift\.ignore\[0\] '\.\./etc/\*'", r"'\.\.' segment")),
+    "golive.yml: drift.ignore absolute": Case(
+        edit("golive.yml", IGNORE_EXAMPLE, 'drift:\n  ignore: ["**/__pycache__/**", "/opt/x"]'), DEPLOY,
+        (r"golive\.yml:\d+", r"drift\.ignore\[1\]", r"no leading /")),
+    "golive.yml: drift.ignore of everything": Case(
+        edit("golive.yml", IGNORE_EXAMPLE, 'drift:\n  ignore: ["**"]'), ("drift", "manufacturer"),
+        (r"golive\.yml:\d+", r"would ignore every file")),
+    "golive.yml: drift.ignore with a character class": Case(
+        edit("golive.yml", IGNORE_EXAMPLE, 'drift:\n  ignore: ["*.py[co]"]'), ("check", "manufacturer", "staging"),
+        (r"golive\.yml:\d+", r"'\[' is not supported")),
+    "golive.yml: drift.ignore not a list": Case(
+        edit("golive.yml", IGNORE_EXAMPLE, 'drift:\n  ignore: "**/__pycache__/**"'), ("drift", "manufacturer"),
+        (r"golive\.yml:\d+", r"drift\.ignore must be a list")),
+    "golive.yml: drift.ignore pattern unquoted": Case(
+        edit("golive.yml", IGNORE_EXAMPLE, "drift:\n  ignore: [**/__pycache__/**]"), ("drift", "manufacturer"),
+        (r"golive\.yml:\d+",)),
     "golive.yml: not a mapping": Case(write("golive.yml", "- just\n- a list\n"), DEPLOY, (r"golive\.yml",)),
     "golive.yml: missing": Case(remove("golive.yml"), DEPLOY, (r"golive\.yml", r"no application definition")),
     "golive.yml: unknown schema type": Case(

@@ -16,7 +16,7 @@ from tests.conftest import REPO, TEST_NET, VAULT_SECRETS, copy_workspace, host_p
 from tests.integration.drift_support import CLOSE_SECRET, HAND_EDIT, OPEN_SECRET, UNDO_HAND_EDIT, on_host
 
 PROD1, PROD2 = 12, 13
-SHARED_CHECKS = 13
+SHARED_CHECKS = 14
 CUSTOMER_CHECKS = 1
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import xml.etree.ElementTree as ET
 from html.parser import HTMLParser
 from pathlib import Path
@@ -122,7 +123,7 @@ def test_no_go_on_a_drifted_pair_with_the_right_red_items(verified, test_hosts, 
     assert red(data) == {("mfg-prod-1", "drift"), ("mfg-prod-2", "lock")}
     drift_item = next(r for r in data["red"] if r["item"] == "drift")
     assert "config northwind.ini" in drift_item["detail"] and "permission secrets.env mode" in drift_item["detail"]
-    assert "Ask who changed it" in drift_item["action"]
+    assert "Run `golive deploy manufacturer production --release 1.0 --override-promotion" in drift_item["action"]
     lock_item = next(r for r in data["red"] if r["item"] == "lock")
     assert "carol on laptop-9" in lock_item["detail"] and "golive unlock manufacturer production" in lock_item["action"]
     assert {(f["kind"], f["subject"]) for f in data["drift"]["unexpected"]} == \
@@ -133,6 +134,24 @@ def test_no_go_on_a_drifted_pair_with_the_right_red_items(verified, test_hosts, 
     text = (tmp_path / "report" / "report.html").read_text()
     assert "NO-GO" in text and "2 item(s) must be fixed" in text
     assert preflight(verified, tmp_path / "again", "--release", "1.1")[0] == 0  # undone: go again
+
+
+def test_the_advice_for_patched_code_and_an_open_secret_file_works(verified, test_hosts, tmp_path):
+    # A redeploy used to report "unchanged" here and fix nothing: it compared config hashes only.
+    on_host(test_hosts, PROD1, f"{OPEN_SECRET} && printf X | dd of=/opt/northwind/current/northwind/plant.py "
+                               "bs=1 seek=20 conv=notrunc 2>/dev/null")
+    code, data = preflight(verified, tmp_path / "report", "--release", "1.1")
+    assert code == 1 and red(data) == {("mfg-prod-1", "drift")}
+    assert {(f["kind"], f["subject"]) for f in data["drift"]["unexpected"]} == \
+        {("code_file", "northwind/plant.py"), ("permission", "secrets.env mode")}
+    action = data["red"][0]["action"]
+    command = re.search(r"Run `(golive deploy [^`]+)`", action).group(1)
+    # staging runs 1.1 now: putting back what production already runs is no promotion, said so in the ledger
+    assert command == 'golive deploy manufacturer production --release 1.0 --override-promotion ' \
+                      '"repair of 1.0, already live here"', action
+    done = run_golive(verified, *shlex.split(command)[1:], "--json", check=0)
+    assert {h["host"]: h["action"] for h in done.json()["hosts"]} == {"mfg-prod-1": "repair", "mfg-prod-2": "unchanged"}
+    assert preflight(verified, tmp_path / "again", "--release", "1.1")[0] == 0  # followed: go
 
 
 def test_no_go_when_staging_has_not_verified_the_release(verified, tmp_path):

@@ -159,3 +159,74 @@ def test_a_checked_archive_is_remembered_by_its_verified_checksum(tmp_path, monk
     with pytest.raises(BadInput, match="'..' component"):
         desired.check_artifact_archive(ws.app, other, cache)
     assert len(list((cache / "archives-checked").iterdir())) == 1  # a refusal is never remembered
+
+
+def test_a_no_change_that_compares_every_file_stays_lean(tmp_path):
+    """The real no-change round trip compares every entry of the live release (as drift does) and
+    asks the service: for a small release, still none of those modules (hashlib only pays off past
+    a megabyte; /health goes over the _socket C module)."""
+    import hashlib
+    import socketserver
+    import threading
+    from http.server import BaseHTTPRequestHandler
+
+    root = tmp_path / "app"
+    release = root / "releases" / "1.0-x"
+    (release / "config").mkdir(parents=True)
+    (release / "bin").mkdir()
+    (release / "bin" / "run").write_text("#!/bin/sh\n")
+    (release / "config" / "app.ini").write_text("a=1\n")
+    for path, mode in ((release, 0o755), (release / "config", 0o755), (release / "bin", 0o755),
+                       (release / "bin" / "run", 0o755), (release / "config" / "app.ini", 0o644)):
+        os.chmod(path, mode)
+    (root / "current").symlink_to("releases/1.0-x")
+    (root / "etc").mkdir()
+    (root / "etc" / "app.ini").symlink_to(root / "current" / "config" / "app.ini")
+
+    class Health(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server's name
+            body = json.dumps({"status": "ok", "version": "1.0", "config_hash": "c", "release": "1.0-x"}).encode()
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = socketserver.TCPServer(("127.0.0.1", 0), Health)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    meta = {"id": "1.0-x", "state": "good", "version": "1.0", "config_hash": "c",
+            "health": {"url": f"http://127.0.0.1:{server.server_address[1]}/health", "timeout": 2}}
+    (root / ".golive" / "releases").mkdir(parents=True)
+    (root / ".golive" / "releases" / "1.0-x.json").write_text(json.dumps(meta))
+
+    def entry(path, kind, mode):
+        found = {"type": kind, "mode": mode}
+        if kind == "file":
+            data = (release / path).read_bytes()
+            found.update(size=len(data), sha256=hashlib.sha256(data).hexdigest())
+        return found
+
+    files = {".": entry(".", "dir", "0755"), "bin": entry("bin", "dir", "0755"),
+             "bin/run": entry("bin/run", "file", "0755"), "config": entry("config", "dir", "0755"),
+             "config/app.ini": entry("config/app.ini", "file", "0644")}
+    desired = {"desired_release": "1.0-x", "config_dir": str(root / "etc"), "release_files": files, "ignore": [],
+               "live_files": [{"dest": "app.ini", "sha256": files["config/app.ini"]["sha256"], "secret": False}]}
+    request = {"root": str(root), "token": "t" * 32, "mask": [], "steps": [
+        {"op": "lock", "owner": {"operator": "test"}},
+        {"op": "state", "name": "state", "history": False, **desired},
+        {"op": "finish_if_unchanged", "name": "record", "entry": {"action": "deploy"}, "keep_lock": False,
+         **desired}]}
+    probe = BOOTSTRAP + ";sys.stderr.write(' '.join(sorted(sys.modules)))"
+    try:
+        result = subprocess.run(["/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable,
+                                 "-I", "-S", "-c", probe], input=request_header(request), capture_output=True,
+                                check=True, timeout=60)
+    finally:
+        server.shutdown()
+        server.server_close()
+    answer = json.loads(result.stdout)
+    assert answer["ok"] and answer["result"] == "unchanged", answer["steps"][1]["data"]["desired_live_problems"]
+    loaded = set(result.stderr.decode().split())
+    assert not loaded & {"json", "re", "enum", "socket", "shutil", "signal", "subprocess", "hashlib"}, \
+        loaded & {"json", "re", "enum", "socket", "shutil", "signal", "subprocess", "hashlib"}

@@ -18,7 +18,7 @@ def desired_from(data: dict) -> DesiredRelease:
                   for f in data["files"])
     config = RenderedConfig("h", files)
     return DesiredRelease(release_id(data["version"], config.hash), data["version"],
-                          f"northwind-{data['version']}.tar.gz", data["sha256"], config)
+                          f"northwind-{data['version']}.tar.gz", data["sha256"], config, data.get("release_files", {}))
 
 
 @pytest.mark.parametrize("fixture", FIXTURES, ids=[f.stem for f in FIXTURES])
@@ -33,6 +33,8 @@ def test_plan_fixture(fixture):
     assert plan.action == case["expect"]["action"]
     assert list(plan.steps) == case["expect"]["steps"]
     assert sorted((c.dest, c.change) for c in plan.file_changes) == sorted(map(tuple, case["expect"]["files"]))
+    # a repair says entry by entry what it does, in the order the host does it (parents first)
+    assert [[r.path, r.action] for r in plan.repairs] == case["expect"].get("repairs", [])
     for change in plan.file_changes:
         assert (change.diff == "") == change.secret or change.change == "removed"
 

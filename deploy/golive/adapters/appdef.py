@@ -26,7 +26,7 @@ from golive.core.model import (
 APP_FILE = "golive.yml"
 _TOP_KEYS = {
     "application", "environments", "release_store", "keep_releases", "templates", "shared",
-    "service", "health", "hooks", "runtime_packages", "variables",
+    "service", "health", "hooks", "runtime_packages", "variables", "drift",
 }
 _VAR_KEYS = {"type", "required", "allowed", "secret", "differs_by", "reason", "expires"}
 # The command fields: each is run by /bin/sh on the host after rendering with the host's variables.
@@ -132,6 +132,46 @@ def _templates(reader: _Reader, data: YamlMap) -> tuple[TemplateSpec, ...]:
     for dup in sorted({d for d in dests if dests.count(d) > 1}):
         reader.problem(data, "templates", f"two templates render to the same file {dup!r}")
     return tuple(specs)
+
+
+def _drift_ignore(reader: _Reader, data: YamlMap) -> tuple[str, ...]:
+    """drift.ignore: paths in the release directory that drift, deploys and checks leave alone (files a
+    product generates where it runs, like Python's __pycache__). Globs of "/"-separated segments:
+    `*` and `?` within a segment, `**` (a whole segment) for any number of segments; a directory
+    that matches is ignored with everything in it."""
+    section = reader.section(data, "drift", {"ignore"})
+    raw = section.get("ignore")
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        reader.problem(section, "ignore", "drift.ignore must be a list of path patterns like \"**/__pycache__/**\"")
+        return ()
+    patterns = []
+    for index, pattern in enumerate(raw):
+        why = _bad_pattern(pattern)
+        if why:
+            reader.problem(section, "ignore", f"drift.ignore[{index}] {pattern!r}: {why}")
+        else:
+            patterns.append(pattern)
+    return tuple(patterns)
+
+
+def _bad_pattern(pattern: Any) -> str:
+    if not isinstance(pattern, str) or not pattern.strip():
+        return "must be a non-empty string"
+    if pattern.startswith("/"):
+        return "must be relative to the release directory (no leading /)"
+    for character in "[]\\\0":
+        if character in pattern:
+            return f"{character!r} is not supported (only *, ? and ** segments)"
+    segments = pattern.split("/")
+    if any(s in ("", ".", "..") for s in segments):
+        return "has an empty, '.' or '..' segment"
+    if any("**" in s and s != "**" for s in segments):
+        return "'**' must be a whole segment (like **/__pycache__/**)"
+    if all(s in ("**", "*") for s in segments):
+        return "would ignore every file of the release"
+    return ""
 
 
 def _expires(reader: _Reader, entry: YamlMap, name: str) -> date | None:
@@ -285,6 +325,7 @@ def load_app_definition(workspace: Path) -> AppDefinition:
         runtime_packages=tuple(str(p) for p in packages),
         variables=_variables(reader, data),
         source=APP_FILE,
+        drift_ignore=_drift_ignore(reader, data),
     )
     for problem in artifact_pattern_problems(app.store.artifact):
         reader.problem(store, "artifact", problem)

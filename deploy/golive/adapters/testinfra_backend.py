@@ -100,8 +100,6 @@ class GoliveBackend(base.BaseBackend):
 testinfra.backend.BACKENDS["golive"] = f"{__name__}.GoliveBackend"
 
 
-
-
 def host_spec(host: Host) -> str:
     """The Testinfra host spec that reaches `host` through golive's own connection."""
     return f"golive://{host.name}" + ("?sudo=true" if host.vars.get("ansible_become") else "")

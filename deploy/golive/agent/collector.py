@@ -1,10 +1,13 @@
 """golive fingerprint collector: what one host really runs, in one round trip.
 
 Sent like the host agent (see golive.agent) and run with the host's python3, standard library
-only. It only reads: the live release and every file in it, the rendered config files (hashes,
-modes, owners; never their contents), the config links, the ledger's view of what is live, the
-platform, the runtime packages, the service and its /health answer, the listening ports on the
-host's own addresses, time zone, locale, free disk, the lock and the kept releases. The answer has
+only. It only reads: every entry of the live release directory (code, rendered config, the shared
+links, the directory itself: type, mode, owner, group, size, sha256 or link target; never a file's
+contents), the config links, the ledger's view of what is live, the platform (the time zone by the
+zone data /etc/localtime holds, not only by its name), the runtime packages, the service (its
+systemd unit files by content) and its /health answer, the listening ports on the host's own
+addresses, locale, free disk, the lock and the kept releases. Nothing in the release is skipped
+but what golive.yml's `drift.ignore` names, and those are counted. The answer has
 the host agent's shape (one step named "fingerprint"), so golive.adapters.remote.call_agent reads it.
 
 Every section is collected on its own: a section that fails reports its error and the others
@@ -23,20 +26,25 @@ import time
 if __name__ != "golive_agent":  # on the controller; on a host golive.agent sends shared.py ahead of this
     from golive.agent.shared import (
         Masker,
-        fast_sha256,
         from_json,
         http_get,
         read_json,
         read_output_tail,
+        scan_release,
+        sha256,
         sha256_file,
         to_json,
     )
 
 SCHEMA = 1
 LEDGER_TAIL_BYTES = 262144
-# Byte code the running service writes next to its sources: not part of what was shipped.
-IGNORED_DIRS = ("__pycache__",)
 TCP_LISTEN = "0A"
+ZONEINFO = "/usr/share/zoneinfo"
+# Where systemd finds units, highest priority first (systemd.unit(5)); the first holding the unit
+# is its fragment, drop-ins (<unit>.d/*.conf) count from every one.
+UNIT_DIRS = ("/etc/systemd/system.control", "/run/systemd/system.control", "/run/systemd/transient",
+             "/etc/systemd/system", "/run/systemd/system", "/usr/local/lib/systemd/system", "/lib/systemd/system",
+             "/usr/lib/systemd/system")
 
 
 _NAMES = {}
@@ -161,61 +169,31 @@ class Collector(object):
                          "artifact_sha256": meta.get("artifact_sha256"), "created_at": meta.get("created_at")})
         return kept
 
-    def code(self):
-        """sha256 of every shipped file of the live release (config/ and shared links excluded)."""
+    def tree(self):
+        """Every entry of the live release directory by lstat, a sha256 of every file; owners by name,
+        and the user this runs as (the one golive deploys as: what it unpacks belongs to them)."""
         if not self.current:
             return None
         base = os.path.join(self.releases_dir, self.current)
-        skip_top = set(["config"]) | set(self.request.get("shared") or [])
-        files = {}
-        for folder, dirs, names in os.walk(base):
-            relative_folder = os.path.relpath(folder, base)
-            if relative_folder == ".":
-                dirs[:] = [d for d in dirs if d not in skip_top]
-                names = [n for n in names if n not in skip_top]
-            dirs[:] = sorted(d for d in dirs if d not in IGNORED_DIRS)
-            for name in dirs:  # symlinked directories are walked as links, never followed
-                path = os.path.join(folder, name)
-                if os.path.islink(path):
-                    files[self._relative(base, path)] = {"link": os.readlink(path)}
-            for name in sorted(names):
-                path = os.path.join(folder, name)
-                relative = self._relative(base, path)
-                info = os.lstat(path)
-                if stat.S_ISLNK(info.st_mode):
-                    files[relative] = {"link": os.readlink(path)}
-                elif stat.S_ISREG(info.st_mode):
-                    files[relative] = {"sha256": sha256_file(path, fast_sha256()),
-                                       "mode": "%04o" % stat.S_IMODE(info.st_mode)}
-                else:
-                    files[relative] = {"special": True}
-        return files
-
-    @staticmethod
-    def _relative(base, path):
-        return os.path.relpath(path, base).replace(os.sep, "/")
+        if not os.path.isdir(base):
+            return None
+        entries, skipped = scan_release(base, self.request.get("ignore") or ())
+        for entry in entries.values():
+            entry["owner"] = user_name(entry.pop("uid"))
+            entry["group"] = group_name(entry.pop("gid"))
+        return {"entries": entries, "ignored": skipped,
+                "deployer": {"owner": user_name(os.geteuid()), "group": group_name(os.getegid())}}
 
     def config(self):
-        """The rendered files in the live release and the links that publish them in config_dir."""
+        """The links in config_dir that publish the rendered files (the files themselves are in the tree)."""
         dests = set(self.request.get("config_files") or [])
         for item in (self.meta or {}).get("config_files", []):
             dests.add(item.get("dest"))
-        config = os.path.join(self.releases_dir, self.current, "config") if self.current else None
-        if config and os.path.isdir(config):
-            dests.update(os.listdir(config))
-        files = {}
         links = {}
-        for dest in sorted(d for d in dests if d):
-            path = os.path.join(config, dest) if config else None
-            if path and os.path.isfile(path):
-                entry = describe_stat(os.stat(path))
-                entry.update(exists=True, sha256=sha256_file(path))
-            else:
-                entry = {"exists": False}
-            files[dest] = entry
-            if self.config_dir:
+        if self.config_dir:
+            for dest in sorted(d for d in dests if d):
                 links[dest] = self._published(dest)
-        return {"files": files, "links": links,
+        return {"links": links,
                 "config_dir": describe_stat(os.stat(self.config_dir))
                 if self.config_dir and os.path.isdir(self.config_dir) else None}
 
@@ -282,26 +260,34 @@ class Collector(object):
             except OSError:
                 continue
         uname = os.uname()
+        zone = self.timezone()
         return {"os": os_release.get("PRETTY_NAME") or os_release.get("NAME"),
                 "os_id": os_release.get("ID"), "os_version": os_release.get("VERSION_ID"),
                 "kernel": uname.release, "machine": uname.machine, "python": "%d.%d.%d" % sys.version_info[:3],
-                "hostname": socket.gethostname(), "timezone": self.timezone(), "locale": self.locale()}
+                "hostname": socket.gethostname(), "timezone": zone[0], "timezone_data": zone[1],
+                "timezone_named_data": zone[2], "locale": self.locale()}
 
     @staticmethod
     def timezone():
+        """(name, sha256 of the zone data /etc/localtime holds, sha256 of the data of the zone the
+        name names): a /etc/localtime replaced while /etc/timezone still names the old zone shows."""
+        name = None
         try:
             with open("/etc/timezone") as handle:
-                name = handle.read().strip()
-                if name:
-                    return name
+                name = handle.read().strip() or None
         except OSError:
             pass
-        try:
-            target = os.readlink("/etc/localtime")
-            marker = "zoneinfo/"
-            return target.split(marker, 1)[1] if marker in target else target
-        except OSError:
-            return os.environ.get("TZ") or "UTC"
+        if name is None:
+            try:
+                target = os.readlink("/etc/localtime")
+                marker = "zoneinfo/"
+                name = target.split(marker, 1)[1] if marker in target else target
+            except OSError:
+                name = os.environ.get("TZ") or "UTC"
+        named = None
+        if name and not name.startswith("/") and ".." not in name.split("/"):
+            named = file_digest(os.path.join(ZONEINFO, name))
+        return name, file_digest("/etc/localtime"), named
 
     @staticmethod
     def locale():
@@ -337,22 +323,25 @@ class Collector(object):
 
     def service(self):
         """Running, and what it serves. A service that answers /health with a release is running;
-        only when it does not is the (slower) status command asked."""
+        only when it does not is the (slower) status command asked. A systemd unit's files are
+        read by content: a unit edited on one host runs differently under the same name."""
         service = self.run_spec.get("service") or {}
         if not self.current or not service:
             return {"defined": False, "running": None}
+        unit = service.get("systemd_unit")
+        found = {"defined": True}
+        if unit:
+            found["unit_files"] = unit_files(unit)
         health = self.health()
         if health is not None and (health.get("report") or {}).get("release"):
-            return {"defined": True, "running": True, "exit_code": None, "health": health}
-        if service.get("systemd_unit"):
-            command = "systemctl is-active --quiet %s" % service["systemd_unit"]
-        else:
-            command = service.get("status")
+            found.update(running=True, exit_code=None, health=health)
+            return found
+        command = "systemctl is-active --quiet %s" % unit if unit else service.get("status")
         if not command:
             return {"defined": False, "running": None, "health": health}
         code, output = run(command, self.masker, timeout=10, cwd=os.path.join(self.releases_dir, self.current))
-        return {"defined": True, "running": code == 0, "exit_code": code,
-                "output": self.masker.tail(output.strip(), 200), "health": health}
+        found.update(running=code == 0, exit_code=code, output=self.masker.tail(output.strip(), 200), health=health)
+        return found
 
     def health(self):
         url = (self.run_spec.get("health") or {}).get("url")
@@ -391,7 +380,7 @@ class Collector(object):
     # -- all of it -----------------------------------------------------------------------------
 
     def collect(self):
-        sections = ("release", "releases", "code", "config", "ledger", "lock", "platform", "packages",
+        sections = ("release", "releases", "tree", "config", "ledger", "lock", "platform", "packages",
                     "service", "ports", "disk")
         data = {"schema": SCHEMA}
         seconds = {}
@@ -400,6 +389,34 @@ class Collector(object):
         data["errors"] = self.errors
         data["seconds"] = seconds
         return data
+
+
+def file_digest(path):
+    """sha256 of what `path` holds (links followed), None when it cannot be read."""
+    try:
+        return sha256_file(path, sha256())
+    except OSError:
+        return None
+
+
+def unit_files(unit):
+    """path -> sha256 of a systemd unit's fragment and drop-ins, as systemd would find them."""
+    name = unit if "." in unit else unit + ".service"
+    files = {}
+    fragment_found = False
+    for directory in UNIT_DIRS:
+        fragment = os.path.join(directory, name)
+        if not fragment_found and os.path.lexists(fragment):
+            fragment_found = True
+            files[fragment] = file_digest(fragment)
+        drop_ins = os.path.join(directory, name + ".d")
+        try:
+            names = sorted(n for n in os.listdir(drop_ins) if n.endswith(".conf"))
+        except OSError:
+            continue
+        for conf in names:
+            files[os.path.join(drop_ins, conf)] = file_digest(os.path.join(drop_ins, conf))
+    return files
 
 
 def decode_address(address_hex, family):

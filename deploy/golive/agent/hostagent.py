@@ -36,6 +36,8 @@ if __name__ != "golive_agent":  # on the controller; on a host golive.agent send
         http_get,
         read_json,
         read_output_tail,
+        release_differences,
+        scan_release,
         sha256,
         sha256_file,
         to_json,
@@ -173,6 +175,18 @@ def fsync_dir(path):
         os.close(fd)
 
 
+ASPECT_WORDS = {"missing": "missing", "added": "not in the release", "type": "of another type",
+                "content": "changed", "link": "pointing elsewhere", "mode": "mode changed", "owner": "owner changed",
+                "group": "group changed"}
+
+
+def describe_differences(differences, limit=4):
+    """The release's differing entries in one problem sentence (the plan lists them all)."""
+    shown = ["%s (%s)" % (path, ASPECT_WORDS.get(aspect, aspect)) for path, aspect in differences[:limit]]
+    more = " and %d more" % (len(differences) - limit) if len(differences) > limit else ""
+    return "its files differ from the release: %s%s" % (", ".join(shown), more)
+
+
 class Agent:
     def __init__(self, request, stream):
         self.request = request
@@ -191,6 +205,8 @@ class Agent:
         self.vars = {}  # values steps hand to later steps: previous, target
         self.steps = []
         self.fault_fired = False
+        self.release_repairs = None  # what the last look at the live release found to repair
+        self._keep = None  # where this request keeps what it replaces (keep_dir)
 
     def fault_point(self, point):
         """Test hook (golive.adapters.faultpoints): at the armed point, announce it and wait for the controller
@@ -419,6 +435,7 @@ class Agent:
             "current": current,
             "current_meta": meta,
             "desired_live_problems": self.vars.get("desired_live_problems"),
+            "release_repairs": self.release_repairs,
             "releases": self.releases(),
             "artifact_cached": cached,
             "lock": lock,
@@ -434,7 +451,8 @@ class Agent:
         }
 
     def desired_live_problems(self, release, args):
-        """Why the desired release is not simply live and healthy here (empty: nothing to do)."""
+        """Why the desired release is not simply live and healthy here (empty: nothing to do): its
+        every file, config link and the service, as a repair would put them back."""
         current = self.current()
         if current != release:
             return ["%s is live, not %s" % (current, release) if current else "no release is live"]
@@ -442,18 +460,188 @@ class Agent:
         meta = self.meta(release) or {}
         if meta.get("state") != "good":
             problems.append("release %s is %s, not verified good" % (release, meta.get("state", "unknown")))
-        for item in args.get("live_files", []):
-            path = os.path.join(self.releases_dir, release, "config", item["dest"])
-            if not os.path.isfile(path) or sha256_file(path) != item.get("sha256"):
-                problems.append("config file %s differs from the rendered one" % item["dest"])
+        if args.get("release_files") is not None:
+            differences = self.release_differences(release, args)
+            self.release_repairs = differences
+            if differences:
+                problems.append(describe_differences(differences))
+        else:
+            for item in args.get("live_files", []):
+                path = os.path.join(self.releases_dir, release, "config", item["dest"])
+                if not os.path.isfile(path) or sha256_file(path) != item.get("sha256"):
+                    problems.append("config file %s differs from the rendered one" % item["dest"])
+        target = os.readlink(self.current_link)
+        if target != os.path.join("releases", release):
+            problems.append("current points to %s, not releases/%s" % (target, release))
         dests = [d["dest"] for d in args.get("live_files", [])]
         problems.extend(self.config_link_problems(args.get("config_dir"), dests))
-        status_command = (self.run_spec(release).get("service") or {}).get("status")
+        problems.extend(self.service_problems(release, meta))
+        return problems
+
+    def service_problems(self, release, meta):
+        """The service must run this release with its config: its /health answer says so (and then no
+        status command needs to run); without a health URL, the status command must succeed."""
+        spec = self.run_spec(release)
+        health = spec.get("health") or {}
+        if health.get("url"):
+            expected = {"version": meta.get("version"), "config_hash": meta.get("config_hash")}
+            ok, why = self.health_once(health, expected, float(health.get("timeout", 2)), release,
+                                       "deploy", want_release=release)
+            return [] if ok else ["the service does not answer as release %s: %s" % (release, why)]
+        status_command = (spec.get("service") or {}).get("status")
         if status_command:
             code, _ = self.run_command(status_command, cwd=os.path.join(self.releases_dir, release), timeout=10)
             if code != 0:
-                problems.append("the service is not running")
-        return problems
+                return ["the service is not running"]
+        return []
+
+    def release_differences(self, release, args):
+        """[(path, aspect)] where the release directory differs from args["release_files"] (what the
+        controller says it should hold), by content: every file of the right size is hashed."""
+        wanted = args["release_files"]
+        base = os.path.join(self.releases_dir, release)
+        try:
+            actual, _ = scan_release(base, args.get("ignore") or (), hashes=False)
+        except OSError:
+            return [(".", "missing")]
+        candidates = [(path, entry) for path, entry in actual.items() if entry["type"] == "file"
+                      and (wanted.get(path) or {}).get("type") == "file" and wanted[path].get("size") == entry["size"]]
+        # OpenSSL's sha256 beyond a megabyte: its import costs ~3 ms, it hashes several times faster
+        digest = fast_sha256 if sum(e["size"] for _, e in candidates) > CHUNK else sha256
+        for path, entry in candidates:
+            entry["sha256"] = sha256_file(os.path.join(base, path), digest())
+        return release_differences(wanted, actual, os.geteuid(), os.getegid())
+
+    def step_repair(self, args):
+        """Put the live release's files back as the controller says they should be: the artifact's
+        files (from the cached artifact, its sha256 checked first), the rendered config (in the
+        request), the shared links, every mode and owner. What is replaced or removed is moved to
+        .golive/repaired/<time>-<release>/ first: nothing is lost, and the evidence is kept. Run
+        again after an interruption, it finds and repairs what is left."""
+        release = args["release"]
+        base = os.path.join(self.releases_dir, release)
+        wanted = args["release_files"]
+        keep = os.path.join(self.state_dir, "repaired", "%s-%s" % (time.strftime("%Y%m%dT%H%M%S"), release))
+        self._keep = keep
+        aspects = {}
+        for path, aspect in self.release_differences(release, args):
+            aspects.setdefault(path, []).append(aspect)
+        sources = RepairSources(self, args)
+        done = []
+        gone = []  # moved away, with everything below them
+        try:
+            for path in sorted(aspects, key=lambda p: (p != ".", p.split("/"))):
+                found = aspects[path]
+                if "missing" not in found and any(path.startswith(g + "/") for g in gone):
+                    continue
+                self.check_parents(base, path)
+                full = base if path == "." else os.path.join(base, path)
+                want = wanted.get(path)
+                if "added" in found or "type" in found:
+                    self.set_aside(full, os.path.join(keep, path if path != "." else "release-directory"))
+                    gone.append(path)
+                    if "added" in found:
+                        done.append([path, "moved to %s" % keep])
+                        continue
+                if "added" in found or "type" in found or "missing" in found:
+                    self.create(full, want, path, sources, keep)
+                    done.append([path, "restored"])
+                elif want["type"] == "file" and set(found) & set(["content", "owner", "group"]):
+                    self.write_file(full, want, path, sources, keep)
+                    done.append([path, "restored"])
+                elif want["type"] == "link":
+                    symlink_atomic(want["link"], full)
+                    done.append([path, "relinked"])
+                else:
+                    if "mode" in found:
+                        os.chmod(full, int(want["mode"], 8))
+                        done.append([path, "mode %s" % want["mode"]])
+                    if "owner" in found or "group" in found:
+                        try:
+                            os.lchown(full, os.geteuid(), os.getegid())
+                        except PermissionError:
+                            raise StepError("%s belongs to another user; only root can give it back" % full) from None
+                        done.append([path, "owner given back"])
+        finally:
+            sources.close()
+        fsync_dir(base)
+        left = self.release_differences(release, args)
+        if left:
+            raise StepError("repaired %d entries, but %s" % (len(done), describe_differences(left)))
+        return {"repaired": done, "kept": keep if os.path.isdir(keep) else None}
+
+    def keep_dir(self, release):
+        """Where a repair keeps what it replaces or removes: .golive/repaired/<time>-<release>/ (0700:
+        it may hold a secret file), one per run."""
+        if self._keep is None:
+            self._keep = os.path.join(self.state_dir, "repaired", "%s-%s" % (time.strftime("%Y%m%dT%H%M%S"), release))
+        if not os.path.isdir(self._keep):
+            os.makedirs(os.path.dirname(self._keep), 0o755, exist_ok=True)
+            os.mkdir(self._keep, 0o700)
+        return self._keep
+
+    @staticmethod
+    def move_out(path, destination):
+        """Move `path` to `destination`, across file systems if need be."""
+        if not os.path.isdir(os.path.dirname(destination)):
+            os.makedirs(os.path.dirname(destination), 0o700)
+        try:
+            os.rename(path, destination)
+        except OSError as error:
+            if error.errno != errno.EXDEV:
+                raise
+            import shutil
+
+            shutil.move(path, destination)
+
+    def check_parents(self, base, path):
+        """Refuse to write through a link: every directory above `path` must be a real directory."""
+        parts = path.split("/")[:-1] if path != "." else []
+        for depth in range(1, len(parts) + 1):
+            parent = os.path.join(base, *parts[:depth])
+            if os.path.islink(parent) or not os.path.isdir(parent):
+                raise StepError("%s is not a directory: the repair does not write through it" % parent)
+
+    def set_aside(self, full, destination):
+        """Move an entry into the repair's keep directory (the same file system: one rename)."""
+        if not os.path.lexists(full):
+            return
+        self.keep_dir(None)
+        if not os.path.isdir(os.path.dirname(destination)):
+            os.makedirs(os.path.dirname(destination), 0o700)
+        os.rename(full, destination)
+
+    def create(self, full, want, path, sources, keep):
+        if want["type"] == "dir":
+            os.mkdir(full, 0o700)
+            os.chmod(full, int(want["mode"], 8))
+        elif want["type"] == "link":
+            os.symlink(want["link"], full)
+        else:
+            self.write_file(full, want, path, sources, keep)
+
+    def write_file(self, full, want, path, sources, keep):
+        """Write one file as the release has it, then swap it in with one rename; the file it
+        replaces stays in `keep` (a second name for it: the swap itself stays atomic)."""
+        temporary = "%s.golive-repair-%d" % (full, os.getpid())
+        if os.path.lexists(temporary):
+            os.unlink(temporary)
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            sources.copy(path, handle)
+            handle.flush()
+            os.fchmod(handle.fileno(), int(want["mode"], 8))
+            os.fsync(handle.fileno())
+        if os.path.lexists(full):
+            self.keep_dir(None)
+            aside = os.path.join(keep, path)
+            if not os.path.isdir(os.path.dirname(aside)):
+                os.makedirs(os.path.dirname(aside), 0o700)
+            try:
+                os.link(full, aside)
+            except OSError:  # no second name allowed (protected_hardlinks): moved instead
+                os.rename(full, aside)
+        os.rename(temporary, full)
 
     def step_finish_if_unchanged(self, args):
         """No-change runs cost one round trip: record 'unchanged', release the lock, stop here."""
@@ -650,7 +838,8 @@ class Agent:
             if os.path.islink(link) and os.readlink(link) == expected:
                 continue
             if os.path.exists(link) and not os.path.islink(link):
-                os.rename(link, "%s.golive-replaced-%s" % (link, time.strftime("%Y%m%d%H%M%S")))
+                # kept, but not in config_dir: an application may read every file there
+                self.move_out(link, os.path.join(self.keep_dir(release), "config_dir", item["dest"]))
             symlink_atomic(expected, link)
         symlink_atomic(os.path.join("releases", release), self.current_link)
         fsync_dir(self.root)
@@ -695,7 +884,7 @@ class Agent:
                 return {"attempts": attempt + 1}
         raise StepError("health check failed after %d attempts: %s" % (attempts, last))
 
-    def health_once(self, health, expected, timeout, release, direction):
+    def health_once(self, health, expected, timeout, release, direction, want_release=None):
         if health.get("url"):
             try:
                 status, raw = http_get(health["url"], timeout)
@@ -719,6 +908,8 @@ class Agent:
         for key, value in expected.items():
             if value and report.get(key) != value:
                 return False, "health reports %s %r, expected %r" % (key, report.get(key), value)
+        if want_release and report.get("release") not in (None, want_release):  # still serving another
+            return False, "health reports release %r, expected %r" % (report.get("release"), want_release)
         return True, ""
 
     def step_serve(self, args):
@@ -1046,6 +1237,55 @@ def kept_text(kept, current):
         if text not in shown:
             shown.append(text)
     return ", ".join(shown) or "none"
+
+
+class RepairSources(object):
+    """Where a repair takes a file's bytes from: a rendered config file from the request, any other
+    file from the cached artifact (opened once, its sha256 checked and every member checked as an
+    unpack checks them, only when a code file needs restoring)."""
+
+    def __init__(self, agent, args):
+        self.agent = agent
+        self.args = args
+        self.rendered = dict(("config/" + f["dest"], f["data"]) for f in args.get("files", []))
+        self.archive = None
+        self.members = None
+
+    def copy(self, path, handle):
+        if path in self.rendered:
+            import base64
+
+            handle.write(base64.b64decode(self.rendered[path]))
+            return
+        if self.members is None:
+            self.open()
+        member = self.members.get(path)
+        if member is None:
+            raise StepError("%s is not in the artifact %s: nothing to restore it from" % (path, self.args["artifact"]))
+        source = self.archive.extractfile(member)
+        while True:
+            block = source.read(CHUNK)
+            if not block:
+                break
+            handle.write(block)
+
+    def open(self):
+        import tarfile
+
+        agent, args = self.agent, self.args
+        artifact = os.path.join(agent.artifacts_dir, args["artifact"])
+        if not os.path.isfile(artifact):
+            raise StepError("the artifact %s is not on the host: deploy again, the plan uploads it" % args["artifact"])
+        actual = agent.vars.get("uploaded_sha256") or sha256_file(artifact, fast_sha256())
+        if actual != args["sha256"]:
+            raise StepError("checksum mismatch for cached %s: got %s, expected %s; nothing restored from it"
+                            % (args["artifact"], actual[:16], args["sha256"][:16]))
+        self.archive = tarfile.open(artifact, "r:*")
+        self.members = dict(check_archive(self.archive.getmembers(), args["max_members"], args["max_bytes"]))
+
+    def close(self):
+        if self.archive is not None:
+            self.archive.close()
 
 
 class LockHeld(Exception):

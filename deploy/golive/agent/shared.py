@@ -5,6 +5,8 @@ golive.agent sends this file's code ahead of the program it runs, in the same co
 host these names are simply there; on the controller the programs import them from here.
 """
 
+import os
+
 try:
     from _sha256 import sha256  # CPython's built-in; hashlib would first load OpenSSL (~3 ms)
 except ImportError:
@@ -111,12 +113,31 @@ def http_get(url, timeout):
             return response.status, response.read(65536)
         except urllib.error.HTTPError as error:
             return error.code, error.read(65536)
-    import socket  # here, not at the top: only health checks need it (~5 ms of host CPU to import)
+    try:  # the C module: `socket` itself imports enum and selectors (~13 ms of host CPU with python3 -S)
+        import _socket as socket
+    except ImportError:
+        import socket
 
     authority, _, path = url[len("http://"):].partition("/")
     host, _, port = authority.rpartition(":") if ":" in authority.strip("[]").split("]")[-1] else (authority, "", "")
     host = host.strip("[]") or authority
-    connection = socket.create_connection((host, int(port or 80)), timeout=timeout)
+    connection = None
+    failure = OSError("%s does not resolve" % host)
+    try:  # bytes: a str host goes through the idna codec, which imports re and enum (~10 ms)
+        name = host.encode("ascii")
+    except UnicodeEncodeError:
+        name = host
+    for family, kind, protocol, _, address in socket.getaddrinfo(name, int(port or 80), 0, socket.SOCK_STREAM):
+        connection = socket.socket(family, kind, protocol)
+        try:
+            connection.settimeout(timeout)
+            connection.connect(address)
+            break
+        except OSError as error:
+            connection.close()
+            connection, failure = None, error
+    if connection is None:
+        raise failure
     try:
         connection.sendall(("GET /%s HTTP/1.0\r\nHost: %s\r\nConnection: close\r\n\r\n" % (path, authority)).encode())
         chunks = []
@@ -224,3 +245,148 @@ def read_output_tail(handle, limit, masker):
     size = handle.tell()
     handle.seek(size - masker.window(size, limit))
     return masker.tail_bytes(handle.read(), limit)
+# -- a release's files ------------------------------------------------------------------------
+# What drift (the collector), a deploy's no-change decision and its repair (the host agent) read of
+# a release directory, and how they compare it with what the release should be. Entries are keyed
+# by their path relative to the release directory ("." is the directory itself), links are never
+# followed, and nothing is skipped but what golive.yml's `drift.ignore` names. The controller's
+# golive.core.drift.release_differences is this comparison's twin (tests/unit/test_drift_core.py
+# holds the two to the same verdicts).
+
+def _segment_matches(pattern, text):
+    """fnmatch for one path segment, `*` and `?` only (no `re`: every module costs each host)."""
+    p = t = 0
+    star, mark = -1, 0
+    while t < len(text):
+        if p < len(pattern) and pattern[p] in ("?", text[t]) and pattern[p] != "*":
+            p += 1
+            t += 1
+        elif p < len(pattern) and pattern[p] == "*":
+            star, mark = p, t
+            p += 1
+        elif star >= 0:
+            p = star + 1
+            mark += 1
+            t = mark
+        else:
+            return False
+    while p < len(pattern) and pattern[p] == "*":
+        p += 1
+    return p == len(pattern)
+
+
+def _segments_match(pattern, parts):
+    if not pattern:
+        return not parts
+    if pattern[0] == "**":
+        return any(_segments_match(pattern[1:], parts[skip:]) for skip in range(len(parts) + 1))
+    return bool(parts) and _segment_matches(pattern[0], parts[0]) and _segments_match(pattern[1:], parts[1:])
+
+
+def ignored(path, patterns):
+    """True when `path` (relative, "/"-separated) or a directory above it matches a drift.ignore
+    pattern: segments of `*` and `?` globs, `**` (a whole segment) for any number of segments."""
+    if not patterns or path == ".":
+        return False
+    parts = path.split("/")
+    for pattern in patterns:
+        segments = pattern.split("/")
+        for depth in range(1, len(parts) + 1):
+            if _segments_match(segments, parts[:depth]):
+                return True
+    return False
+
+
+def _kind(mode):
+    import stat
+
+    if stat.S_ISREG(mode):
+        return "file"
+    if stat.S_ISDIR(mode):
+        return "dir"
+    if stat.S_ISLNK(mode):
+        return "link"
+    return "other"
+
+
+def scan_release(base, patterns=(), hashes=True):
+    """(entries, ignored count) of the release directory `base`, by lstat: path -> {type, mode
+    ("0644"), uid, gid, size, sha256 (with `hashes`) | link}. Ignored paths are counted, not listed."""
+    import stat
+
+    entries = {}
+    skipped = [0]
+    digest = None
+    if hashes:
+        digest = fast_sha256
+
+    def add(path, relative, info):
+        kind = _kind(info.st_mode)
+        entry = {"type": kind, "mode": "%04o" % stat.S_IMODE(info.st_mode), "uid": info.st_uid, "gid": info.st_gid}
+        if kind == "file":
+            entry["size"] = info.st_size
+            if digest is not None:
+                entry["sha256"] = sha256_file(path, digest())
+        elif kind == "link":
+            entry["link"] = os.readlink(path)
+            del entry["mode"]  # always 0777 on Linux: not an attribute anyone sets
+        entries[relative] = entry
+        return kind
+
+    def walk(folder, prefix):
+        with os.scandir(folder) as listing:
+            found = sorted(listing, key=lambda e: e.name)
+        for item in found:
+            relative = prefix + item.name
+            if ignored(relative, patterns):
+                skipped[0] += count_tree(item.path) if item.is_dir(follow_symlinks=False) else 1
+                continue
+            if add(item.path, relative, os.lstat(item.path)) == "dir":
+                walk(item.path, relative + "/")
+
+    if add(base, ".", os.lstat(base)) == "dir":
+        walk(base, "")
+    return entries, skipped[0]
+
+
+def count_tree(path):
+    """Entries at and below `path` (an ignored directory counts with everything in it)."""
+    total = 1
+    try:
+        with os.scandir(path) as listing:
+            for item in listing:
+                total += count_tree(item.path) if item.is_dir(follow_symlinks=False) else 1
+    except OSError:
+        pass
+    return total
+
+
+def release_differences(desired, actual, uid, gid):
+    """[(path, aspect)] where the release directory differs from what it should be, parents
+    before children; aspect: missing, added, type, content, link, mode, owner, group. `desired`:
+    path -> {type, mode, sha256, size | link}; `actual` as scan_release gives it (a file without
+    sha256 is compared by size only); everything must belong to uid:gid, who unpacked it."""
+    found = []
+    for path in sorted(set(desired) | set(actual), key=lambda p: (p != ".", p.split("/"))):
+        want, have = desired.get(path), actual.get(path)
+        if have is None:
+            found.append((path, "missing"))
+            continue
+        if want is None:
+            found.append((path, "added"))
+            continue
+        if want["type"] != have["type"]:
+            found.append((path, "type"))
+            continue
+        if want["type"] == "file" and (("size" in want and want["size"] != have.get("size"))
+                                       or ("sha256" in have and want.get("sha256") != have["sha256"])):
+            found.append((path, "content"))
+        elif want["type"] == "link" and want.get("link") != have.get("link"):
+            found.append((path, "link"))
+        if want["type"] != "link" and want.get("mode") != have.get("mode"):
+            found.append((path, "mode"))
+        if have.get("uid") != uid:
+            found.append((path, "owner"))
+        if have.get("gid") != gid:
+            found.append((path, "group"))
+    return found

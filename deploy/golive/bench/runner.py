@@ -205,7 +205,7 @@ class Bench:
         self.measure("ssh true", "openssh", 2 * n, ws,
                      [self.python, "-m", "golive.bench.sshtrue", self.hosts.client_key, self.hosts.known_hosts,
                       *addresses])
-        if not (REPO / "deploy" / "golive" / "drift.py").exists():
+        if not (REPO / "deploy" / "golive" / "flows" / "drift.py").exists():
             return
         self.reset(n)
         for environment in ("staging", "production"):
@@ -214,7 +214,7 @@ class Bench:
         self.measure("drift", "golive", 2 * n, ws, [*golive, "drift", CUSTOMER], findings_ok=True)
         self.measure("drift", "testinfra", 2 * n, ws,
                      [self.python, "-m", "golive.bench.testinfra_facts", str(ws), CUSTOMER])
-        if (REPO / "deploy" / "golive" / "checks.py").exists():
+        if (REPO / "deploy" / "golive" / "flows" / "check.py").exists():
             self.measure("check", "golive", n, ws, [*golive, "check", CUSTOMER, "staging"])
 
     def go(self) -> int:

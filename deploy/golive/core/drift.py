@@ -5,11 +5,16 @@ each host should run, its variables, and the same host's variables as the source
 set them) go in; a DriftReport comes out. tests/unit/test_drift_core.py runs fixtures through it.
 
 Every difference is reported once, where its cause is:
-- on a host ("host" scope): a hand-edited or stale config file, a patched code file, a changed mode
-  or owner, a stopped service, a port not listening, a release the ledger does not know;
+- on a host ("host" scope): any entry of the live release directory that is not what the release
+  should hold (release_tree: the artifact's files as golive unpacks them, the rendered config, the
+  shared links, the directory itself), compared by content, full mode, owner and group - a
+  hand-edited or stale config file, a patched, added or removed code file, a changed mode or
+  owner; a config link that does not lead into the live release, /etc/localtime holding another
+  zone than its name, a stopped service, a port not listening, a release the ledger does not know;
 - between environments ("environment" scope): the release, a variable (with the file:line that sets
-  it and the config files it changes), the platform, a runtime package, the service definition, a
-  port, a permission. A difference that follows from a host finding is not repeated here.
+  it and the config files it changes), the platform (the time zone by its zone data), a runtime
+  package, the service definition and its systemd unit files, a port, a permission. A difference
+  that follows from a host finding is not repeated here.
 A variable difference is *expected* only when golive.yml declares it (`differs_by`) and its `expires`
 date has not passed; everything else is drift. Secret values are compared by digest and shown masked.
 """
@@ -17,6 +22,7 @@ date has not passed; everything else is drift. Secret values are compared by dig
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import asdict, dataclass, field, replace
 from datetime import date
 from typing import Any, Literal, get_args
@@ -36,6 +42,8 @@ PLATFORM_FIELDS: tuple[tuple[str, Severity], ...] = (
     ("machine", "high"), ("os", "medium"), ("os_version", "medium"), ("python", "medium"),
     ("timezone", "medium"), ("locale", "medium"), ("kernel", "low"))
 GROUP_OR_OTHER_ACCESS = 0o077
+GROUP_OR_OTHER_WRITE = 0o022
+SETID_BITS = 0o6000
 
 
 @dataclass(frozen=True)
@@ -68,6 +76,85 @@ class DesiredFile:
     mode: int
     secret: bool = False
     link: str = ""  # what config_dir/<dest> must point to
+    size: int | None = None
+
+
+# A release directory entry, what it is and what it should be: {"type": "file"|"dir"|"link"|"other",
+# "mode": "0644" (not for links), "sha256" and "size" (files), "link" (links); what a host has also
+# carries "owner" and "group"}. Paths are relative to the release directory, "." is the directory.
+Entry = Mapping[str, Any]
+DIRECTORY_MODE = "0755"  # every directory the host agent makes (os.mkdir 0o755 under umask 022)
+CONFIG_DIR = "config"
+SHARED_LINK = "../../shared/{}"
+
+
+def unpacked_mode(member_mode: int) -> str:
+    """The mode the host agent's unpack gives a file of the artifact (agent/archive.py extract_checked):
+    no group/other write, no setuid/setgid/sticky, always readable and writable by its owner."""
+    return f"{member_mode & 0o755 | 0o600:04o}"
+
+
+@dataclass(frozen=True)
+class ReleaseTree:
+    """What a release directory should hold, entry by entry (release_tree)."""
+
+    entries: Mapping[str, Entry]
+    artifact_sha256: str | None = None  # of the artifact in the release store, when it is there
+    code_known: bool = False  # the artifact's own entries are in `entries` (else only config/ and shared links)
+
+
+def release_tree(code: Mapping[str, Entry] | None, config: Mapping[str, Entry], shared: Iterable[str],
+                 artifact_sha256: str | None = None) -> ReleaseTree:
+    """The release directory as either engine leaves it: the artifact's entries (`code`, as unpacked;
+    None when the artifact is not known here) without what golive puts there itself, config/ with
+    the rendered files (dest -> {sha256, size, mode}), a link into shared/ per shared directory."""
+    shared = tuple(shared)
+    reserved = {CONFIG_DIR, *shared}
+    entries: dict[str, Entry] = {".": {"type": "dir", "mode": DIRECTORY_MODE}}
+    for path, entry in (code or {}).items():
+        if path != "." and path.split("/")[0] not in reserved:
+            entries[path] = dict(entry)
+    entries[CONFIG_DIR] = {"type": "dir", "mode": DIRECTORY_MODE}
+    for dest, entry in config.items():
+        entries[f"{CONFIG_DIR}/{dest}"] = {"type": "file", **entry}
+    for name in shared:
+        entries[name] = {"type": "link", "link": SHARED_LINK.format(name)}
+    return ReleaseTree(entries, artifact_sha256, code is not None)
+
+
+Aspect = Literal["missing", "added", "type", "content", "link", "mode", "owner", "group"]
+
+
+def release_differences(desired: Mapping[str, Entry], actual: Mapping[str, Entry],
+                        deployer: Mapping[str, Any]) -> list[tuple[str, Aspect]]:
+    """Where a release directory differs from what it should be, parents first; everything in it
+    belongs to `deployer` ({owner, group}), who unpacked it. The host agent decides with the same
+    comparison (golive.agent.shared.release_differences; tests/unit/test_drift_core.py holds them
+    to the same verdicts)."""
+    found: list[tuple[str, Aspect]] = []
+    for path in sorted(set(desired) | set(actual), key=lambda p: (p != ".", p.split("/"))):
+        want, have = desired.get(path), actual.get(path)
+        if have is None:
+            found.append((path, "missing"))
+            continue
+        if want is None:
+            found.append((path, "added"))
+            continue
+        if want["type"] != have["type"]:
+            found.append((path, "type"))
+            continue
+        if want["type"] == "file" and (("size" in want and want["size"] != have.get("size"))
+                                       or ("sha256" in have and want.get("sha256") != have["sha256"])):
+            found.append((path, "content"))
+        elif want["type"] == "link" and want.get("link") != have.get("link"):
+            found.append((path, "link"))
+        if want["type"] != "link" and want.get("mode") != have.get("mode"):
+            found.append((path, "mode"))
+        if have.get("owner") != deployer.get("owner"):
+            found.append((path, "owner"))
+        if have.get("group") != deployer.get("group"):
+            found.append((path, "group"))
+    return found
 
 
 @dataclass(frozen=True)
@@ -78,9 +165,12 @@ class DesiredHost:
     release: str
     config_hash: str
     files: tuple[DesiredFile, ...]
-    artifact_sha256: str | None = None  # of the artifact in the release store, when it is there
-    code: Mapping[str, Mapping[str, Any]] | None = None  # its manifest: path -> {sha256|link, executable}
+    tree: ReleaseTree | None = None
     port: int | None = None
+
+    @property
+    def artifact_sha256(self) -> str | None:
+        return self.tree.artifact_sha256 if self.tree else None
 
 
 @dataclass(frozen=True)
@@ -136,6 +226,7 @@ class DriftReport:
     expected: tuple[Finding, ...]  # declared differences, with their reasons
     unreachable: Mapping[str, str] = field(default_factory=dict)
     pairs: Mapping[str, str] = field(default_factory=dict)  # target host -> source host
+    ignored: Mapping[str, int] = field(default_factory=dict)  # host -> release entries golive.yml drift.ignore names
 
     @property
     def drift(self) -> bool:
@@ -147,7 +238,7 @@ class DriftReport:
     def as_dict(self) -> dict[str, Any]:
         return {"from": self.source, "to": self.target, "drift": self.drift,
                 "findings": [f.as_dict() for f in self.findings], "expected": [f.as_dict() for f in self.expected],
-                "unreachable": dict(self.unreachable), "pairs": dict(self.pairs)}
+                "unreachable": dict(self.unreachable), "pairs": dict(self.pairs), "ignored": dict(self.ignored)}
 
 
 # -- pairing ------------------------------------------------------------------------------------
@@ -200,6 +291,10 @@ def host_findings(state: HostState) -> list[Finding]:
     if not release.get("exists"):
         return [_finding("release", "current", name, "a release directory", release.get("link_target"), "high",
                          "`current` points to a release directory that does not exist")]
+    if release.get("link_target") not in (None, f"releases/{release['id']}"):
+        found.append(_finding("release", "current", name, f"releases/{release['id']}", release.get("link_target"),
+                              "high", "`current` does not point into the releases directory: the host runs a "
+                                      "copy golive did not unpack"))
     live = ((fp.get("ledger") or {}).get("live") or {}).get("release")
     if live and live != release["id"]:
         found.append(_finding("release", "current", name, live, release["id"], "high",
@@ -209,100 +304,172 @@ def host_findings(state: HostState) -> list[Finding]:
                               "the live release never passed its health check"))
     desired = state.desired
     if desired is not None:
-        found += _config_findings(name, fp, meta, desired)
-        found += _code_findings(name, fp, meta, desired)
+        found += _tree_findings(name, fp, meta, desired)
+        found += _config_link_findings(name, fp, desired)
+    found += _platform_host_findings(name, fp)
     found += _service_findings(name, fp, meta, desired)
     return found
 
 
-def _config_findings(name: str, fp: Mapping[str, Any], meta: Mapping[str, Any], desired: DesiredHost) -> list[Finding]:
-    config = fp.get("config") or {}
-    files = config.get("files") or {}
-    links = config.get("links") or {}
-    owner = (fp.get("release") or {}).get("dir") or {}
+def _shown(digest: str | None, secret: bool) -> str | None:
+    return MASK if secret and digest else (digest[:16] if digest else None)
+
+
+def compared_tree(fp: Mapping[str, Any], meta: Mapping[str, Any],
+                  desired: DesiredHost) -> tuple[Mapping[str, Entry], Mapping[str, Entry], bool]:
+    """(what the release directory should hold, what the host has, whether code files are in it)."""
+    if desired.tree is None:
+        return {}, {}, False
+    return comparable(desired.tree, (fp.get("tree") or {}).get("entries") or {}, meta.get("artifact_sha256"))
+
+
+def comparable(tree: ReleaseTree, actual: Mapping[str, Entry],
+               running: str | None) -> tuple[Mapping[str, Entry], Mapping[str, Entry], bool]:
+    """The part of a release directory that can be compared with `tree` when the host runs the
+    artifact `running`: all of it when that is the artifact `tree` was read from; otherwise (not in
+    the store, or the store's differs) only what golive writes itself, config/ and the shared
+    links, and the environments compare the rest."""
+    if tree.code_known and running == tree.artifact_sha256:
+        return tree.entries, actual, True
+    top = {p.split("/")[0] for p in tree.entries if p != "." and not _is_code(p, tree.entries)}
+    wanted = {p: e for p, e in tree.entries.items() if p == "." or p.split("/")[0] in top}
+    return wanted, {p: e for p, e in actual.items() if p == "." or p.split("/")[0] in top}, False
+
+
+def _is_code(path: str, entries: Mapping[str, Entry]) -> bool:
+    top = path.split("/")[0]
+    return top != CONFIG_DIR and entries.get(top, {}).get("link") != SHARED_LINK.format(top)
+
+
+def _tree_findings(name: str, fp: Mapping[str, Any], meta: Mapping[str, Any], desired: DesiredHost) -> list[Finding]:
+    tree = fp.get("tree")
+    if not tree or tree.get("entries") is None:
+        return []  # the collector could not read the release directory: its error is reported
+    wanted, actual, _ = compared_tree(fp, meta, desired)
+    deployer = tree.get("deployer") or {}
     deployed = {f.get("dest"): f.get("sha256") for f in meta.get("config_files", [])}
+    secrets = {f.dest for f in desired.files if f.secret}
+    found: list[tuple[str, Finding]] = []
+    whole: dict[str, int] = {}  # an added or replaced entry is one finding, with what is below it
+    for path, aspect in release_differences(wanted, actual, deployer):
+        above = next((w for w in whole if path.startswith(w + "/")), None)
+        if above is not None:
+            whole[above] += 1
+            continue
+        if aspect in ("added", "type"):
+            whole[path] = 0
+        found.append((path, _tree_finding(name, path, aspect, wanted.get(path), actual.get(path), deployer,
+                                          deployed, secrets)))
+    return [replace(f, reason=f"{f.reason} ({whole[p]} entries in it)") if whole.get(p) else f for p, f in found]
+
+
+_KIND_NAMES = {"file": "file", "dir": "directory", "link": "symbolic link", "other": "special file"}
+
+
+def _describe_entry(entry: Entry | None) -> str:
+    if entry is None:
+        return NOT_SET
+    if entry["type"] == "link":
+        return f"-> {entry.get('link')}"
+    if entry["type"] == "file":
+        return str(entry.get("sha256") or f"{entry.get('size')} bytes")[:16]
+    return str(_KIND_NAMES.get(entry["type"], entry["type"]))
+
+
+def _tree_finding(name: str, path: str, aspect: Aspect, want: Entry | None, have: Entry | None,
+                  deployer: Mapping[str, Any], deployed: Mapping[str, str | None], secrets: set[str]) -> Finding:
+    dest = path[len(CONFIG_DIR) + 1:] if path.startswith(CONFIG_DIR + "/") else None
+    secret = dest in secrets
+    shared = bool(want and want.get("link") and want["link"] == SHARED_LINK.format(path))
+    subject = dest or {".": "release directory", CONFIG_DIR: "config/"}.get(path, path)
+    kind: Kind = "config" if dest is not None else "code_file"
+    what = _KIND_NAMES.get((want or have or {}).get("type", "file"), "file")
+    if aspect == "missing":
+        assert want is not None  # missing: on the host, not in the release
+        reason = "the rendered file is missing from the live release" if dest is not None else \
+            f"a {what} of the release is missing on the host"
+        return _finding(kind, subject, name, _shown(want.get("sha256"), secret) if dest else "present", NOT_SET,
+                        "high", reason)
+    if aspect == "added":
+        reason = "a config file the workspace does not render" if dest is not None else \
+            f"a {what} that is not part of the release artifact"
+        return _finding(kind, subject, name, NOT_SET, "present", "medium", reason)
+    assert want is not None and have is not None  # every other aspect compares an entry that is in both
+    if aspect == "type":
+        reason = f"a {_KIND_NAMES.get(have['type'])} where the release has a {_KIND_NAMES.get(want['type'])}"
+        if shared:
+            reason += ": what the application writes there is not kept in shared/ across releases"
+        return _finding(kind, subject, name, _describe_entry(want) if not secret else MASK,
+                        _describe_entry(have) if not secret or have["type"] == "link" else MASK, "high", reason)
+    if aspect == "content":
+        if dest is None:
+            return _finding(kind, subject, name, _describe_entry(want), _describe_entry(have), "high",
+                            "changed on the host: it differs from the release artifact")
+        if have.get("sha256") != deployed.get(dest):
+            return _finding(kind, subject, name, _shown(want.get("sha256"), secret),
+                            _shown(have.get("sha256"), secret), "high",
+                            "edited on the host after the deploy (it differs from what golive wrote)")
+        return _finding(kind, subject, name, _shown(want.get("sha256"), secret), _shown(have.get("sha256"), secret),
+                        "medium", "the workspace renders it differently now: not deployed yet")
+    if aspect == "link":
+        return _finding(kind, subject, name, _describe_entry(want), _describe_entry(have), "high",
+                        "the shared directory link points elsewhere" if shared else "the link points elsewhere")
+    if aspect == "mode":
+        wanted_mode, mode = int(want["mode"], 8), int(have["mode"], 8)
+        severity: Severity = "medium"
+        reason = "mode changed on the host"
+        if secret and mode & GROUP_OR_OTHER_ACCESS:
+            severity, reason = "high", "a secret file readable beyond its owner"
+        elif mode & SETID_BITS & ~wanted_mode:
+            severity, reason = "high", "a setuid/setgid bit was set: it runs with its owner's rights"
+        elif mode & GROUP_OR_OTHER_WRITE & ~wanted_mode:
+            severity = "high"
+            reason = "writable by group or others: they can " + \
+                ("add or replace files in it" if have["type"] == "dir" else "change what the application runs")
+        return _finding("permission", f"{subject} mode", name, want["mode"], have["mode"], severity, reason)
+    part = aspect  # owner | group
+    return _finding("permission", f"{subject} {part}", name, deployer.get(part), have.get(part),
+                    "high" if secret else "medium", f"the {part} is not the one golive deploys as")
+
+
+def _config_link_findings(name: str, fp: Mapping[str, Any], desired: DesiredHost) -> list[Finding]:
+    links = (fp.get("config") or {}).get("links") or {}
     found: list[Finding] = []
     for want in desired.files:
-        have = files.get(want.dest) or {"exists": False}
-        subject = want.dest
-
-        def shown(digest: str | None, secret: bool = want.secret) -> str | None:
-            return MASK if secret and digest else (digest[:16] if digest else None)
-
-        if not have.get("exists"):
-            found.append(_finding("config", subject, name, shown(want.sha256), NOT_SET, "high",
-                                  "the rendered file is missing from the live release"))
-            continue
-        if have.get("sha256") != want.sha256:
-            if have.get("sha256") != deployed.get(want.dest):
-                found.append(_finding("config", subject, name, shown(want.sha256), shown(have.get("sha256")), "high",
-                                      "edited on the host after the deploy (it differs from what golive wrote)"))
-            else:
-                found.append(_finding("config", subject, name, shown(want.sha256), shown(have.get("sha256")),
-                                      "medium", "the workspace renders it differently now: not deployed yet"))
-        mode = int(have.get("mode", "0"), 8)
-        if mode != want.mode:
-            exposed = want.secret and mode & GROUP_OR_OTHER_ACCESS
-            found.append(_finding("permission", f"{subject} mode", name, f"{want.mode:04o}", f"{mode:04o}",
-                                  "high" if exposed else "medium",
-                                  "a secret file readable beyond its owner" if exposed else "mode changed on the host"))
-        for part in ("owner", "group"):
-            if owner.get(part) and have.get(part) != owner.get(part):
-                found.append(_finding("permission", f"{subject} {part}", name, owner.get(part), have.get(part),
-                                      "high" if want.secret else "medium",
-                                      f"{part} differs from the release it belongs to"))
         link = links.get(want.dest)
-        if want.link and link is not None:
-            if link.get("type") == "file":
-                edited = link.get("sha256") != want.sha256
-                found.append(_finding("config", f"{subject} link", name, want.link,
-                                      f"an edited copy ({shown(link.get('sha256'))})" if edited else "a regular file",
-                                      "high",
-                                      "the published config file was replaced by a copy"
-                                      + (" with other content: the application reads what golive did not write"
-                                         if edited else "") + "; switching releases no longer switches it"))
-            elif link.get("type") == "missing":
-                found.append(_finding("config", f"{subject} link", name, want.link, NOT_SET, "high",
-                                      "the published config file is missing"))
-            elif link.get("target") != want.link:
-                found.append(_finding("config", f"{subject} link", name, want.link, link.get("target"), "high",
-                                      "the published config file points elsewhere"))
-    wanted = {f.dest for f in desired.files}
-    for dest, have in sorted(files.items()):
-        if dest not in wanted and have.get("exists"):
-            found.append(_finding("config", dest, name, NOT_SET, "present", "medium",
-                                  "a config file the workspace does not render"))
+        if not want.link or link is None:
+            continue
+        subject = f"{want.dest} link"
+        if link.get("type") == "file":
+            edited = link.get("sha256") != want.sha256
+            found.append(_finding("config", subject, name, want.link,
+                                  f"an edited copy ({_shown(link.get('sha256'), want.secret)})" if edited
+                                  else "a regular file", "high",
+                                  "the published config file was replaced by a copy"
+                                  + (" with other content: the application reads what golive did not write"
+                                     if edited else "") + "; switching releases no longer switches it"))
+        elif link.get("type") == "missing":
+            found.append(_finding("config", subject, name, want.link, NOT_SET, "high",
+                                  "the published config file is missing"))
+        elif link.get("target") != want.link:
+            found.append(_finding("config", subject, name, want.link, link.get("target"), "high",
+                                  "the published config file points elsewhere"))
     return found
 
 
-def _code_findings(name: str, fp: Mapping[str, Any], meta: Mapping[str, Any], desired: DesiredHost) -> list[Finding]:
-    if desired.code is None or meta.get("artifact_sha256") != desired.artifact_sha256:
-        return []  # no manifest for this artifact here: the environment comparison covers code files
-    code = fp.get("code") or {}
-    found: list[Finding] = []
-    for path in sorted(set(code) | set(desired.code)):
-        want, have = desired.code.get(path), code.get(path)
-        if have is None:
-            found.append(_finding("code_file", path, name, "present", NOT_SET, "high",
-                                  "a file of the release is missing on the host"))
-        elif want is None:
-            found.append(_finding("code_file", path, name, NOT_SET, "present", "medium",
-                                  "a file that is not part of the release artifact"))
-        elif want.get("link") != have.get("link") or want.get("sha256") != have.get("sha256"):
-            found.append(_finding("code_file", path, name, _code_value(want), _code_value(have), "high",
-                                  "changed on the host: it differs from the release artifact"))
-        elif want.get("executable") is not None and have.get("mode") and \
-                want["executable"] != bool(int(have["mode"], 8) & 0o100):
-            found.append(_finding("permission", f"{path} mode", name,
-                                  "executable" if want["executable"] else "not executable", have["mode"], "medium",
-                                  "the executable bit differs from the release artifact"))
-    return found
+def _platform_host_findings(name: str, fp: Mapping[str, Any]) -> list[Finding]:
+    platform = fp.get("platform") or {}
+    data, named = platform.get("timezone_data"), platform.get("timezone_named_data")
+    if data and named and data != named:
+        return [_finding("platform", "timezone", name, f"{platform.get('timezone')} (zoneinfo {named[:12]})",
+                         f"other zone data (sha256 {data[:12]})", "medium",
+                         "/etc/localtime does not hold the zone its name says: the host's local time is not "
+                         f"{platform.get('timezone')}'s")]
+    return []
 
 
 def _code_value(entry: Mapping[str, Any]) -> str:
-    if entry.get("link") is not None:
-        return f"-> {entry['link']}"
-    return str(entry.get("sha256", ""))[:16]
+    return _describe_entry(entry)
 
 
 def _service_findings(name: str, fp: Mapping[str, Any], meta: Mapping[str, Any],
@@ -355,7 +522,7 @@ def environment_findings(pair: Counterpart, target: HostState, source: HostState
     if tfp is None or sfp is None:
         return found
     found += _release_findings(pair, tfp, sfp, target, source)
-    found += _platform_findings(pair, tfp, sfp)
+    found += _platform_findings(pair, tfp, sfp, explained)
     found += _package_findings(pair, tfp, sfp)
     found += _service_env_findings(pair, tfp, sfp, explained)
     found += _port_findings(pair, tfp, sfp, target, source, explained)
@@ -422,12 +589,12 @@ def _release_findings(pair: Counterpart, tfp: Mapping[str, Any], sfp: Mapping[st
     if tmeta.get("artifact_sha256") != smeta.get("artifact_sha256") or tmeta.get("version") != smeta.get("version"):
         return [_env("release", "version", pair, shown(smeta), shown(tmeta), "high",
                      "the environments run different releases")]
-    manifests = target.desired and target.desired.code is not None and source.desired and \
-        source.desired.code is not None
-    if manifests:
+    compared = [compared_tree(fp, (fp.get("release") or {}).get("meta") or {}, state.desired)[2]
+                if state.desired is not None else False for fp, state in ((tfp, target), (sfp, source))]
+    if all(compared):
         return []  # each host was compared with the artifact itself
     found = []
-    tcode, scode = tfp.get("code") or {}, sfp.get("code") or {}
+    tcode, scode = _code_entries(tfp), _code_entries(sfp)
     for path in sorted(set(tcode) | set(scode)):
         mine, theirs = tcode.get(path), scode.get(path)
         if mine != theirs:
@@ -437,11 +604,37 @@ def _release_findings(pair: Counterpart, tfp: Mapping[str, Any], sfp: Mapping[st
     return found
 
 
-def _platform_findings(pair: Counterpart, tfp: Mapping[str, Any], sfp: Mapping[str, Any]) -> list[Finding]:
+def _code_entries(fp: Mapping[str, Any]) -> dict[str, Entry]:
+    """The host's release entries that come from the artifact, by what they hold (not who owns them:
+    each host's owners are compared with its own deployer)."""
+    entries = (fp.get("tree") or {}).get("entries") or {}
+    return {p: {k: v for k, v in e.items() if k not in ("owner", "group")} for p, e in entries.items()
+            if p != "." and _is_code(p, entries)}
+
+
+def _platform_findings(pair: Counterpart, tfp: Mapping[str, Any], sfp: Mapping[str, Any],
+                       explained: AbstractSet[tuple[str, str, str]]) -> list[Finding]:
     tp, sp = tfp.get("platform") or {}, sfp.get("platform") or {}
-    return [_env("platform", fact, pair, sp.get(fact), tp.get(fact), severity,
-                 f"the {fact.replace('_', ' ')} differs between the environments")
-            for fact, severity in PLATFORM_FIELDS if tp.get(fact) != sp.get(fact)]
+    found = []
+    for fact, severity in PLATFORM_FIELDS:
+        if fact == "timezone":
+            if any((h, "platform", "timezone") in explained for h in (pair.target, pair.source)):
+                continue
+            same = tp.get(fact) == sp.get(fact) and tp.get("timezone_data") == sp.get("timezone_data")
+            if not same:
+                found.append(_env("platform", fact, pair, _zone(sp), _zone(tp), severity,
+                                  "the time zone differs between the environments"
+                                  + (" (same name, other zone data in /etc/localtime)"
+                                     if tp.get(fact) == sp.get(fact) else "")))
+        elif tp.get(fact) != sp.get(fact):
+            found.append(_env("platform", fact, pair, sp.get(fact), tp.get(fact), severity,
+                              f"the {fact.replace('_', ' ')} differs between the environments"))
+    return found
+
+
+def _zone(platform: Mapping[str, Any]) -> str:
+    data = platform.get("timezone_data")
+    return f"{platform.get('timezone')} (zoneinfo {data[:12]})" if data else str(platform.get("timezone"))
 
 
 def _package_findings(pair: Counterpart, tfp: Mapping[str, Any], sfp: Mapping[str, Any]) -> list[Finding]:
@@ -465,6 +658,13 @@ def _service_env_findings(pair: Counterpart, tfp: Mapping[str, Any], sfp: Mappin
     if ts.get("running") != ss.get("running"):
         found.append(_env("service", "state", pair, _running(ss), _running(ts), "high",
                           "the service state differs between the environments"))
+    tunits, sunits = ts.get("unit_files") or {}, ss.get("unit_files") or {}
+    for path in sorted(set(tunits) | set(sunits)):
+        if tunits.get(path) != sunits.get(path):
+            found.append(_env("service", f"unit file {path}", pair, str(sunits.get(path) or NOT_SET)[:16],
+                              str(tunits.get(path) or NOT_SET)[:16], "medium",
+                              "the service's systemd unit differs between the environments: it runs differently "
+                              "under the same name"))
     tdef = ((tfp.get("release") or {}).get("meta") or {}).get("service") or {}
     sdef = ((sfp.get("release") or {}).get("meta") or {}).get("service") or {}
     for key in sorted(set(tdef) | set(sdef)):
@@ -507,19 +707,25 @@ def _permission_env_findings(pair: Counterpart, tfp: Mapping[str, Any], sfp: Map
                              explained: set[tuple[str, Kind, str]]) -> list[Finding]:
     found = []
     tconf, sconf = tfp.get("config") or {}, sfp.get("config") or {}
-    tfiles, sfiles = tconf.get("files") or {}, sconf.get("files") or {}
+    tentries = (tfp.get("tree") or {}).get("entries") or {}
+    sentries = (sfp.get("tree") or {}).get("entries") or {}
+    prefix = CONFIG_DIR + "/"
+    tfiles = {p[len(prefix):]: e for p, e in tentries.items() if p.startswith(prefix)}
+    sfiles = {p[len(prefix):]: e for p, e in sentries.items() if p.startswith(prefix)}
     for dest in sorted(set(tfiles) & set(sfiles)):
         for part in ("mode", "owner", "group"):
             subject = f"{dest} {part}"
-            if any((h, "permission", subject) in explained for h in (pair.target, pair.source)):
+            if any((h, kind, what) in explained for h in (pair.target, pair.source)
+                   for kind, what in (("permission", subject), ("config", dest))):
                 continue
             if tfiles[dest].get(part) != sfiles[dest].get(part):
                 found.append(_env("permission", subject, pair, sfiles[dest].get(part), tfiles[dest].get(part),
                                   "medium", f"the config file's {part} differs between the environments"))
-    for label, tvalue, svalue in (("release directory", (tfp.get("release") or {}).get("dir"),
-                                   (sfp.get("release") or {}).get("dir")),
+    for label, tvalue, svalue in (("release directory", tentries.get("."), sentries.get(".")),
                                   ("config directory", tconf.get("config_dir"), sconf.get("config_dir"))):
         for part in ("mode", "owner", "group"):
+            if any((h, "permission", f"{label} {part}") in explained for h in (pair.target, pair.source)):
+                continue
             if tvalue and svalue and tvalue.get(part) != svalue.get(part):
                 found.append(_env("permission", f"{label} {part}", pair, svalue.get(part), tvalue.get(part),
                                   "medium", f"the {label}'s {part} differs between the environments"))
@@ -560,8 +766,11 @@ def compare(hosts: Mapping[str, HostState], pairs: Sequence[Counterpart], expect
                                               explained)
     every = _merge(host_level + env_level)
     unreachable = {name: state.error for name, state in hosts.items() if state.error}
+    ignored = {name: int((state.fingerprint.get("tree") or {}).get("ignored") or 0) for name, state in hosts.items()
+               if state.fingerprint and (state.fingerprint.get("tree") or {}).get("ignored")}
     return DriftReport(source, target, tuple(f for f in every if not f.expected),
-                       tuple(f for f in every if f.expected), unreachable, {p.target: p.source for p in pairs})
+                       tuple(f for f in every if f.expected), unreachable, {p.target: p.source for p in pairs},
+                       ignored)
 
 
 def describe(report: DriftReport, limit: int = 200) -> list[str]:
@@ -584,6 +793,9 @@ def describe(report: DriftReport, limit: int = 200) -> list[str]:
         for f in report.expected[:limit]:
             lines.append(f"  {f.kind} {f.subject}: {f.expected_value} -> {f.actual_value} - {f.reason}"
                          + (f" (changes {', '.join(f.files)})" if f.files else ""))
+    if report.ignored:
+        lines.append(f"{sum(report.ignored.values())} file(s) ignored by golive.yml drift.ignore on "
+                     f"{len(report.ignored)} host(s): not compared")
     for name, error in sorted(report.unreachable.items()):
         lines.append(f"UNREACHABLE {name}: {error}")
     return lines

@@ -108,6 +108,8 @@ class AppDefinition:
     runtime_packages: tuple[str, ...] = ()
     variables: tuple[VarSpec, ...] = ()
     source: str = "golive.yml"
+    # golive.yml drift.ignore: release paths (globs) drift, deploys and checks neither compare nor repair
+    drift_ignore: tuple[str, ...] = ()
 
     def environment(self, name: str) -> EnvironmentSpec | None:
         return next((e for e in self.environments if e.name == name), None)

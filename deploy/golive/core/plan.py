@@ -14,6 +14,11 @@ from typing import Any, Literal
 from golive.core.release import RenderedConfig
 
 DEPLOY_STEPS = ("lock", "upload", "unpack", "configure", "hooks", "cutover", "restart", "verify", "record")
+# What a repair does to an entry of the live release, by what differs (golive.agent.hostagent step_repair).
+REPAIR_ACTIONS = {"missing": "restore", "added": "move away", "type": "replace", "content": "restore",
+                  "link": "relink", "mode": "chmod", "owner": "give back", "group": "give back"}
+# Restoring a file other than the rendered config reads it from the artifact on the host.
+FROM_ARTIFACT = frozenset({"missing", "type", "content", "owner", "group"})
 
 Action = Literal["unchanged", "repair", "switch", "install"]
 UNCHANGED: Action = "unchanged"
@@ -32,6 +37,9 @@ class DesiredRelease:
     artifact_name: str
     artifact_sha256: str
     config: RenderedConfig
+    # every entry its release directory must hold (Workspace.release_tree), and what drift.ignore leaves alone
+    files: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    ignore: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -45,6 +53,7 @@ class HostFacts:
     desired_live_problems: tuple[str, ...] = ()
     live_files: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     lock: Mapping[str, Any] | None = None
+    release_repairs: tuple[tuple[str, str], ...] = ()  # (path, aspect) where the live release differs
 
     @staticmethod
     def from_agent(data: Mapping[str, Any]) -> HostFacts:
@@ -56,6 +65,7 @@ class HostFacts:
             desired_live_problems=tuple(data.get("desired_live_problems") or ()),
             live_files=data.get("live_files") or {},
             lock=data.get("lock"),
+            release_repairs=tuple((str(p), str(a)) for p, a in data.get("release_repairs") or ()),
         )
 
     def release(self, release_id: str) -> Mapping[str, Any] | None:
@@ -79,10 +89,38 @@ class HostPlan:
     to_release: str
     reason: str
     file_changes: tuple[FileChange, ...] = ()
+    repairs: tuple[Repair, ...] = ()  # repair: what it does to the live release's entries, entry by entry
 
     @property
     def changes(self) -> bool:
         return self.action != UNCHANGED
+
+
+@dataclass(frozen=True)
+class Repair:
+    path: str  # in the release directory
+    aspects: tuple[str, ...]  # what differs (golive.core.drift.Aspect)
+    action: str  # what the repair does about it: REPAIR_ACTIONS
+
+    def describe(self) -> str:
+        return f"{self.action} {self.path} ({', '.join(self.aspects)})"
+
+
+def repairs(differences: tuple[tuple[str, str], ...]) -> tuple[Repair, ...]:
+    """One repair per entry, in the order the host makes them (parents first)."""
+    found: dict[str, list[str]] = {}
+    for path, aspect in differences:
+        found.setdefault(path, []).append(aspect)
+    order = ("added", "type", "missing", "content", "link", "mode", "owner", "group")
+    return tuple(Repair(path, tuple(aspects), REPAIR_ACTIONS[min(aspects, key=order.index)])
+                 for path, aspects in found.items())
+
+
+def needs_artifact(found: tuple[Repair, ...], desired: DesiredRelease) -> bool:
+    """Whether a repair restores a file that only the artifact holds (not a rendered config file)."""
+    rendered = {f"config/{f.dest}" for f in desired.config.files}
+    return any(r.path not in rendered and (desired.files.get(r.path) or {}).get("type") == "file"
+               and "added" not in r.aspects and FROM_ARTIFACT & set(r.aspects) for r in found)
 
 
 def _unmasked(text: str) -> str:
@@ -121,8 +159,11 @@ def plan_host(host: str, facts: HostFacts, desired: DesiredRelease,
                         f"{desired.version} is live and verified with this config", ())
     if facts.current == target:
         problems = "; ".join(facts.desired_live_problems) or "not verified"
-        return HostPlan(host, REPAIR, ("lock", "cutover", "restart", "verify", "record"), facts.current, target,
-                        f"{desired.version} is live but {problems}", changes)
+        found = repairs(facts.release_repairs)
+        steps = ("lock", *(("upload",) if needs_artifact(found, desired) and not facts.artifact_cached else ()),
+                 *(("repair",) if found else ()), "cutover", "restart", "verify", "record")
+        return HostPlan(host, REPAIR, steps, facts.current, target, f"{desired.version} is live but {problems}",
+                        changes, found)
     existing = facts.release(target)
     if existing is not None:
         return HostPlan(host, SWITCH, ("lock", "hooks", "cutover", "restart", "verify", "record"), facts.current,

@@ -31,6 +31,8 @@ from typing import Any
 
 import pytest
 
+from golive.agent.shared import ignored
+from golive.core.drift import ReleaseTree, comparable, release_differences
 from golive.core.errors import BadInput
 from golive.core.model import Host
 from golive.core.redact import CUT_MARKERS, MASK, mask_paths
@@ -108,6 +110,11 @@ class ExpectedHost:
     port: int | None
     owner: str  # who owns what golive writes on this host
     redactor: Any = field(default=None, repr=False, compare=False)  # golive.core.redact.Redactor
+    # every entry the live release directory should hold (Workspace.release_tree; repr=False: it
+    # holds the secret files' hashes), the artifact the host runs, golive.yml's drift.ignore
+    release_tree: ReleaseTree = field(default=ReleaseTree({}), repr=False)
+    artifact_sha256: str | None = None
+    ignore: tuple[str, ...] = ()
 
     def file(self, dest: str) -> ConfigFile:
         return next(f for f in self.files if f.dest == dest)
@@ -116,6 +123,57 @@ class ExpectedHost:
         """The end of a command's output for a failure message: masked first, then cut (a cut made
         after would leave part of a secret at its start)."""
         return self.redactor.tail(text, limit) if self.redactor is not None else text[-limit:]
+
+    def release_differences(self, host: Any) -> list[str]:
+        """Where the live release directory differs from what it should hold, one line per entry and
+        aspect, by content, mode, owner and group (what golive.yml drift.ignore names is left alone):
+        drift's own comparison (golive.core.drift.release_differences), over one listing command that
+        is the same on every host."""
+        listing = host.run("cd %s/ && id -gn %s && find . -printf '%%y\\t%%m\\t%%u\\t%%g\\t%%s\\t%%l\\t%%p\\n' "
+                           "&& find . -type f -exec sha256sum {} +", f"{self.root}/current", self.owner)
+        if listing.rc != 0:
+            return [f"cannot list {self.root}/current/: {self.tail(listing.stderr.strip(), 200)}"]
+        group, _, rest = listing.stdout.partition("\n")
+        actual: dict[str, dict[str, Any]] = {}
+        hashes: dict[str, str] = {}
+        for line in rest.splitlines():
+            fields = line.split("\t")
+            if len(fields) == 7:
+                kind, mode, owner, group_name, size, link, path = fields
+                relative = "." if path == "." else path.removeprefix("./")
+                entry: dict[str, Any] = {"type": FIND_TYPES.get(kind, "other"), "owner": owner, "group": group_name}
+                if entry["type"] == "link":
+                    entry["link"] = link
+                else:
+                    entry["mode"] = f"{int(mode, 8):04o}"
+                if entry["type"] == "file":
+                    entry["size"] = int(size)
+                actual[relative] = entry
+            elif len(line) > 66 and line[64:66] == "  ":
+                hashes[line[66:].removeprefix("./")] = line[:64]
+        for path, digest in hashes.items():
+            if path in actual:
+                actual[path]["sha256"] = digest
+        actual = {p: e for p, e in actual.items() if not ignored(p, self.ignore)}
+        wanted, actual, _ = comparable(self.release_tree, actual, self.artifact_sha256)
+        deployer = {"owner": self.owner, "group": group.strip()}
+        secrets = {f"config/{f.dest}" for f in self.files if f.secret}
+        lines = []
+        for path, aspect in release_differences(wanted, actual, deployer):
+            want, have = wanted.get(path) or {}, actual.get(path) or {}
+            if aspect in ("mode", "owner", "group"):
+                shown = f"want {want.get(aspect, deployer.get(aspect))}, has {have.get(aspect)}"
+            elif aspect == "link":
+                shown = f"want -> {want.get('link')}, has -> {have.get('link')}"
+            elif aspect == "type":
+                shown = f"want a {want.get('type')}, has a {have.get('type')}"
+            else:
+                shown = "" if path in secrets else aspect
+            lines.append(f"{path}: {aspect}" + (f" ({shown})" if shown and shown != aspect else ""))
+        return lines
+
+
+FIND_TYPES = {"f": "file", "d": "dir", "l": "link"}
 
 
 @dataclass(eq=False)  # one run is one object: pytest registers it as a plugin, by identity
@@ -411,7 +469,8 @@ def host_facts(run: CheckRun, host: Any) -> ExpectedHost:
                                f.mode, f.secret) for f in config.files),
         current=current, ledger_release=(live or {}).get("release"), service_status=status, health_url=health_url,
         address=parts.hostname or c.address, port=parts.port, owner="root" if inventory_host.vars.get("ansible_become")
-        else c.user, redactor=ws.redactor)
+        else c.user, redactor=ws.redactor, release_tree=ws.release_tree(version, config),
+        artifact_sha256=(live or {}).get("artifact_sha256"), ignore=app.drift_ignore)
     run.facts[inventory_host.name] = facts
     return facts
 

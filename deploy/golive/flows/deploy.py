@@ -358,13 +358,15 @@ class Deploy(Rollout):
                                        steps=step_seconds(*target.answers))
 
     def activate(self, target: Target) -> None:
-        session, run, ws, name = self.session, self.run, self.ws, target.host.name
+        session, run, ws, artifact, name = self.session, self.run, self.ws, self.artifact, target.host.name
         hooks = target.run.get("hooks", {})
         earlier = step_seconds(*target.answers)
         request = steps.activate_batch(run, ws.app, target.plan, target.desired, hooks, earlier, name,
-                                       keep_lock=target.leads, seq=self.seq)
+                                       keep_lock=target.leads, seq=self.seq, artifact=artifact)
+        uploading = any(s["op"] == "upload" for s in request["steps"])  # a repair restoring a code file
         session.progress.update(name, "cutover", "running")
-        answer = session.call(target.connected, request, timeout=ACTIVATE_TIMEOUT)
+        answer = session.call(target.connected, request, chunks(artifact.path) if uploading else (),
+                              timeout=ACTIVATE_TIMEOUT)
         target.answers += (answer,)
         for step in answer.steps:
             if step.name in ("cutover", "restart", "verify", "switch_back"):
@@ -493,11 +495,14 @@ def plan(ws: Workspace, customer: str, environment: str, version: str, *, only: 
             "from_release": host_plan.from_release, "to_release": host_plan.to_release, "reason": host_plan.reason,
             "files": [{"dest": c.dest, "change": c.change, "secret": c.secret, "diff": c.diff}
                       for c in host_plan.file_changes],
+            "repairs": [{"path": r.path, "aspects": list(r.aspects), "action": r.action} for r in host_plan.repairs],
             "lock": lock_state if state.get("lock") else None,
         })
         lines.append(f"  {name}: {host_plan.action.upper()} - {host_plan.reason}")
         if host_plan.changes:
             lines.append(f"    steps: {' -> '.join(host_plan.steps)}")
+        for item in host_plan.repairs:
+            lines.append(f"    {item.describe()}")
         for change in host_plan.file_changes:
             hidden = " (secret: contents not shown)" if change.secret else ""
             lines.append(f"    {change.change} {change.dest}{hidden}")

@@ -82,5 +82,6 @@ def desired_release(ws: Workspace, host: Host, artifact: Artifact
     """(the release, its metadata, its run file) for a host."""
     config = ws.render(host, artifact.version)
     desired = DesiredRelease(release_id(artifact.version, config.hash), artifact.version, artifact.name,
-                             artifact.sha256, config)
+                             artifact.sha256, config, ws.release_tree(artifact.version, config, artifact).entries,
+                             ws.app.drift_ignore)
     return desired, steps.release_meta(ws.app, desired), rendered_run(ws, host, artifact.version, desired)

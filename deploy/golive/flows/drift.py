@@ -2,9 +2,9 @@
 
 One round trip per host: golive.agent.collector fingerprints every host of both environments in
 parallel. Everything else happens on the controller: what each host should run (its config rendered
-now for the version it runs, the artifact's file list from the release store), its variables as the
-source environment would set them (Workspace.as_environment), and the comparison itself, which
-is pure (golive.core.drift).
+now for the version it runs, and every entry its release directory should hold:
+Workspace.release_tree), its variables as the source environment would set them
+(Workspace.as_environment), and the comparison itself, which is pure (golive.core.drift).
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ def collector_request(ws: Workspace, host: Host) -> dict[str, Any]:
     listen = host.vars.get("listen_address")
     if isinstance(listen, str) and "{{" not in listen:
         addresses.add(listen)
-    return {"root": ws.app.root, "config_dir": ws.app.config_dir, "shared": list(ws.app.shared),
+    return {"root": ws.app.root, "config_dir": ws.app.config_dir, "ignore": list(ws.app.drift_ignore),
             "config_files": [t.dest for t in ws.app.templates], "runtime_packages": list(ws.app.runtime_packages),
             "addresses": sorted(addresses), "mask": mask_for(host)}
 
@@ -116,11 +116,94 @@ def desired_host(ws: Workspace, host: Host, fingerprint: dict[str, Any] | None) 
         url = ws.render_string(ws.app.health.url, host, version, "health.url") if ws.app.health.url else ""
     except BadInput as error:
         return None, "; ".join(str(p) for p in error.problems)
-    sha, manifest = ws.artifact_files(version)
     files = tuple(core.DesiredFile(f.dest, f.sha256, f.mode, f.secret,
-                                   os.path.join(ws.app.root, "current", "config", f.dest)) for f in config.files)
-    return core.DesiredHost(version, release_id(version, config.hash), config.hash, files, sha, manifest,
-                        health_port(url) if url else None), ""
+                                   os.path.join(ws.app.root, "current", "config", f.dest), len(f.content))
+                  for f in config.files)
+    return core.DesiredHost(version, release_id(version, config.hash), config.hash, files,
+                            ws.release_tree(version, config), health_port(url) if url else None), ""
+
+
+# -- what to do about a host finding ------------------------------------------------------------------
+
+# What a deploy of the release a host should run puts back (golive.flows.steps: a deploy calls a
+# host unchanged only when every entry of its live release, its config links and its service are
+# what they should be, compared by content, mode and owner; anything else it repairs).
+REPAIRED_BY_DEPLOY = frozenset({"release", "code_file", "config", "permission", "service", "port"})
+HOST_ADVICE = {
+    "release": "it makes the release golive deployed live again and verifies it; find out who switched "
+               "`current` by hand",
+    "code_file": "it restores every file of the release from the artifact (changed, removed, replaced or "
+                 "added files are moved to .golive/repaired/ on the host first, as evidence); ask who changed "
+                 "the code and why, and ship a wanted change as a new release through staging",
+    "config": "it rewrites the config files as golive renders them and relinks them (an edited copy is "
+              "kept under .golive/repaired/); put a wanted change into the golive configuration first",
+    "permission": "it gives every file of the release back the mode and owner golive sets; find out who "
+                  "changed them (a secret file readable by others may mean its password must be changed)",
+    "service": "it restarts the service and verifies it; if it fails again, read the service's log",
+    "port": "it restarts the service and verifies it answers; if it fails again, read the service's log",
+}
+TIMEZONE_ADVICE = ("/etc/localtime holds other zone data than the zone it names: as root, link it to the zone "
+                   "(`ln -sf /usr/share/zoneinfo/ZONE /etc/localtime`) or correct /etc/timezone; golive does "
+                   "not manage the host's time zone")
+
+
+def repair_command(ws: Workspace, customer: str, host: Host, prints: dict[str, Fingerprint],
+                   findings: list[core.Finding]) -> str | None:
+    """The golive command that puts back what these host findings of `host` report, or None when
+    none of them is golive's to repair. The version is the one the host should run: what the
+    ledger made live when `current` was switched by hand, else the live release's. When the
+    environment only accepts what its source environment runs and checked (promote_from), and the
+    source has moved on, the command overrides that rule with a reason: production accepted this
+    artifact when it went live; putting it back is not a promotion."""
+    mine = [f for f in findings if f.scope == core.HOST and host.name in f.hosts and f.kind in REPAIRED_BY_DEPLOY]
+    if not mine:
+        return None
+    fingerprint = prints[host.name].data if host.name in prints else None
+    meta = ((fingerprint or {}).get("release") or {}).get("meta") or {}
+    live = (((fingerprint or {}).get("ledger") or {}).get("live") or {})
+    switched = any(f.kind == "release" and f.subject == "current" and f.expected_value == live.get("release")
+                   for f in mine)
+    source = live if switched else meta
+    version = source.get("version") or meta.get("version") or "VERSION"
+    command = f"golive deploy {customer} {host.environment} --release {version}"
+    if not promotion_holds(ws, customer, host.environment, source.get("artifact_sha256"), prints):
+        command += f' --override-promotion "repair of {version}, already live here"'
+    return command
+
+
+def promotion_holds(ws: Workspace, customer: str, environment: str, artifact_sha256: str | None,
+                    prints: dict[str, Fingerprint]) -> bool:
+    """Whether a deploy of this artifact to `environment` passes its promotion rule, as far as the
+    fingerprints tell (golive.flows.deploy.promotion_problems asks the hosts again)."""
+    spec = ws.app.environment(environment)
+    if spec is None or not spec.promote_from:
+        return True
+    try:
+        sources = ws.hosts(customer, spec.promote_from)
+    except BadInput:
+        return False
+    for source in sources:
+        data = prints[source.name].data if source.name in prints else None
+        meta = ((data or {}).get("release") or {}).get("meta") or {}
+        check = ((data or {}).get("ledger") or {}).get("check_for_current") or {}
+        if data is None or meta.get("artifact_sha256") != artifact_sha256 or meta.get("state") != "good" or \
+                check.get("result") != "passed":
+            return False
+    return True
+
+
+def advice(ws: Workspace, customer: str, host: Host, prints: dict[str, Fingerprint],
+           findings: list[core.Finding]) -> str:
+    """What to do about a host's findings, in words, naming the command that repairs them."""
+    mine = [f for f in findings if host.name in f.hosts]
+    command = repair_command(ws, customer, host, prints, mine)
+    parts = []
+    kinds = sorted({f.kind for f in mine if f.scope == core.HOST and f.kind in REPAIRED_BY_DEPLOY})
+    if command:
+        parts.append(f"Run `{command}`: " + "; ".join(HOST_ADVICE[k] for k in kinds) + ".")
+    if any(f.scope == core.HOST and f.kind == "platform" and f.subject == "timezone" for f in mine):
+        parts.append(TIMEZONE_ADVICE[0].upper() + TIMEZONE_ADVICE[1:] + ".")
+    return " ".join(parts)
 
 
 # -- variables, in both environments ---------------------------------------------------------------
@@ -256,9 +339,17 @@ def drift(ws: Workspace, customer: str, source: str = "staging", target: str = "
     finally:
         progress.stop()
     result = report(ws, drift_plan, prints, today)
+    repairs: dict[str, list[str]] = {}
+    for host in drift_plan.hosts:
+        command = repair_command(ws, customer, host, prints, list(result.findings))
+        if command:
+            repairs.setdefault(command, []).append(host.name)
     data = {"customer": customer, **result.as_dict(), "seconds": round(time.monotonic() - started, 3),
-            "collect_seconds": {name: round(fp.seconds, 3) for name, fp in prints.items()}}
+            "collect_seconds": {name: round(fp.seconds, 3) for name, fp in prints.items()},
+            "repair": [{"command": c, "hosts": h} for c, h in repairs.items()]}
     lines = core.describe(result)
+    for command, names in repairs.items():
+        lines.append(f"to repair {', '.join(names)}: {command} (puts back what the host findings above list)")
     pairs = sorted(result.pairs.items())
     if len(pairs) <= 6:
         lines.insert(1, "compared: " + ", ".join(f"{t} with {s}" for t, s in pairs))

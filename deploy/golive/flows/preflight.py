@@ -140,33 +140,40 @@ def _check_passed(data: dict[str, Any], customer: str, host: Host) -> Item:
                 f"Run `golive check {customer} {host.environment}`, fix what it reports, then run preflight again.")
 
 
+# What to do about a difference between the environments (a host's own findings name the command
+# that repairs them: golive.flows.drift.advice).
 ACTIONS = {
-    "release": "Find out who switched the release outside golive; redeploy the intended release with golive.",
-    "code_file": "A program file was changed on the server by hand. Ask who changed it and why; redeploy the "
-                 "release to undo it, or ship the change in a new release through staging.",
-    "config": "A configuration file differs from what golive generates. Ask who changed it and why; put a wanted "
-              "change into the golive configuration and redeploy, or redeploy to undo it.",
+    "release": "The environments run different releases. Deploy the release that should run with golive.",
+    "code_file": "The same release differs between staging and production, and the release store has no "
+                 "artifact to tell which host is right: put the artifact into the store and run preflight "
+                 "again (each host is then compared with it, and the command that repairs one is named).",
+    "config": "A configuration file differs from what golive generates for this environment. Put a wanted "
+              "change into the golive configuration and deploy it.",
     "variable": "A setting differs between staging and production without being declared as expected. Either "
                 "make production match staging, or declare the difference (with a reason) in golive.yml.",
     "platform": "The operating system differs between staging and production. Align the servers, or confirm "
                 "with the vendor that the difference is supported.",
     "package": "A runtime package has a different version than on staging. Align the package versions.",
-    "service": "The application service is not in the expected state. Start it (or restart it) and check its "
-               "log, then run preflight again.",
+    "service": "The application service is set up differently than on staging (its service definition or its "
+               "systemd unit). Align them.",
     "port": "A network port differs from staging. Check what listens there and whether it should.",
-    "permission": "File permissions or owners differ from what golive sets. Restore them (a redeploy does) and "
-                  "find out who changed them; a readable secret file may mean the password must be changed.",
+    "permission": "File permissions or owners differ between staging and production. Align them (a deploy "
+                  "as the same user does) and find out who changed them.",
 }
 
 
-def _drift_item(host: str, findings: list[core.Finding]) -> Item:
-    mine = [f for f in findings if host in f.hosts]
+def _drift_item(ws: Workspace, host: Host, prints: dict[str, drift_flow.Fingerprint], findings: list[core.Finding],
+                customer: str) -> Item:
+    mine = [f for f in findings if host.name in f.hosts]
     if not mine:
         return Item("drift", True, "no unexpected differences")
-    kinds = sorted({f.kind for f in mine})
     detail = "; ".join(f"{f.kind} {f.subject}: {f.reason}" for f in mine[:6]) + \
         (f"; and {len(mine) - 6} more" if len(mine) > 6 else "")
-    action = " ".join(ACTIONS[k] for k in kinds) + " Then run preflight again."
+    on_host = drift_flow.advice(ws, customer, host, prints, mine)
+    handled = {f.kind for f in mine if f.scope == core.HOST and (f.kind in drift_flow.REPAIRED_BY_DEPLOY
+                                                                 or f.kind == "platform")}
+    between = sorted({f.kind for f in mine if f.scope == core.ENVIRONMENT or f.kind not in handled})
+    action = " ".join([on_host] + [ACTIONS[k] for k in between]).strip() + " Then run preflight again."
     return Item("drift", False, detail, action)
 
 
@@ -228,7 +235,7 @@ def evaluate(ws: Workspace, customer: str, release: str | None, progress: Progre
             gate.items += [_runs_release(data, version, customer, host), _check_passed(data, customer, host),
                            _lock(host, data, customer)]
         if fp.ok:
-            gate.items.append(_drift_item(host.name, unexpected) if report else
+            gate.items.append(_drift_item(ws, host, prints, unexpected, customer) if report else
                               Item("drift", False, "not compared: the workspace does not render",
                                    workspace.action))
         gates.append(gate)

@@ -19,8 +19,14 @@ rolling batches under one --max-fail rule, and the leader's release last:
                rollback: lock + state on the leader only: the environment's target is chosen from it
     install  = upload + unpack + configure      (all hosts of a batch finish before any cutover)
     activate = hooks + cutover + restart + verify + mark good (deploy sequence) + record + prune + unlock
+    (repair: the release is live but differs from what it should be: [upload] + repair + cutover
+     + restart + verify + record + unlock)
     rollback = lock + choose + hook + cutover + restart + verify + marks + record + unlock
     release  = (rollback: mark the rollback finished, when every host ended on its target) + unlock
+
+"Nothing changed" means every entry of the live release directory is what it should be, compared
+by content, mode and owner (state hashes every file), every config link leads into it, it is
+verified good and its service runs: so a plain re-deploy repairs whatever drift reports on a host.
 
 The environment lock: the run's first host (its leader) is locked before any other host and
 stays locked until the whole run ends (its batches are built with keep_lock, and `release_batch`
@@ -93,6 +99,7 @@ def read_state(app: AppDefinition, desired: DesiredRelease | None = None, with_t
     step: dict[str, Any] = {"op": "state", "name": "state", "config_dir": app.config_dir, "history": history}
     if desired is not None:
         step.update(_desired_fields(app, desired))
+        step.update(release_files=dict(desired.files), ignore=list(desired.ignore))
         step["artifact"] = {"name": desired.artifact_name, "sha256": desired.artifact_sha256}
         for item in step["live_files"]:
             item["text"] = with_text and not item["secret"]
@@ -130,6 +137,16 @@ def configure(app: AppDefinition, desired: DesiredRelease, release_meta: Mapping
              for f in desired.config.files]
     return {"op": "configure", "release": desired.release, "files": files, "shared": list(app.shared),
             "meta": dict(release_meta), "run": dict(release_run or {}), "in_place": in_place}
+
+
+def repair(app: AppDefinition, desired: DesiredRelease) -> dict[str, Any]:
+    """Put the live release's entries back as they should be (the host decides what differs, as its
+    state step did for the plan); the rendered config travels along, code comes from the artifact."""
+    files = [{"dest": f.dest, "data": base64.b64encode(f.content).decode()} for f in desired.config.files]
+    return {"op": "repair", "name": "repair", "release": desired.release, "release_files": dict(desired.files),
+            "ignore": list(desired.ignore), "files": files, "artifact": desired.artifact_name,
+            "sha256": desired.artifact_sha256, "max_members": app.store.max_members,
+            "max_bytes": app.store.max_unpacked_bytes}
 
 
 Direction = Literal["deploy", "rollback"]
@@ -261,11 +278,16 @@ def install_batch(run: RunContext, app: AppDefinition, plan: HostPlan, desired: 
 
 def activate_batch(run: RunContext, app: AppDefinition, plan: HostPlan, desired: DesiredRelease,
                    hooks: Mapping[str, str], earlier_steps: Mapping[str, float], host: str,
-                   keep_lock: bool = False, seq: int | None = None) -> dict[str, Any]:
+                   keep_lock: bool = False, seq: int | None = None,
+                   artifact: Artifact | None = None) -> dict[str, Any]:
+    """Make the release live; a repair first uploads the artifact when it must restore code files
+    the host's cache no longer has (the artifact then follows the request), then repairs."""
     target = desired.release
     steps: list[dict[str, Any]] = []
-    if plan.action == REPAIR and plan.file_changes:
-        steps.append({**configure(app, desired, {}, in_place=True), "name": "configure"})
+    if plan.action == REPAIR and "upload" in plan.steps and artifact is not None:
+        steps.append(upload(artifact))
+    if plan.action == REPAIR and "repair" in plan.steps:
+        steps.append(repair(app, desired))
     if plan.action != REPAIR:
         steps.append(hook("before_cutover", hooks.get("before_cutover", ""), target))
     steps += [cutover(app, target), restart(target), verify(target)]

@@ -2,7 +2,7 @@
 """Refuse a tampered, hostile or incomplete release artifact on the controller, before any host is
 touched; and, on a host, check an unpacked release against its manifest.
 
-    golive_artifact_gate.py ARTIFACT MAX_MEMBERS MAX_BYTES PRODUCT VERSION [RESERVED_NAME ...]
+    golive_artifact_gate.py ARTIFACT MAX_MEMBERS MAX_BYTES PRODUCT VERSION [--ignore=PATTERN ...] [RESERVED_NAME ...]
     golive_artifact_gate.py --verify-unpacked DIR PRODUCT VERSION
 
 The first form checks the artifact against the `<hex>  <name>` line of ARTIFACT.sha256, that it is
@@ -13,14 +13,20 @@ setuid/setgid, duplicate members, member and size limits), that no top-level mem
 RESERVED_NAME (golive writes the release's `config/` itself), and the release manifest
 (golive-manifest.json: every member listed with its type, mode, size and sha256 or link target,
 every listed member present, for PRODUCT VERSION). Prints one JSON document {"sha256", "size",
-"members", "top_level"}, or exits 1 with the reason on stderr.
+"members", "top_level", "entries", "ignore_regex"}, or exits 1 with the reason on stderr.
+"entries" are the release's files as the host agent unpacks them (golive.workspace.archive_entries:
+path -> {type, mode, sha256, size | link}; every directory 0755, a file's mode & 0o755 | 0o600, a
+hardlink what it links to), without what golive.yml's drift.ignore PATTERNs name; "ignore_regex"
+matches a path exactly when golive.agent.shared.ignored says the patterns ignore it (the role
+filters what it finds on a host with it).
 
 The second form runs on the host after unpacking (tasks/unpack.yml): every manifest entry is in DIR
 as what the manifest says (content hashed), and DIR holds nothing else (but the empty config/).
 
 The role ships this copy so that it needs nothing but ansible-core on the controller;
-tests/integration/test_ansible_engine.py holds it to the host agent's verdicts. Standard library
-only, Python >= 3.6 (it runs on the hosts too).
+tests/integration/test_ansible_engine.py holds it to the host agent's verdicts, and
+tests/unit/test_drift_core.py its entries and ignore_regex to golive's. Standard library only,
+Python >= 3.6 (it runs on the hosts too).
 """
 
 import hashlib
@@ -274,12 +280,65 @@ def verify_unpacked(directory, product, version):
     print(json.dumps({"verified": len(found)}))
 
 
+def archive_entries(archive, patterns):
+    """golive.workspace.archive_entries, without what the patterns ignore."""
+    entries = {}
+    for member in archive.getmembers():
+        parts = [p for p in member.name.split("/") if p not in ("", ".")]
+        if not parts:
+            continue
+        for depth in range(1, len(parts)):
+            entries.setdefault("/".join(parts[:depth]), {"type": "dir", "mode": "0755"})
+        name = "/".join(parts)
+        if member.isdir():
+            entries[name] = {"type": "dir", "mode": "0755"}
+        elif member.issym():
+            entries[name] = {"type": "link", "link": member.linkname}
+        elif member.islnk():
+            target = "/".join(p for p in member.linkname.split("/") if p not in ("", "."))
+            entries[name] = dict(entries.get(target) or {"type": "file"})
+        else:
+            digest = hashlib.sha256()
+            handle = archive.extractfile(member)
+            for block in iter(lambda: handle.read(CHUNK) if handle is not None else b"", b""):  # noqa: B023
+                digest.update(block)
+            entries[name] = {"type": "file", "mode": "%04o" % (member.mode & 0o755 | 0o600), "size": member.size,
+                             "sha256": digest.hexdigest()}
+    pattern = re.compile(ignore_regex(patterns)) if patterns else None
+    return {p: e for p, e in entries.items() if pattern is None or not pattern.match(p)}
+
+
+def ignore_regex(patterns):
+    """One regular expression matching a path when it, or a directory above it, matches one of the
+    drift.ignore patterns: "/"-separated segments, `*` and `?` within a segment, `**` any number of
+    segments (golive.agent.shared.ignored)."""
+    alternatives = []
+    for pattern in patterns:
+        pieces = []
+        segments = pattern.split("/")
+        for index, segment in enumerate(segments):
+            last = index == len(segments) - 1
+            if segment == "**":
+                pieces.append("(?:[^/]+(?:/[^/]+)*)?" if last else "(?:[^/]+/)*")
+                continue
+            text = "".join("[^/]*" if c == "*" else "[^/]" if c == "?" else re.escape(c) for c in segment)
+            pieces.append(text if last else text + "/")
+        body = "".join(pieces)
+        if body.endswith("/(?:[^/]+(?:/[^/]+)*)?"):  # a/**: a itself too
+            body = body[:-len("/(?:[^/]+(?:/[^/]+)*)?")] + "(?:/[^/]+)*"
+        alternatives.append(body)
+    if not alternatives:
+        return "(?!)"
+    return "^(?:{})(?:/.*)?$".format("|".join(f"(?:{a})" for a in alternatives))
+
+
 def main(argv):
     if argv[0] == "--verify-unpacked":
         verify_unpacked(argv[1], argv[2], argv[3])
         return
+    patterns = [a[len("--ignore="):] for a in argv[5:] if a.startswith("--ignore=")]
+    reserved = {a for a in argv[5:] if not a.startswith("--ignore=")}
     artifact, max_members, max_bytes, product, version = argv[0], int(argv[1]), int(argv[2]), argv[3], argv[4]
-    reserved = set(argv[5:])
     name = os.path.basename(artifact)
     expected = expected_digest(artifact)
     actual = sha256_file(artifact)
@@ -296,10 +355,11 @@ def main(argv):
                 shown = ", ".join(repr(c) for c in clashing)
                 raise Refused(f"the artifact contains {shown}, which golive reserves for the rendered config")
             check_manifest(archive, members, product, version)
+            entries = archive_entries(archive, patterns)
     except (tarfile.TarError, OSError, EOFError) as error:
         raise Refused(f"not a readable tar archive: {error}") from None
     print(json.dumps({"sha256": actual, "size": os.path.getsize(artifact), "members": len(names),
-                      "top_level": top_level}))
+                      "top_level": top_level, "entries": entries, "ignore_regex": ignore_regex(patterns)}))
 
 
 if __name__ == "__main__":
