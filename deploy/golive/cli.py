@@ -61,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     def verb(name: str, help_text: str) -> argparse.ArgumentParser:
         return verbs.add_parser(name, parents=[common], help=help_text, description=help_text)
 
+    p = verb("init", "create a workspace for a new product: golive.yml, an example customer, a template, checks")
+    p.add_argument("directory", nargs="?", metavar="DIR", help="the new workspace (default: --workspace, or here)")
+    p.add_argument("--name", help="the product's name (default: the folder's name)")
     p = verb("inventory", "show every host with its environment and merged variables (secrets masked)")
     p.add_argument("customer")
     p = verb("validate", "check the workspace: YAML, schema, templates; report every problem at once")
@@ -198,11 +201,16 @@ def main(argv: list[str] | None = None) -> int:
             from golive.adapters.concurrency import patch_for_parallel_ssh
 
             patch_for_parallel_ssh()
-        from golive.workspace import Workspace
+        if args.verb == "init":  # the one verb without a workspace yet
+            from golive.flows.init import init
 
-        ws = Workspace(args.workspace, args.vault_password_file)
-        redactor = ws.redactor
-        outcome = dispatch(ws, args)
+            outcome = init(args.directory or args.workspace, name=args.name)
+        else:
+            from golive.workspace import Workspace
+
+            ws = Workspace(args.workspace, args.vault_password_file)
+            redactor = ws.redactor
+            outcome = dispatch(ws, args)
     except BadInput as error:
         for problem in error.problems:
             print(redactor.text(f"golive: error: {problem}"), file=sys.stderr)

@@ -20,7 +20,18 @@ except ImportError:
     import signal
 if __name__ != "golive_agent":  # on the controller; on a host golive.agent sends shared.py ahead of this
     from golive.agent.archive import ArchiveRefused, check_archive, extract_checked
-    from golive.agent.shared import CHUNK, fast_sha256, from_json, http_get, read_json, sha256, sha256_file, to_json
+    from golive.agent.shared import (
+        CHUNK,
+        fast_sha256,
+        from_json,
+        health_expected,
+        health_problem,
+        http_get,
+        read_json,
+        sha256,
+        sha256_file,
+        to_json,
+    )
 
 SCHEMA = 1
 OUTPUT_LIMIT = 4000
@@ -330,7 +341,8 @@ class Agent:
         service_running = None
         status_command = ((meta or {}).get("service") or {}).get("status")
         if args.get("service_status") and current and status_command:
-            code, _ = self.run_command(status_command, cwd=os.path.join(self.releases_dir, current), timeout=10)
+            code, _ = self.run_command(status_command, cwd=os.path.join(self.releases_dir, current),
+                                       timeout=args.get("status_timeout", 10))
             service_running = code == 0
         live = {}
         for dest in args.get("live_files", []):
@@ -371,6 +383,7 @@ class Agent:
             "hostname": os.uname()[1],
             "live_since": self.live_since(current) if args.get("history") else None,
             "last_check": self.last_check(current) if args.get("history") else None,
+            "live_health": self.live_health(current, meta) if args.get("live_health") else None,
         }
 
     def desired_live_problems(self, release, args):
@@ -390,7 +403,8 @@ class Agent:
         problems.extend(self.config_link_problems(args.get("config_dir"), dests))
         status_command = (meta.get("service") or {}).get("status")
         if status_command:
-            code, _ = self.run_command(status_command, cwd=os.path.join(self.releases_dir, release), timeout=10)
+            code, _ = self.run_command(status_command, cwd=os.path.join(self.releases_dir, release),
+                                       timeout=args.get("status_timeout", 10))
             if code != 0:
                 problems.append("the service is not running")
         return problems
@@ -599,42 +613,43 @@ class Agent:
         release = self.resolve(args.get("release")) or self.current()
         meta = self.meta(release) or {}
         health = meta.get("health") or {}
-        expected = {"version": meta.get("version"), "config_hash": meta.get("config_hash")}
         attempts = max(1, int(health.get("retries", 1)))
-        timeout = float(health.get("timeout", 2))
         interval = float(health.get("interval", 0.2))
         last = "no attempt"
         for attempt in range(attempts):
             if attempt:
                 time.sleep(interval)
-            ok, last = self.health_once(health, expected, timeout, release)
+            ok, last = self.health_once(meta, release)
             self.fault_point("%s:running" % args.get("name", "verify"))
             if ok:
                 return {"attempts": attempt + 1}
         raise StepError("health check failed after %d attempts: %s" % (attempts, last))
 
-    def health_once(self, health, expected, timeout, release):
+    def health_once(self, meta, release):
+        """One health check of a release, by the rule every engine applies (shared.health_problem):
+        (healthy, why not)."""
+        health = meta.get("health") or {}
+        timeout = float(health.get("timeout", 2))
         if health.get("url"):
             try:
-                status, raw = http_get(health["url"], timeout)
+                code, raw = http_get(health["url"], timeout)
+                body = raw.decode("utf-8", "replace")
             except Exception as error:  # refused, timeout, not HTTP: all mean "not healthy yet"
-                return False, "%s: %s" % (health["url"], getattr(error, "reason", error))
-            body = raw.decode("utf-8", "replace")
-            if not 200 <= status < 300:
-                return False, "%s: HTTP %d" % (health["url"], status)
-        else:
+                code, body = None, str(getattr(error, "reason", error))
+        elif health.get("command"):
             code, body = self.run_command(health["command"], cwd=os.path.join(self.releases_dir, release),
                                           timeout=timeout, env_extra=self.command_env(release))
-            if code != 0:
-                return False, "health command exit %d: %s" % (code, body.strip()[-200:])
-        try:
-            report = from_json(body)
-        except ValueError:
-            return (False, "health answer is not JSON: %r" % body[:80]) if health.get("url") else (True, "")
-        for key, value in expected.items():
-            if value and report.get(key) != value:
-                return False, "health reports %s %r, expected %r" % (key, report.get(key), value)
-        return True, ""
+        else:
+            return False, "release %s has no health check in its metadata" % release
+        problem = health_problem(health, health_expected(meta, release), code, body)
+        return not problem, problem
+
+    def live_health(self, release, meta):
+        """What the live release's service answers now: one attempt of its verify's check."""
+        if not release or not meta:
+            return None
+        ok, problem = self.health_once(meta, release)
+        return {"ok": ok, "problem": problem}
 
     def step_mark(self, args):
         release = self.resolve(args["release"])

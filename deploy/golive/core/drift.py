@@ -316,14 +316,18 @@ def _service_findings(name: str, fp: Mapping[str, Any], meta: Mapping[str, Any],
     health = service.get("health")
     release = (fp.get("release") or {}).get("id")
     if health is not None:
+        # The collector judges the answer by the rule verify applies (golive.agent.shared.health_problem);
+        # what the answer reports beyond that (release, config hash) is compared only when it reports it.
         report = health.get("report") or {}
-        if health.get("error") or report.get("status") != "ok":
-            found.append(_finding("service", "health", name, "ok", health.get("error") or report.get("status"),
-                                  "high", "the service runs but /health does not report ok"))
+        problem = health.get("problem", health.get("error"))  # fingerprints before `problem` had `error`
+        if problem:
+            found.append(_finding("service", "health", name, "ok", problem, "high",
+                                  "the service runs but its health check fails"))
         elif report.get("release") and report.get("release") != release:
             found.append(_finding("service", "serving", name, release, report.get("release"), "high",
                                   "the service still serves another release: it was not restarted"))
-        elif meta.get("config_hash") and report.get("config_hash") != meta.get("config_hash"):
+        elif meta.get("config_hash") and report.get("config_hash") \
+                and report.get("config_hash") != meta.get("config_hash"):
             found.append(_finding("service", "config", name, str(meta.get("config_hash"))[:16],
                                   str(report.get("config_hash"))[:16], "high",
                                   "the service runs with other config than the live release's"))

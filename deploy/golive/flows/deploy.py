@@ -21,7 +21,6 @@ from golive.flows.desired import check_artifact_archive, desired_release
 from golive.flows.session import HostReport, HostSession, chunks, lock_report, run_context, step_seconds
 from golive.workspace import Workspace
 
-BEGIN_TIMEOUT, INSTALL_TIMEOUT, ACTIVATE_TIMEOUT = 120, 900, 1800
 LEADER_HEAD_START = 1.0  # seconds the leader has the wire to itself (see Fleet.first_alone)
 
 
@@ -59,7 +58,7 @@ def promotion_problems(ws: Workspace, customer: str, environment: str, artifact:
                 problems.append(f"cannot confirm {source} host: {connected[host.name].error}")
                 continue
             requests[host.name] = (connected[host.name], {"steps": [steps.read_state(ws.app, history=True)]})
-        for name, answer in session.call_all(requests, BEGIN_TIMEOUT).items():
+        for name, answer in session.call_all(requests, ws.app.timeouts.begin).items():
             meta = answer.data("state").get("current_meta") or {}
             check = answer.data("state").get("last_check") or {}
             if not answer.ok:
@@ -145,7 +144,7 @@ def begin(session: HostSession, run: steps.RunContext, ws: Workspace, targets: l
     if not blocked:
         return None
     ours = [t for t in rest if t.plan is not None and t.report is None]
-    session.call_all({t.host.name: (t.connected, steps.release_batch()) for t in ours}, BEGIN_TIMEOUT)
+    session.call_all({t.host.name: (t.connected, steps.release_batch()) for t in ours}, ws.app.timeouts.begin)
     return blocked[0]
 
 
@@ -169,7 +168,7 @@ def release_leader(session: HostSession, targets: list[Target]) -> None:
     leader = next((t for t in targets if t.leads and holds_lock(t)), None)
     if leader is None:
         return
-    answer = session.call(leader.connected, steps.release_batch(), timeout=BEGIN_TIMEOUT)
+    answer = session.call(leader.connected, steps.release_batch(), timeout=session.timeouts.begin)
     if not answer.ok:
         session.progress.note(f"{leader.host.name}: could not release the environment lock ({answer.error}); "
                               f"`golive status` will show it, `golive unlock` clears it")
@@ -179,7 +178,7 @@ def _begin_one(session: HostSession, run: steps.RunContext, ws: Workspace, targe
     name = target.host.name
     session.progress.update(name, "lock", "running")
     answer = session.call(target.connected, steps.begin_batch(run, ws.app, target.desired, name, target.leads),
-                          timeout=BEGIN_TIMEOUT)
+                          timeout=ws.app.timeouts.begin)
     target.answers = (answer,)
     if not answer.ok:
         if answer.holder is not None or answer.error == "locked":
@@ -213,7 +212,8 @@ def install(session: HostSession, run: steps.RunContext, ws: Workspace, artifact
                                   keep_lock=target.leads)
     uploading = "upload" in target.plan.steps
     session.progress.update(name, "upload" if uploading else "unpack", "running")
-    answer = session.call(target.connected, request, chunks(artifact.path) if uploading else (), INSTALL_TIMEOUT)
+    answer = session.call(target.connected, request, chunks(artifact.path) if uploading else (),
+                          ws.app.timeouts.install)
     target.answers += (answer,)
     for step in answer.steps:
         if step.name in ("upload", "unpack", "configure"):
@@ -233,7 +233,7 @@ def activate(session: HostSession, run: steps.RunContext, ws: Workspace, target:
     request = steps.activate_batch(run, ws.app, target.plan, target.desired, hooks, earlier, name,
                                    keep_lock=target.leads)
     session.progress.update(name, "cutover", "running")
-    answer = session.call(target.connected, request, timeout=ACTIVATE_TIMEOUT)
+    answer = session.call(target.connected, request, timeout=ws.app.timeouts.activate)
     target.answers += (answer,)
     for step in answer.steps:
         if step.name in ("cutover", "restart", "verify", "switch_back"):
@@ -316,7 +316,7 @@ def stop_remaining(session: HostSession, run: steps.RunContext, targets: list[Ta
     pending = [t for t in targets if t.report is None and t.plan is not None]
     requests = {t.host.name: (t.connected, steps.abort_batch(run, t.host.name, reason, keep_lock=t.leads))
                 for t in pending}
-    session.call_all(requests, BEGIN_TIMEOUT)
+    session.call_all(requests, session.timeouts.begin)
     for target in pending:
         target.report = HostReport(host=target.host.name, environment=run.environment, status="skipped",
                                    action=target.plan.action, from_release=target.plan.from_release,
@@ -376,7 +376,7 @@ def plan(ws: Workspace, customer: str, environment: str, version: str, *, only: 
             else:
                 target.report = HostReport(host=target.host.name, environment=environment, status="unreachable",
                                            error=target.connected.error)
-        answers = session.call_all(requests, BEGIN_TIMEOUT)
+        answers = session.call_all(requests, ws.app.timeouts.begin)
     finally:
         session.close()
     host_plans = []
@@ -452,7 +452,7 @@ def rollback(ws: Workspace, customer: str, environment: str, to_version: str | N
             requests = {h.name: (connected[h.name], steps.rollback_batch(run, ws.app, to_version, force, h.name,
                                                                          keep_lock=h is leader))
                         for h in batch if h.name not in reports}
-            for name, answer in session.call_all(requests, ACTIVATE_TIMEOUT).items():
+            for name, answer in session.call_all(requests, ws.app.timeouts.activate).items():
                 reports[name] = rollback_report(environment, name, answer)
                 for step in answer.steps:
                     if step.name in steps.ROLLBACK_COLUMNS:
@@ -460,7 +460,7 @@ def rollback(ws: Workspace, customer: str, environment: str, to_version: str | N
                 progress.update(name, "result", "ok" if answer.ok else "failed")
     finally:
         if leader is not None:
-            answer = session.call(connected[leader.name], steps.release_batch(), timeout=BEGIN_TIMEOUT)
+            answer = session.call(connected[leader.name], steps.release_batch(), timeout=ws.app.timeouts.begin)
             if not answer.ok:
                 progress.note(f"{leader.name}: could not release the environment lock ({answer.error}); "
                               f"`golive unlock` clears it")
@@ -478,7 +478,7 @@ def take_environment_lock(session: HostSession, run: steps.RunContext, hosts: li
     if not hosts:
         return None
     leader = hosts[0]
-    answer = session.call(connected[leader.name], steps.lock_batch(run), timeout=BEGIN_TIMEOUT)
+    answer = session.call(connected[leader.name], steps.lock_batch(run), timeout=session.timeouts.begin)
     if answer.ok:
         return leader
     if answer.holder is not None or answer.error == "locked":

@@ -76,6 +76,7 @@ class HostSession:
         self.fleet = Fleet(self.hosts)
         self.progress = progress
         self.root = app.root
+        self.timeouts = app.timeouts  # golive.yml `timeouts:`: how long a round trip may take
         self.token = token or secrets.token_hex(16)
 
     def connect(self, hosts: Iterable[Host] | None = None) -> dict[str, Connected]:

@@ -78,7 +78,8 @@ def lock(run: RunContext) -> dict[str, Any]:
 def read_state(app: AppDefinition, desired: DesiredRelease | None = None, with_text: bool = False,
                history: bool = False) -> dict[str, Any]:
     """The host's facts; `history` adds the ledger entry that made the live release live."""
-    step: dict[str, Any] = {"op": "state", "name": "state", "config_dir": app.config_dir, "history": history}
+    step: dict[str, Any] = {"op": "state", "name": "state", "config_dir": app.config_dir, "history": history,
+                            "status_timeout": app.timeouts.status}
     if desired is not None:
         step.update(_desired_fields(app, desired))
         step["artifact"] = {"name": desired.artifact_name, "sha256": desired.artifact_sha256}
@@ -91,6 +92,7 @@ def _desired_fields(app: AppDefinition, desired: DesiredRelease) -> dict[str, An
     return {
         "desired_release": desired.release,
         "config_dir": app.config_dir,
+        "status_timeout": app.timeouts.status,
         "live_files": [{"dest": f.dest, "sha256": f.sha256, "secret": f.secret} for f in desired.config.files],
     }
 
@@ -120,16 +122,16 @@ def configure(app: AppDefinition, desired: DesiredRelease, release_meta: Mapping
             "meta": dict(release_meta), "in_place": in_place}
 
 
-def hook(name: str, command: str, release: str) -> dict[str, Any]:
-    return {"op": "hook", "name": name, "command": command, "release": release}
+def hook(app: AppDefinition, name: str, command: str, release: str) -> dict[str, Any]:
+    return {"op": "hook", "name": name, "command": command, "release": release, "timeout": app.timeouts.hook}
 
 
 def cutover(app: AppDefinition, release: str, name: str = "cutover") -> dict[str, Any]:
     return {"op": "cutover", "name": name, "release": release, "config_dir": app.config_dir}
 
 
-def restart(release: str, name: str = "restart") -> dict[str, Any]:
-    return {"op": "restart", "name": name, "release": release}
+def restart(app: AppDefinition, release: str, name: str = "restart") -> dict[str, Any]:
+    return {"op": "restart", "name": name, "release": release, "timeout": app.timeouts.restart}
 
 
 def verify(release: str, name: str = "verify") -> dict[str, Any]:
@@ -215,17 +217,17 @@ def activate_batch(run: RunContext, app: AppDefinition, plan: HostPlan, desired:
     if plan.action == REPAIR and plan.file_changes:
         steps.append({**configure(app, desired, {}, in_place=True), "name": "configure"})
     if plan.action != REPAIR:
-        steps.append(hook("before_cutover", hooks.get("before_cutover", ""), target))
-    steps += [cutover(app, target), restart(target), verify(target)]
+        steps.append(hook(app, "before_cutover", hooks.get("before_cutover", ""), target))
+    steps += [cutover(app, target), restart(app, target), verify(target)]
     if plan.action != REPAIR:
-        steps.append(hook("after_cutover", hooks.get("after_cutover", ""), target))
+        steps.append(hook(app, "after_cutover", hooks.get("after_cutover", ""), target))
     steps.append(mark(target, "good", "mark_good"))
     on_failure = [
         after(mark(target, "bad", "mark_bad"), ACTIVATE_FAILURES),
         after(cutover(app, "$previous", "switch_back"), SWITCHED_FAILURES),
-        after(restart("$previous", "restart_previous"), SWITCHED_FAILURES),
+        after(restart(app, "$previous", "restart_previous"), SWITCHED_FAILURES),
         after(verify("$previous", "verify_previous"), SWITCHED_FAILURES),
-        after(hook("on_rollback", hooks.get("on_rollback", ""), "$previous"), ACTIVATE_FAILURES),
+        after(hook(app, "on_rollback", hooks.get("on_rollback", ""), "$previous"), ACTIVATE_FAILURES),
     ] if plan.action != REPAIR else []
     entry = run.entry(host, previous_release=plan.from_release, steps=dict(earlier_steps), **_release_fields(desired))
     return {"steps": steps, "on_failure": on_failure,
@@ -237,12 +239,14 @@ def rollback_batch(run: RunContext, app: AppDefinition, version: str | None, for
     entry = run.entry(host, release="$target", previous_release="$previous")
     return {
         "steps": [lock(run), choose_rollback_target(version, force),
-                  {"op": "hook", "name": "on_rollback", "meta_of": "$previous", "release": "$target"},
-                  cutover(app, "$target"), restart("$target"), verify("$target"), mark("$target", "good", "mark_good")],
+                  {"op": "hook", "name": "on_rollback", "meta_of": "$previous", "release": "$target",
+                   "timeout": app.timeouts.hook},
+                  cutover(app, "$target"), restart(app, "$target"), verify("$target"),
+                  mark("$target", "good", "mark_good")],
         "on_failure": [
             after(mark("$target", "bad", "mark_bad"), ("verify",)),
             after(cutover(app, "$previous", "switch_back"), ("restart", "verify")),
-            after(restart("$previous", "restart_previous"), ("restart", "verify")),
+            after(restart(app, "$previous", "restart_previous"), ("restart", "verify")),
             after(verify("$previous", "verify_previous"), ("restart", "verify")),
         ],
         "always": [record(entry), *_unlock_unless(keep_lock)],
