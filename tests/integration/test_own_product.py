@@ -14,6 +14,8 @@ import io
 import json
 import os
 import re
+import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
@@ -28,6 +30,12 @@ FIRST = 41  # this net's .11-.16 are the session's northwind hosts
 STAGING, PRODUCTION = f"{TEST_NET}.{FIRST}", f"{TEST_NET}.{FIRST + 1}"
 ENGINES = ("pyinfra", "ansible")
 GENERIC_CHECKS = 10  # test_release 3, test_config 3, test_service 3, test_platform 1
+# What workspaces carried as checks/conftest.py before the package provided the plugin.
+OLD_CONFTEST = """from golive.flows.checkplugin import (  # noqa: F401
+    fetch, golive, health, pytest_addoption, pytest_collection_modifyitems, pytest_configure,
+    pytest_ignore_collect, pytest_unconfigure,
+)
+"""
 
 
 @pytest.fixture(scope="module")
@@ -220,3 +228,13 @@ def test_hook_timeout_is_golive_yml_s(own_ws, own_hosts, engine):
     assert host["error"].startswith("before_cutover"), result.output
     assert re.search(r"timed out after 1(\.0)?s|expected time frame \(1\)", host["error"]), result.output
     assert served(STAGING) == {"version": "1.0"} and live_release(own_hosts, STAGING).startswith("1.0-")
+
+
+def test_an_old_checks_conftest_is_harmless(own_ws):
+    (own_ws / "checks" / "conftest.py").write_text(OLD_CONFTEST)
+    golive(own_ws, "deploy", "example", "staging", "--release", "1.0")
+    golive(own_ws, "check", "example", "staging")
+    plain = subprocess.run([sys.executable, "-m", "pytest", "checks/", "-q", "--golive-customer", "example",
+                            "--golive-environment", "staging"], cwd=own_ws, capture_output=True, text=True,
+                           timeout=300, env={**os.environ, "PYTHONPATH": str(REPO / "deploy")})
+    assert plain.returncode == 0 and f"{GENERIC_CHECKS} passed" in plain.stdout, plain.stdout + plain.stderr
