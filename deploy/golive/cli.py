@@ -74,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     def verb(name: str, help_text: str) -> argparse.ArgumentParser:
         return verbs.add_parser(name, parents=[common], help=help_text, description=help_text)
 
+    p = verb("init", "create a workspace for a new product: golive.yml, an example customer, a template, checks")
+    p.add_argument("directory", nargs="?", metavar="DIR", help="the new workspace (default: --workspace, or here)")
+    p.add_argument("--name", help="the product's name (default: the folder's name)")
     p = verb("inventory", "show every host with its environment and merged variables (secrets masked)")
     p.add_argument("customer")
     p = verb("validate", "check the workspace: YAML, schema, templates; report every problem at once")
@@ -258,6 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     redactor = Redactor()
     args = None
     progress = None
+    ws = None
     try:
         args = build_parser().parse_args(argv)
         if args.verb in REMOTE_VERBS:
@@ -265,15 +269,19 @@ def main(argv: list[str] | None = None) -> int:
 
             patch_for_parallel_ssh()
         check_names(args)
-        from golive.adapters.progress import Progress
-        from golive.workspace import Workspace
+        if args.verb == "init":  # the one verb without a workspace yet
+            from golive.flows.init import init
 
-        ws = None
-        if args.verb != "package" or (args.name is None or args.out is None):
-            ws = Workspace(args.workspace, args.vault_password_file)
-            redactor = ws.redactor
-        progress = Progress(redactor, quiet=args.json)
-        outcome = dispatch(ws, args, progress)
+            outcome = init(args.directory or args.workspace, name=args.name)
+        else:
+            from golive.adapters.progress import Progress
+            from golive.workspace import Workspace
+
+            if args.verb != "package" or (args.name is None or args.out is None):
+                ws = Workspace(args.workspace, args.vault_password_file)
+                redactor = ws.redactor
+            progress = Progress(redactor, quiet=args.json)
+            outcome = dispatch(ws, args, progress)
     except BadInput as error:
         for problem in error.problems:
             print(redactor.text(f"golive: error: {problem}"), file=sys.stderr)

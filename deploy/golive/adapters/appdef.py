@@ -11,7 +11,10 @@ from typing import Any
 from golive.adapters.yamlfile import YamlMap, load_yaml
 from golive.core.errors import BadInput, Problem
 from golive.core.model import (
+    GOLIVE_VARIABLES,
+    HEALTH_FIELDS,
     VAR_TYPES,
+    AnsibleContent,
     AppDefinition,
     EnvironmentSpec,
     HealthCheck,
@@ -19,6 +22,7 @@ from golive.core.model import (
     ReleaseStore,
     ServiceSpec,
     TemplateSpec,
+    Timeouts,
     VarSpec,
     name_problem,
 )
@@ -26,8 +30,9 @@ from golive.core.model import (
 APP_FILE = "golive.yml"
 _TOP_KEYS = {
     "application", "environments", "release_store", "keep_releases", "templates", "shared",
-    "service", "health", "hooks", "runtime_packages", "variables", "drift",
+    "service", "health", "hooks", "runtime_packages", "variables", "drift", "timeouts", "ansible",
 }
+_TIMEOUT_KEYS = ("hook", "restart", "status", "begin", "install", "activate")
 _VAR_KEYS = {"type", "required", "allowed", "secret", "differs_by", "reason", "expires"}
 # The command fields: each is run by /bin/sh on the host after rendering with the host's variables.
 COMMAND_FIELDS = (("service", ("start", "stop", "restart", "status", "systemd_unit")),
@@ -230,7 +235,83 @@ def _variables(reader: _Reader, data: YamlMap) -> tuple[VarSpec, ...]:
                 where=reader.at(section, name),
             )
         )
-    return tuple(specs)
+    return tuple(specs) + _golive_variables(reader, section, specs)
+
+
+def _golive_variables(reader: _Reader, section: YamlMap, declared: list[VarSpec]) -> tuple[VarSpec, ...]:
+    """The inventory variables golive itself reads (GOLIVE_VARIABLES) are part of every schema: a
+    declaration in golive.yml must keep golive's type; undeclared, each is optional."""
+    added = []
+    for builtin in GOLIVE_VARIABLES:
+        mine = next((v for v in declared if v.name == builtin.name), None)
+        if mine is None:
+            added.append(builtin)
+        elif mine.type not in (builtin.type, "any") and isinstance(section.get(builtin.name), dict):
+            reader.problem(section[builtin.name], "type",
+                           f"variables.{builtin.name}.type must be {builtin.type}: golive itself reads this "
+                           f"variable (docs/inventory.md), got {mine.type!r}")
+    return tuple(added)
+
+
+def _health(reader: _Reader, health: YamlMap) -> HealthCheck:
+    raw_expect = health.get("expect")
+    expect: tuple[str, ...] = ()
+    if raw_expect is not None:
+        if isinstance(raw_expect, str):
+            raw_expect = [raw_expect]
+        if not isinstance(raw_expect, list) or not all(isinstance(e, str) for e in raw_expect):
+            reader.problem(health, "expect", f"health.expect must be a list of {', '.join(HEALTH_FIELDS)}, "
+                                             f"got {raw_expect!r}")
+        else:
+            for unknown in [e for e in raw_expect if e not in HEALTH_FIELDS]:
+                reader.problem(health, "expect", f"health.expect: {unknown!r} is not something golive can compare "
+                                                 f"(known: {', '.join(HEALTH_FIELDS)})")
+            expect = tuple(dict.fromkeys(e for e in raw_expect if e in HEALTH_FIELDS))
+    check = HealthCheck(
+        url=reader.get(health, "url", str, "", "health.url"),
+        command=reader.get(health, "command", str, "", "health.command"),
+        expect=expect,
+        timeout=float(reader.get(health, "timeout", (int, float), 2.0, "health.timeout")),
+        retries=reader.get(health, "retries", int, 25, "health.retries"),
+        interval=float(reader.get(health, "interval", (int, float), 0.2, "health.interval")),
+    )
+    for key, value, least in (("timeout", check.timeout, 0.001), ("retries", check.retries, 1),
+                              ("interval", check.interval, 0)):
+        if value < least:
+            reader.problem(health, key, f"health.{key} must be at least {least}, got {value!r}")
+    return check
+
+
+def _timeouts(reader: _Reader, data: YamlMap) -> Timeouts:
+    section = reader.section(data, "timeouts", set(_TIMEOUT_KEYS))
+    defaults = Timeouts()
+    values = {}
+    for key in _TIMEOUT_KEYS:
+        value = reader.get(section, key, (int, float), getattr(defaults, key), f"timeouts.{key}")
+        if value <= 0:
+            reader.problem(section, key, f"timeouts.{key} must be a number of seconds above 0, got {value!r}")
+            value = getattr(defaults, key)
+        values[key] = float(value)
+    return Timeouts(**values)
+
+
+def _ansible(reader: _Reader, data: YamlMap, workspace: Path) -> AnsibleContent:
+    section = reader.section(data, "ansible", {"playbooks", "roles"})
+    found = {}
+    for key, needs in (("playbooks", ("deploy.yml", "rollback.yml")), ("roles", ())):
+        value = reader.get(section, key, str, "", f"ansible.{key}").strip()
+        if value:
+            folder = workspace / value
+            if value.startswith("/") or ".." in Path(value).parts:
+                reader.problem(section, key, f"ansible.{key} must be a folder of the workspace, got {value!r}")
+            elif not folder.is_dir():
+                reader.problem(section, key, f"ansible.{key}: {value}/ is not a folder of the workspace")
+            else:
+                for name in needs:
+                    if not (folder / name).is_file():
+                        reader.problem(section, key, f"ansible.{key}: {value}/{name} is missing")
+        found[key] = value
+    return AnsibleContent(**found)
 
 
 def _environments(reader: _Reader, data: YamlMap) -> tuple[EnvironmentSpec, ...]:
@@ -291,7 +372,7 @@ def load_app_definition(workspace: Path) -> AppDefinition:
 
     store = reader.section(data, "release_store", {"path", "artifact", "max_members", "max_unpacked_mb"})
     service = reader.section(data, "service", {"start", "stop", "restart", "status", "systemd_unit"})
-    health = reader.section(data, "health", {"url", "command", "timeout", "retries", "interval"})
+    health = reader.section(data, "health", {"url", "command", "expect", "timeout", "retries", "interval"})
     hooks = reader.section(data, "hooks", {"before_cutover", "after_cutover", "on_rollback"})
     shared = reader.get(data, "shared", list, [])
     packages = reader.get(data, "runtime_packages", list, [])
@@ -305,13 +386,7 @@ def load_app_definition(workspace: Path) -> AppDefinition:
         shared=tuple(str(s) for s in shared),
         service=ServiceSpec(**{k: reader.get(service, k, str, "", f"service.{k}") for k in
                                ("start", "stop", "restart", "status", "systemd_unit")}),
-        health=HealthCheck(
-            url=reader.get(health, "url", str, "", "health.url"),
-            command=reader.get(health, "command", str, "", "health.command"),
-            timeout=float(reader.get(health, "timeout", (int, float), 2.0, "health.timeout")),
-            retries=reader.get(health, "retries", int, 25, "health.retries"),
-            interval=float(reader.get(health, "interval", (int, float), 0.2, "health.interval")),
-        ),
+        health=_health(reader, health),
         hooks=Hooks(**{k: reader.get(hooks, k, str, "", f"hooks.{k}") for k in
                        ("before_cutover", "after_cutover", "on_rollback")}),
         store=ReleaseStore(
@@ -324,6 +399,8 @@ def load_app_definition(workspace: Path) -> AppDefinition:
         keep_releases=reader.get(data, "keep_releases", int, 5),
         runtime_packages=tuple(str(p) for p in packages),
         variables=_variables(reader, data),
+        timeouts=_timeouts(reader, data),
+        ansible=_ansible(reader, data, workspace),
         source=APP_FILE,
         drift_ignore=_drift_ignore(reader, data),
     )

@@ -27,6 +27,8 @@ if __name__ != "golive_agent":  # on the controller; on a host golive.agent send
     from golive.agent.shared import (
         Masker,
         from_json,
+        health_expected,
+        health_problem,
         http_get,
         read_json,
         read_output_tail,
@@ -77,15 +79,19 @@ def describe_stat(info):
             "group": group_name(info.st_gid)}
 
 
-def run(command, masker, timeout=10, cwd=None):
+def run(command, masker, timeout=10, cwd=None, env_extra=None):
     """(exit code, output) of a shell command; output in a file so a daemon cannot hang us."""
     import subprocess
     import tempfile
 
+    env = None
+    if env_extra:
+        env = dict(os.environ)
+        env.update(env_extra)
     with tempfile.TemporaryFile() as output:
         try:
             process = subprocess.Popen(command, shell=True, stdin=subprocess.DEVNULL, stdout=output,
-                                       stderr=subprocess.STDOUT, close_fds=True,
+                                       stderr=subprocess.STDOUT, close_fds=True, env=env,
                                        cwd=cwd if cwd and os.path.isdir(cwd) else None)
             try:
                 code = process.wait(timeout=timeout)
@@ -322,9 +328,9 @@ class Collector(object):
     # -- the service ---------------------------------------------------------------------------
 
     def service(self):
-        """Running, and what it serves. A service that answers /health with a release is running;
-        only when it does not is the (slower) status command asked. A systemd unit's files are
-        read by content: a unit edited on one host runs differently under the same name."""
+        """Running, and what it serves. A service whose health check passes is running; only when it
+        does not is the (slower) status command asked. A systemd unit's files are read by content:
+        a unit edited on one host runs differently under the same name."""
         service = self.run_spec.get("service") or {}
         if not self.current or not service:
             return {"defined": False, "running": None}
@@ -333,34 +339,56 @@ class Collector(object):
         if unit:
             found["unit_files"] = unit_files(unit)
         health = self.health()
-        if health is not None and (health.get("report") or {}).get("release"):
+        if health is not None and not health.get("problem"):
             found.update(running=True, exit_code=None, health=health)
             return found
         command = "systemctl is-active --quiet %s" % unit if unit else service.get("status")
         if not command:
             return {"defined": False, "running": None, "health": health}
-        code, output = run(command, self.masker, timeout=10, cwd=os.path.join(self.releases_dir, self.current))
+        code, output = run(command, self.masker, timeout=self.request.get("status_timeout", 10),
+                           cwd=os.path.join(self.releases_dir, self.current))
         found.update(running=code == 0, exit_code=code, output=self.masker.tail(output.strip(), 200), health=health)
         return found
 
     def health(self):
-        url = (self.run_spec.get("health") or {}).get("url")
-        if not url:
+        """The live release's health check, once, by the rule verify applies (shared.health_problem):
+        {"url" or "command", "status" (HTTP status or exit code), "problem" ("" when healthy),
+        "report" (what the answer reports, when it is a JSON object)}; masked first."""
+        health = self.run_spec.get("health") or {}
+        url, command = health.get("url"), health.get("command")
+        if not url and not command:
             return None
+        timeout = float(health.get("timeout", 2))
+        release_dir = os.path.join(self.releases_dir, self.current)
+        if url:
+            try:
+                code, raw = http_get(url, timeout)
+                body = self.masker.tail_bytes(raw, len(raw))  # masked on the raw bytes, before anything reads it
+            except Exception as error:  # refused or timed out: the service does not answer
+                code, body = None, self.masker.text(str(getattr(error, "reason", error)))
+        else:
+            code, body = run(command, self.masker, timeout=timeout, cwd=release_dir, env_extra={
+                "GOLIVE_RELEASE": self.current, "GOLIVE_RELEASE_DIR": release_dir, "GOLIVE_PREVIOUS_RELEASE": "",
+                "GOLIVE_APP_ROOT": self.root})
         try:
-            status, body = http_get(url, float(self.request.get("health_timeout", 2)))
-        except Exception as error:  # refused or timed out: the service does not answer
-            return {"url": url, "error": self.masker.text(str(getattr(error, "reason", error)))}
-        try:
-            report = from_json(body.decode("utf-8", "replace"))
+            report = from_json(body) if code is not None else None
         except ValueError:
-            return {"url": url, "status": status, "error": "not JSON"}
+            report = None
         keep = ("status", "version", "config_hash", "release", "company")
-        return {"url": url, "status": status, "report": dict((k, report.get(k)) for k in keep)}
+        problem = self.masker.text(health_problem(health, health_expected(self.meta, self.current), code, body))
+        found = {"status": code, "problem": problem,
+                 "report": dict((k, report.get(k)) for k in keep if k in report) if isinstance(report, dict) else {}}
+        found["url" if url else "command"] = self.masker.text(url or command)
+        return found
 
     def ports(self):
         """TCP ports listening on this host's own addresses or on every address."""
         own = set(self.request.get("addresses") or [])
+        url = ((self.meta or {}).get("health") or {}).get("url") or ""
+        if url.startswith(("http://", "https://")):  # where the live release's health check asks
+            authority = url.split("/")[2].rsplit("@", 1)[-1]
+            own.add(authority.rsplit(":", 1)[0].strip("[]") if authority.count(":") == 1 or "]" in authority
+                    else authority.strip("[]"))
         try:
             listening = listening_netlink()
         except (OSError, ValueError, AttributeError):

@@ -33,6 +33,8 @@ if __name__ != "golive_agent":  # on the controller; on a host golive.agent send
         Masker,
         fast_sha256,
         from_json,
+        health_expected,
+        health_problem,
         http_get,
         read_json,
         read_output_tail,
@@ -403,9 +405,10 @@ class Agent:
                       and os.path.isfile(os.path.join(self.artifacts_dir, artifact["name"])))
         service_running = None
         status_command = (self.run_spec(current).get("service") or {}).get("status") \
-            if args.get("service_status") else None
-        if current and status_command:
-            code, _ = self.run_command(status_command, cwd=os.path.join(self.releases_dir, current), timeout=10)
+            if args.get("service_status") and current else None
+        if status_command:
+            code, _ = self.run_command(status_command, cwd=os.path.join(self.releases_dir, current),
+                                       timeout=args.get("status_timeout", 10))
             service_running = code == 0
         live = {}
         for dest in args.get("live_files", []):
@@ -448,6 +451,7 @@ class Agent:
             "live_since": self.live_since(current) if args.get("history") else None,
             "last_check": self.last_check(current) if args.get("history") else None,
             "rollback": self.rollback_intent(),
+            "live_health": self.live_health(current, meta) if args.get("live_health") else None,
         }
 
     def desired_live_problems(self, release, args):
@@ -475,22 +479,21 @@ class Agent:
             problems.append("current points to %s, not releases/%s" % (target, release))
         dests = [d["dest"] for d in args.get("live_files", [])]
         problems.extend(self.config_link_problems(args.get("config_dir"), dests))
-        problems.extend(self.service_problems(release, meta))
+        problems.extend(self.service_problems(release, meta, args.get("status_timeout", 10)))
         return problems
 
-    def service_problems(self, release, meta):
+    def service_problems(self, release, meta, status_timeout=10):
         """The service must run this release with its config: its /health answer says so (and then no
         status command needs to run); without a health URL, the status command must succeed."""
         spec = self.run_spec(release)
         health = spec.get("health") or {}
         if health.get("url"):
-            expected = {"version": meta.get("version"), "config_hash": meta.get("config_hash")}
-            ok, why = self.health_once(health, expected, float(health.get("timeout", 2)), release,
-                                       "deploy", want_release=release)
+            ok, why = self.health_once(release, meta, "deploy", want_release=release)
             return [] if ok else ["the service does not answer as release %s: %s" % (release, why)]
         status_command = (spec.get("service") or {}).get("status")
         if status_command:
-            code, _ = self.run_command(status_command, cwd=os.path.join(self.releases_dir, release), timeout=10)
+            code, _ = self.run_command(status_command, cwd=os.path.join(self.releases_dir, release),
+                                       timeout=status_timeout)
             if code != 0:
                 return ["the service is not running"]
         return []
@@ -870,47 +873,52 @@ class Agent:
         release = self.resolve(args.get("release")) or self.current()
         meta = self.meta(release) or {}
         health = self.run_spec(release).get("health") or {}
-        expected = {"version": meta.get("version"), "config_hash": meta.get("config_hash")}
         attempts = max(1, int(health.get("retries", 1)))
-        timeout = float(health.get("timeout", 2))
         interval = float(health.get("interval", 0.2))
         last = "no attempt"
         for attempt in range(attempts):
             if attempt:
                 time.sleep(interval)
-            ok, last = self.health_once(health, expected, timeout, release, args.get("direction"))
+            ok, last = self.health_once(release, meta, args.get("direction") or "deploy")
             self.fault_point("%s:running" % args.get("name", "verify"))
             if ok:
                 return {"attempts": attempt + 1}
         raise StepError("health check failed after %d attempts: %s" % (attempts, last))
 
-    def health_once(self, health, expected, timeout, release, direction, want_release=None):
+    def health_once(self, release, meta, direction="deploy", want_release=None):
+        """One health check of a release, by the rule every engine applies (shared.health_problem):
+        (healthy, why not). The answer is masked on its raw bytes before anything reads or cuts it;
+        with want_release, a service that says it serves another release is not healthy either."""
+        health = self.run_spec(release).get("health") or {}
+        timeout = float(health.get("timeout", 2))
         if health.get("url"):
             try:
-                status, raw = http_get(health["url"], timeout)
+                code, raw = http_get(health["url"], timeout)
+                body = self.masker.tail_bytes(raw, len(raw))  # masked on the raw bytes, then decoded
             except Exception as error:  # refused, timeout, not HTTP: all mean "not healthy yet"
-                return False, "%s: %s" % (health["url"], getattr(error, "reason", error))
-            body = raw.decode("utf-8", "replace")
-            if not 200 <= status < 300:
-                return False, "%s: HTTP %d" % (health["url"], status)
-        else:
+                code, body = None, self.masker.text(str(getattr(error, "reason", error)))
+        elif health.get("command"):
             code, body = self.run_command(health["command"], cwd=os.path.join(self.releases_dir, release),
                                           timeout=timeout, env_extra=self.command_env(release, direction))
-            if code != 0:
-                return False, "health command exit %d: %s" % (code, self.masker.tail(body.strip(), 200))
-        try:
-            report = from_json(body)
-        except ValueError:
-            if not health.get("url"):
-                return True, ""
-            # masked (on the raw bytes), then cut, then quoted: in that order only
-            return False, "health answer is not JSON: %r" % self.masker.head(self.masker.tail_bytes(raw, len(raw)), 80)
-        for key, value in expected.items():
-            if value and report.get(key) != value:
-                return False, "health reports %s %r, expected %r" % (key, report.get(key), value)
-        if want_release and report.get("release") not in (None, want_release):  # still serving another
-            return False, "health reports release %r, expected %r" % (report.get("release"), want_release)
-        return True, ""
+        else:
+            return False, "release %s has no health check in its run file" % release
+        problem = self.masker.text(health_problem(health, health_expected(meta, release), code, body))
+        if not problem and want_release and code is not None:
+            try:
+                report = from_json(body)
+            except ValueError:
+                report = None
+            served = report.get("release") if isinstance(report, dict) else None
+            if served not in (None, want_release):  # still serving another release
+                problem = "health reports release %s, expected %s" % (to_json(served), to_json(want_release))
+        return not problem, problem
+
+    def live_health(self, release, meta):
+        """What the live release's service answers now: one attempt of its verify's check."""
+        if not release or not meta:
+            return None
+        ok, problem = self.health_once(release, meta)
+        return {"ok": ok, "problem": problem}
 
     def step_serve(self, args):
         """A host already on the rollback's target: verify it; when the service does not serve it (a

@@ -245,6 +245,8 @@ def read_output_tail(handle, limit, masker):
     size = handle.tell()
     handle.seek(size - masker.window(size, limit))
     return masker.tail_bytes(handle.read(), limit)
+
+
 # -- a release's files ------------------------------------------------------------------------
 # What drift (the collector), a deploy's no-change decision and its repair (the host agent) read of
 # a release directory, and how they compare it with what the release should be. Entries are keyed
@@ -390,3 +392,53 @@ def release_differences(desired, actual, uid, gid):
         if have.get("gid") != gid:
             found.append((path, "group"))
     return found
+
+
+# -- the health contract (docs/health.md) -----------------------------------------------------
+# One rule for every engine and verb: the host agent's verify and live check, the collector (drift,
+# preflight), the checks (golive.flows.checkplugin, on the controller) and the Ansible role's verify
+# (roles/golive/vars/main.yml, golive_health_problem, in the same words).
+
+def health_expect(health):
+    """What a health answer must report (golive.yml `health.expect`). A release whose metadata
+    predates `expect` was verified, when it had a URL, by its version and config hash."""
+    if "expect" in health:
+        return list(health.get("expect") or [])
+    return ["version", "config_hash"] if health.get("url") else []
+
+
+def health_problem(health, expected, code, body):
+    """Why one health answer is unhealthy ("" when it is healthy).
+
+    health: the release's health settings (url or command, expect); expected: the release's own
+    version, config_hash and release id; code: the URL's HTTP status or the command's exit code,
+    None when nothing answered (body then says why); body: the answer (the command's output)."""
+    url = health.get("url")
+    if code is None:
+        return "%s: %s" % (url or "health command", body)
+    if url and not 200 <= code < 300:
+        return "%s: HTTP %d" % (url, code)
+    if not url and code != 0:
+        return "health command exit %d: %s" % (code, body.strip()[-200:])
+    expect = health_expect(health)
+    if not expect:
+        return ""
+    try:
+        report = from_json(body)
+    except ValueError:
+        report = None
+    if not isinstance(report, dict):
+        return "the health answer is not a JSON object reporting %s: %s" % (", ".join(expect),
+                                                                             to_json(body.strip()[:80]))
+    for key in expect:
+        if key not in report:
+            return "the health answer does not report %s (expected %s)" % (key, to_json(expected.get(key)))
+        if report[key] != expected.get(key):
+            return "health reports %s %s, expected %s" % (key, to_json(report[key]), to_json(expected.get(key)))
+    return ""
+
+
+def health_expected(meta, release):
+    """A release's own values, which a health answer is compared with."""
+    return {"version": meta.get("version"), "config_hash": meta.get("config_hash"),
+            "release": meta.get("id") or release}

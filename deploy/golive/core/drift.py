@@ -485,17 +485,22 @@ def _service_findings(name: str, fp: Mapping[str, Any], meta: Mapping[str, Any],
     health = service.get("health")
     release = (fp.get("release") or {}).get("id")
     if health is not None:
+        # The collector judges the answer by the rule verify applies (golive.agent.shared.health_problem).
+        # What the answer reports beyond it (a release, a config hash) names the cause more precisely,
+        # when the product reports it.
         report = health.get("report") or {}
-        if health.get("error") or report.get("status") != "ok":
-            found.append(_finding("service", "health", name, "ok", health.get("error") or report.get("status"),
-                                  "high", "the service runs but /health does not report ok"))
-        elif report.get("release") and report.get("release") != release:
+        problem = health.get("problem", health.get("error"))  # fingerprints before `problem` had `error`
+        if report.get("release") and report.get("release") != release:
             found.append(_finding("service", "serving", name, release, report.get("release"), "high",
                                   "the service still serves another release: it was not restarted"))
-        elif meta.get("config_hash") and report.get("config_hash") != meta.get("config_hash"):
+        elif meta.get("config_hash") and report.get("config_hash") \
+                and report.get("config_hash") != meta.get("config_hash"):
             found.append(_finding("service", "config", name, str(meta.get("config_hash"))[:16],
                                   str(report.get("config_hash"))[:16], "high",
                                   "the service runs with other config than the live release's"))
+        elif problem:
+            found.append(_finding("service", "health", name, "ok", problem, "high",
+                                  "the service runs but its health check fails"))
     port = desired.port if desired else None
     ports = {p.get("port") for p in fp.get("ports") or []}
     if port and port not in ports:

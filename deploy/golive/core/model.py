@@ -44,13 +44,51 @@ class ServiceSpec:
     systemd_unit: str = ""
 
 
+# What a health answer can be asked to report (golive.yml `health.expect`), and the release's own
+# value each is compared with: its version, its rendered config's hash, its release id.
+HEALTH_FIELDS = ("version", "config_hash", "release")
+
+
 @dataclass(frozen=True)
 class HealthCheck:
+    """How golive asks a host whether the release it just made live works (docs/health.md): a GET
+    of `url` answering HTTP 2xx, or `command` exiting 0; and, for each name in `expect`, the answer
+    (a JSON object) reporting the release's own value."""
+
     url: str = ""
     command: str = ""
-    timeout: float = 2.0
+    expect: tuple[str, ...] = ()
+    timeout: float = 2.0  # seconds per attempt
     retries: int = 25
     interval: float = 0.2
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """How long golive waits, in seconds (golive.yml `timeouts:`), for each engine alike.
+
+    On the host: `hook` (each hook command), `restart` (the service's restart, or stop then start),
+    `status` (the service's status command). The controller's wait for one round trip of the host
+    agent: `begin` (lock and read the host; also plan, status, history, unlock, drift's collector,
+    the record of a check), `install` (upload, unpack, configure), `activate` (hooks, cutover,
+    restart, verify, record; a rollback's whole round trip). The health check's own timeout, per
+    attempt, is `health.timeout`."""
+
+    hook: float = 600
+    restart: float = 120
+    status: float = 10
+    begin: float = 120
+    install: float = 900
+    activate: float = 1800
+
+
+@dataclass(frozen=True)
+class AnsibleContent:
+    """Where the Ansible engine's playbooks and role come from: golive's own (shipped in the
+    package) unless golive.yml names a folder of the workspace (`ansible:`)."""
+
+    playbooks: str = ""  # a workspace folder with deploy.yml and rollback.yml
+    roles: str = ""  # a workspace folder searched for roles before golive's own
 
 
 @dataclass(frozen=True)
@@ -86,6 +124,15 @@ class VarSpec:
     where: str = ""  # golive.yml:LINE of its declaration
 
 
+# Inventory variables golive itself reads, beyond Ansible's connection variables (docs/inventory.md).
+# Each is part of every workspace's variable schema: golive.yml may declare it (with this type) to
+# make it required or to add a difference between environments; otherwise it is optional.
+GOLIVE_VARIABLES = (
+    # preflight's disk item and the disk check: free space under application.root, in MB (unset: no minimum)
+    VarSpec("min_free_disk_mb", type="int"),
+)
+
+
 @dataclass(frozen=True)
 class EnvironmentSpec:
     name: str
@@ -107,6 +154,8 @@ class AppDefinition:
     keep_releases: int = 5
     runtime_packages: tuple[str, ...] = ()
     variables: tuple[VarSpec, ...] = ()
+    timeouts: Timeouts = Timeouts()
+    ansible: AnsibleContent = AnsibleContent()
     source: str = "golive.yml"
     # golive.yml drift.ignore: release paths (globs) drift, deploys and checks neither compare nor repair
     drift_ignore: tuple[str, ...] = ()

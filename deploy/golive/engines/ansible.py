@@ -36,12 +36,14 @@ from golive.core.plan import UNCHANGED
 from golive.core.redact import Redactor
 from golive.core.rollout import batches, max_fail_threshold
 from golive.flows import steps
-from golive.flows.deploy import BEGIN_TIMEOUT, Target, deploy_outcome, disagreements, enforce_promotion, prepare
+from golive.flows.deploy import Target, deploy_outcome, disagreements, enforce_promotion, prepare
 from golive.flows.session import HostReport, HostSession, lock_report, operator_name
 from golive.workspace import Workspace
 
 CALLBACK_PLUGINS = Path(__file__).with_name("callback_plugins")
-PLAYBOOKS = "playbooks"
+# golive's own playbooks and role, shipped in the package (package data): found from any workspace,
+# with nothing copied into it. golive.yml's `ansible:` may name a workspace folder to use instead.
+ANSIBLE_CONTENT = Path(__file__).resolve().parents[1] / "ansible"
 GATE_STEP = "gate"  # tasks that run before any host is locked (playbook tag)
 SKIPPED_BY_ANSIBLE = "not run: the play stopped before this host (a failure elsewhere or over --max-fail)"
 LEADER_LOCK_TASK = "golive : Lock | Take the leader's lock"  # tasks/lock.yml
@@ -139,7 +141,7 @@ def playbook_command(ws: Workspace, verb: str, hosts: Iterable[Host], extra: dic
         extra["golive_max_fail_percentage"] = round(threshold * 100, 3)
     command = [sys.executable, "-m", "ansible.cli.playbook",
                "-i", str(ws.root / "inventories" / hosts[0].customer),
-               str(ws.root / PLAYBOOKS / f"{verb}.yml"),
+               str(playbook_path(ws, verb)),
                "--limit", ",".join(h.name for h in hosts),
                "--extra-vars", json.dumps(extra)]
     if ws.vault_password_file:
@@ -154,14 +156,16 @@ def playbook_command(ws: Workspace, verb: str, hosts: Iterable[Host], extra: dic
 def run_playbook(ws: Workspace, verb: str, hosts: list[Host], extra: dict[str, Any], options: PlaybookOptions,
                  progress: Progress, title: str, columns: Iterable[str]) -> dict[str, HostEvents]:
     """Run the playbook, showing progress; what it said about each host."""
-    playbook = ws.root / PLAYBOOKS / f"{verb}.yml"
+    playbook = playbook_path(ws, verb)
     if not playbook.is_file():
-        raise BadInput(Problem(f"{PLAYBOOKS}/{verb}.yml", "missing: the Ansible engine runs the workspace's playbooks"))
+        where = "golive.yml ansible.playbooks" if ws.app.ansible.playbooks else "golive's package (reinstall golive)"
+        raise BadInput(Problem(str(playbook), f"missing: the Ansible engine's playbook, from {where}"))
     missing = connection_file_problems(hosts)  # every host's, not only the leader's that golive connects
     if missing:
         raise BadInput(missing)
     token = secrets.token_hex(16)  # the run's lock token (never on a command line)
     env = {**os.environ, **ansible_environment(ws.root),
+           "ANSIBLE_ROLES_PATH": os.pathsep.join(roles_path(ws)),
            "ANSIBLE_STDOUT_CALLBACK": "golive_events",
            "ANSIBLE_CALLBACK_PLUGINS": str(CALLBACK_PLUGINS),
            "ANSIBLE_RETRY_FILES_ENABLED": "false",
@@ -196,6 +200,43 @@ def run_playbook(ws: Workspace, verb: str, hosts: list[Host], extra: dict[str, A
     return events
 
 
+def playbook_path(ws: Workspace, verb: str) -> Path:
+    """deploy.yml / rollback.yml: the workspace's, when golive.yml's `ansible.playbooks` names a
+    folder; golive's own otherwise."""
+    folder = ws.root / ws.app.ansible.playbooks if ws.app.ansible.playbooks else ANSIBLE_CONTENT / "playbooks"
+    return folder / f"{verb}.yml"
+
+
+def roles_path(ws: Workspace) -> list[str]:
+    """Where ansible-playbook looks for roles, first match wins: golive.yml's `ansible.roles` (a
+    workspace's own golive role, or roles its hooks use), golive's own role, then ansible.cfg's
+    `roles_path` (relative to ansible.cfg, as Ansible reads it)."""
+    paths = [str(ws.root / ws.app.ansible.roles)] if ws.app.ansible.roles else []
+    paths.append(str(ANSIBLE_CONTENT / "roles"))
+    config = ws.root / "ansible.cfg"
+    if config.is_file():
+        import configparser
+
+        parser = configparser.ConfigParser(interpolation=None)
+        try:
+            parser.read(config)
+        except configparser.Error:
+            return paths  # ansible-playbook reports it, with its own words
+        for entry in parser.get("defaults", "roles_path", fallback="").split(os.pathsep):
+            if entry.strip():
+                paths.append(str(config.parent / os.path.expanduser(entry.strip())))
+    return list(dict.fromkeys(paths))
+
+
+def hand_run_environment() -> str:
+    """Shell lines for running golive's playbooks by hand (`eval "$(python -m golive.engines.ansible)"`)."""
+    import shlex
+
+    return (f"export GOLIVE_PLAYBOOKS={shlex.quote(str(ANSIBLE_CONTENT / 'playbooks'))}\n"
+            f"export ANSIBLE_ROLES_PATH={shlex.quote(str(ANSIBLE_CONTENT / 'roles'))}"
+            "${ANSIBLE_ROLES_PATH:+:$ANSIBLE_ROLES_PATH}\n")
+
+
 def release_environment_lock(ws: Workspace, hosts: list[Host], events: dict[str, HostEvents], token: str,
                              progress: Progress) -> None:
     """ansible-playbook stops after a --serial batch whose every host became unreachable, before its
@@ -207,7 +248,7 @@ def release_environment_lock(ws: Workspace, hosts: list[Host], events: dict[str,
     session = HostSession([leader], progress, ws.app, token)
     try:
         connected = session.connect()[leader.name]
-        answer = session.call(connected, steps.release_batch(), timeout=BEGIN_TIMEOUT) if connected.ok else None
+        answer = session.call(connected, steps.release_batch(), timeout=ws.app.timeouts.begin) if connected.ok else None
     finally:
         session.close()
     if answer is None or not answer.ok:
@@ -368,3 +409,7 @@ def check_outcome(verb: str, customer: str, environment: str, version: str | Non
     data = {"verb": verb, "check": True, "customer": customer, "environment": environment, "release": version,
             "ok": not failed, "engine": "ansible", "hosts": [r.as_dict() for r in reports]}
     return Outcome(data, "\n".join(lines), failed=bool(failed))
+
+
+if __name__ == "__main__":
+    sys.stdout.write(hand_run_environment())

@@ -1,8 +1,9 @@
 """golive check CUSTOMER ENV: the Testinfra checks in checks/, run over golive's own SSH sessions.
 
 Every host is connected once, in parallel, host keys verified; Testinfra's commands run over those
-connections (golive.adapters.testinfra_backend). pytest runs in-process with
-golive.flows.checkplugin (loaded by checks/conftest.py), handed this run's CheckRun as a plugin, and
+connections (golive.adapters.testinfra_backend). pytest runs in-process with only the plugins the
+checks need, named here (Testinfra's and golive.flows.checkplugin, which the package provides: a
+workspace needs no conftest.py), handed this run's CheckRun as a plugin, and
 the result of each host is recorded in its ledger: `action: check`, `result: passed|failed`, the
 release and its config hash.
 """
@@ -32,8 +33,9 @@ from golive.flows.checkplugin import mask_report
 from golive.flows.session import mask_for, run_context
 from golive.workspace import Workspace
 
-RECORD_TIMEOUT = 60
 CHECKS_DIR = "checks"
+# golive's check plugin (also the `golive` pytest11 entry point, which plain pytest loads by itself)
+CHECK_PLUGIN = "golive.flows.checkplugin"
 
 
 @dataclass
@@ -107,7 +109,8 @@ def _pytest_args(checks: Path, hosts: Iterable[Host], junit: str | None) -> list
     specs = [host_spec(h) for h in hosts]
     ini = checks / "pytest.ini"
     args = [str(checks), "--rootdir", str(checks), "-c", str(ini) if ini.is_file() else os.devnull,
-            "-p", "testinfra.plugin", "-p", "no:cacheprovider", "-p", "no:faulthandler", "-qq", "--tb=short",
+            "-p", "testinfra.plugin", "-p", CHECK_PLUGIN,
+            "-p", "no:cacheprovider", "-p", "no:faulthandler", "-qq", "--tb=short",
             "--import-mode=importlib", "--hosts", ",".join(specs)]
     if junit:
         args += ["--junitxml", str(Path(junit).resolve())]
@@ -162,7 +165,7 @@ def record(ws: Workspace, customer: str, environment: str, fleet: Fleet, connect
                               desired_release=facts.release if facts else None)
         request = {"root": ws.app.root, "token": context.token, "mask": mask_for(connected[name].host),
                    "steps": [steps.record(entry)]}
-        answer = call_agent(connected[name], request, timeout=RECORD_TIMEOUT)
+        answer = call_agent(connected[name], request, timeout=ws.app.timeouts.begin)
         return None if answer.ok else answer.error
 
     return dict(zip(names, fleet.map(one, names), strict=True))
@@ -172,9 +175,9 @@ def check(ws: Workspace, customer: str, environment: str, *, junit: str | None =
           only: list[str] | None = None, progress: Progress, release: str | None = None) -> Outcome:
     started = time.monotonic()
     hosts = list(ws.hosts(customer, environment, only))
-    if not (ws.root / CHECKS_DIR / "conftest.py").is_file():
-        raise BadInput(f"{CHECKS_DIR}/conftest.py is missing from the workspace {ws.root}: "
-                       "copy it from the golive example workspace")
+    if not (ws.root / CHECKS_DIR).is_dir():
+        raise BadInput(f"{ws.root}: no {CHECKS_DIR}/ folder: `golive init` writes golive's generic checks "
+                       f"(see checks/README.md in golive's repository)")
     problems: list[Problem] = []
     for host in hosts:  # template errors stop here, before any host is touched
         try:

@@ -1,6 +1,7 @@
 """The pytest plugin behind checks/: it gives every Testinfra check the host's golive facts.
 
-checks/conftest.py loads it, so the same check files run two ways:
+golive's package provides it as the pytest plugin `golive` (pyproject's pytest11 entry point), so a
+workspace's checks/ needs no conftest.py and the same check files run two ways:
 
 - `golive check CUSTOMER ENV` (golive.flows.check) runs pytest in-process over golive's own SSH sessions
   (`golive://HOST` hosts): connected in parallel up front, host keys verified, one connection each;
@@ -11,7 +12,13 @@ checks/conftest.py loads it, so the same check files run two ways:
 
 The `golive` fixture reads the host's ledger for the release it must run (or takes
 --golive-release) and renders its config with golive's renderer, so a check compares the host with
-exactly what `golive render` produces.
+exactly what `golive render` produces. `health_check` asks the host's health URL or command and
+judges the answer by the rule deploy's verify applies (golive.agent.shared.health_problem).
+
+Installed, the plugin loads in every pytest run of the environment (golive's own test suite too):
+each hook returns at once unless the run is a golive one (`golive check`, or --hosts /
+--golive-environment given). A workspace's old checks/conftest.py that imports these hooks again
+is harmless: every hook does its work once.
 """
 
 from __future__ import annotations
@@ -31,7 +38,7 @@ from typing import Any
 
 import pytest
 
-from golive.agent.shared import ignored
+from golive.agent.shared import health_problem, ignored
 from golive.core.drift import ReleaseTree, comparable, release_differences
 from golive.core.errors import BadInput
 from golive.core.model import Host
@@ -104,10 +111,13 @@ class ExpectedHost:
     files: tuple[ConfigFile, ...]
     current: str | None  # the release `current` points to now
     ledger_release: str | None  # the release the ledger says was made live last
-    service_status: str
-    health_url: str
+    service_status: str  # the command that exits 0 while the service runs ("" when golive.yml has none)
+    health_url: str  # golive.yml's health check for this host: its URL, or ""
+    health_command: str  # ... or its command
+    health_expect: tuple[str, ...]  # what the answer must report (health.expect)
+    health_timeout: float
     address: str
-    port: int | None
+    port: int | None  # the health URL's port (None without a URL)
     owner: str  # who owns what golive writes on this host
     redactor: Any = field(default=None, repr=False, compare=False)  # golive.core.redact.Redactor
     # every entry the live release directory should hold (Workspace.release_tree; repr=False: it
@@ -188,7 +198,7 @@ class CheckRun:
     release: str | None = None
     facts: dict[str, ExpectedHost] = field(default_factory=dict)
     fact_errors: dict[str, str] = field(default_factory=dict)
-    health: dict[str, dict[str, Any]] = field(default_factory=dict)
+    health: dict[str, Any] = field(default_factory=dict)  # host@check -> HealthCheckResult
     # golive check gives its parallel map: per-host facts are then fetched for every host at once
     # on first use, instead of one host after another as pytest walks the checks.
     parallel: Callable[[Callable[[Any], Any], list[Any]], list[Any]] | None = None
@@ -213,6 +223,8 @@ class CheckRun:
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("golive")
+    if any(option.names() == ["--golive-workspace"] for option in group.options):
+        return  # registered already (an old checks/conftest.py imports this hook again)
     group.addoption("--golive-workspace", help="the golive workspace (default: the folder above checks/)")
     group.addoption("--golive-customer", help="the customer whose hosts are checked (default: found by host name)")
     group.addoption("--golive-environment", help="check every host of this environment (instead of --hosts)")
@@ -266,6 +278,8 @@ class PlainRun:
 
 def pytest_configure(config: pytest.Config) -> None:
     option = config.option
+    if _RUN_KEY in config.stash or not hasattr(option, "golive_workspace"):
+        return  # configured already, or golive's options are not there (not this plugin's run)
     handed_over = next((p for p in config.pluginmanager.get_plugins() if isinstance(p, CheckRun)), None)
     if handed_over is not None:  # `golive check` runs pytest in-process and hands its run over
         config.stash[_RUN_KEY] = handed_over
@@ -314,6 +328,7 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_unconfigure(config: pytest.Config) -> None:
     plain = config.stash.get(_PLAIN_KEY, None)
     if plain is not None:
+        del config.stash[_PLAIN_KEY]
         plain.close()
 
 
@@ -324,10 +339,12 @@ _PLAIN_KEY = pytest.StashKey[PlainRun]()
 def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
     """checks/customers/<other customer>/ is not this run's."""
     run = config.stash.get(_RUN_KEY, None)
+    if run is None:
+        return None  # not a golive run: a folder named customers/ is nobody's business here
     parts = collection_path.parts
     if CUSTOMERS_DIR in parts:
         index = parts.index(CUSTOMERS_DIR)
-        if index + 1 < len(parts) and (run is None or parts[index + 1] != run.customer):
+        if index + 1 < len(parts) and parts[index + 1] != run.customer:
             return True
     return None
 
@@ -335,9 +352,11 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """A customer's own checks run after the shared ones (pytest would collect customers/ first).
     In a `golive check` run, the Testinfra hosts pytest made get the run's command fan-out."""
-    items.sort(key=lambda item: CUSTOMERS_DIR in Path(str(item.path)).parts)
     run = config.stash.get(_RUN_KEY, None)
-    if run is None or run.fan_out is None:
+    if run is None:
+        return  # not a golive run: the order is pytest's
+    items.sort(key=lambda item: CUSTOMERS_DIR in Path(str(item.path)).parts)
+    if run.fan_out is None:
         return
     seen: dict[int, Any] = {}
     for item in items:
@@ -450,6 +469,8 @@ def host_facts(run: CheckRun, host: Any) -> ExpectedHost:
     try:
         config = ws.render(inventory_host, version)
         health_url = ws.render_string(app.health.url, inventory_host, version, "health.url")
+        health_command = "" if health_url else \
+            ws.render_string(app.health.command, inventory_host, version, "health.command")
         status = ws.render_string(app.service.status, inventory_host, version, "service.status")
         if app.service.systemd_unit:
             unit = ws.render_string(app.service.systemd_unit, inventory_host, version, "service.systemd_unit")
@@ -468,11 +489,20 @@ def host_facts(run: CheckRun, host: Any) -> ExpectedHost:
         files=tuple(ConfigFile(f.dest, f"{app.config_dir}/{f.dest}", SecretDigest(f.sha256) if f.secret else f.sha256,
                                f.mode, f.secret) for f in config.files),
         current=current, ledger_release=(live or {}).get("release"), service_status=status, health_url=health_url,
-        address=parts.hostname or c.address, port=parts.port, owner="root" if inventory_host.vars.get("ansible_become")
-        else c.user, redactor=ws.redactor, release_tree=ws.release_tree(version, config),
-        artifact_sha256=(live or {}).get("artifact_sha256"), ignore=app.drift_ignore)
+        health_command=health_command, health_expect=app.health.expect, health_timeout=app.health.timeout,
+        address=parts.hostname or c.address, port=_port(parts) if health_url else None,
+        owner="root" if inventory_host.vars.get("ansible_become") else c.user, redactor=ws.redactor,
+        release_tree=ws.release_tree(version, config), artifact_sha256=(live or {}).get("artifact_sha256"),
+        ignore=app.drift_ignore)
     run.facts[inventory_host.name] = facts
     return facts
+
+
+def _port(parts: urllib.parse.SplitResult) -> int | None:
+    try:
+        return parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+    except ValueError:
+        return None
 
 
 @pytest.fixture(scope="module")
@@ -483,10 +513,14 @@ def golive(request: pytest.FixtureRequest, host: Any) -> ExpectedHost:
     return host_facts(run, host)
 
 
-# Python's urllib when the host has no curl: the application's own runtime is always there.
+# Python's urllib when the host has no curl: the application's own runtime is always there. Neither
+# follows a redirect: the host agent's health check follows none.
 HTTP_PROBE = ("import sys,urllib.request\n"
+              "class N(urllib.request.HTTPRedirectHandler):\n"
+              " def redirect_request(self,*a):return None\n"
               "try:\n"
-              " r=urllib.request.urlopen(sys.argv[1],timeout=3);s=r.status;b=r.read(1<<20)\n"
+              " r=urllib.request.build_opener(N).open(sys.argv[1],timeout=float(sys.argv[2]))\n"
+              " s=r.status;b=r.read(1<<20)\n"
               "except urllib.error.HTTPError as e:\n"
               " s=e.code;b=e.read(1<<20)\n"
               "sys.stdout.write(b.decode('utf-8','replace')+'\\n'+str(s))\n")
@@ -495,8 +529,9 @@ HTTP_PROBE = ("import sys,urllib.request\n"
 def http_get(host: Any, golive: ExpectedHost, url: str) -> tuple[int | None, str]:
     """(HTTP status, body) of a GET made on the host itself: one command, curl or python3."""
     python = str(golive.vars.get("ansible_python_interpreter") or "python3")
-    result = host.run("if command -v curl >/dev/null 2>&1; then curl -sS --max-time 3 -w '\\n%%{http_code}' %s; "
-                      "else %s -I -S -c %s %s; fi", url, python, HTTP_PROBE, url)
+    seconds = str(max(golive.health_timeout, 3))
+    result = host.run("if command -v curl >/dev/null 2>&1; then curl -sS --max-time %s -w '\\n%%{http_code}' %s; "
+                      "else %s -I -S -c %s %s %s; fi", seconds, url, python, HTTP_PROBE, url, seconds)
     body, _, status = result.stdout.rpartition("\n")
     error = (result.stderr.strip().splitlines() or ["no answer"])[-1]
     try:
@@ -513,22 +548,61 @@ def fetch(host: Any, golive: ExpectedHost):
     return get
 
 
+@dataclass(frozen=True)
+class HealthCheckResult:
+    """The host's health check, asked once, and its verdict by the rule deploy's verify applies."""
+
+    what: str  # the URL, or "health command `...`"
+    code: int | None  # the HTTP status or the command's exit code; None: nothing answered
+    body: str
+    problem: str  # "" when healthy
+    report: Mapping[str, Any]  # what the answer reports, when it is a JSON object ({} otherwise)
+
+
 @pytest.fixture(scope="module")
-def health(request: pytest.FixtureRequest, host: Any, golive: ExpectedHost) -> dict[str, Any]:
-    """The /health answer of the host's service, fetched on the host itself (once per host)."""
+def health_check(request: pytest.FixtureRequest, host: Any, golive: ExpectedHost) -> HealthCheckResult:
+    """golive.yml's health check of the host, made on the host itself (once per host), judged as
+    verify judges it (health.expect against the release the workspace makes live)."""
     run = _run(request)
-    run.prefetch("health", lambda other: health_of(run, other, host_facts(run, other)))
-    return health_of(run, host, golive)
+    run.prefetch("health", lambda other: health_check_of(run, other, host_facts(run, other)))
+    return health_check_of(run, host, golive)
 
 
-def health_of(run: CheckRun, host: Any, facts: ExpectedHost) -> dict[str, Any]:
-    key = f"{facts.name}@{facts.health_url}"
-    if key not in run.health:
-        status, body = http_get(host, facts, facts.health_url)
-        try:
-            run.health[key] = {"http_status": status, **json.loads(body)}
-        except ValueError:
-            # masked, then cut: an answer that echoes a secret leaves no part of it at the cut
-            error = run.workspace.redactor.tail(body.strip(), 200)
-            run.health[key] = {"http_status": status, "error": error or "no answer"}
+@pytest.fixture(scope="module")
+def health(health_check: HealthCheckResult) -> dict[str, Any]:
+    """What the health answer reports (a JSON object's keys), with `http_status` (None: no answer)
+    and `error` when it is not a JSON object: for checks of what a product reports beyond the contract."""
+    if health_check.report:
+        return {"http_status": health_check.code, **health_check.report}
+    return {"http_status": health_check.code, "error": health_check.problem or health_check.body.strip()[-200:]
+            or "no answer"}
+
+
+def health_check_of(run: CheckRun, host: Any, facts: ExpectedHost) -> HealthCheckResult:
+    key = f"{facts.name}@{facts.health_url or facts.health_command}"
+    if key in run.health:
+        return run.health[key]
+    settings = {"url": facts.health_url, "command": facts.health_command, "expect": list(facts.health_expect)}
+    if facts.health_url:
+        what = facts.health_url
+        code, body = http_get(host, facts, facts.health_url)
+        if code is None:
+            body = body or "no answer"
+    else:
+        what = f"health command `{facts.health_command}`"
+        release_dir = f"{facts.root}/releases/{facts.current or facts.release}"
+        release = facts.current or facts.release
+        seconds = str(max(1, int(facts.health_timeout + 0.999)))
+        result = host.run("cd %s && GOLIVE_RELEASE=%s GOLIVE_RELEASE_DIR=%s GOLIVE_APP_ROOT=%s "
+                          "timeout %s /bin/sh -c %s 2>&1", release_dir, release, release_dir, facts.root, seconds,
+                          facts.health_command)
+        code, body = result.rc, result.stdout
+    body = run.workspace.redactor.text(body)  # masked first: whatever is cut or quoted from it is masked already
+    expected = {"version": facts.version, "config_hash": facts.config_hash, "release": facts.release}
+    problem = run.workspace.redactor.text(health_problem(settings, expected, code, body))
+    try:
+        report = json.loads(body) if code is not None else None
+    except ValueError:
+        report = None
+    run.health[key] = HealthCheckResult(what, code, body, problem, report if isinstance(report, dict) else {})
     return run.health[key]

@@ -27,7 +27,6 @@ from golive.flows.desired import check_artifact_archive, desired_release
 from golive.flows.session import HostReport, HostSession, chunks, lock_report, run_context, step_seconds
 from golive.workspace import Workspace
 
-BEGIN_TIMEOUT, INSTALL_TIMEOUT, ACTIVATE_TIMEOUT = 120, 900, 1800
 LEADER_HEAD_START = 1.0  # seconds the leader has the wire to itself (see Fleet.first_alone)
 
 
@@ -66,7 +65,7 @@ def promotion_problems(ws: Workspace, customer: str, environment: str, artifact:
                 problems.append(f"cannot confirm {source} host: {connected[host.name].error}")
                 continue
             requests[host.name] = (connected[host.name], {"steps": [steps.read_state(ws.app, history=True)]})
-        for name, answer in session.call_all(requests, BEGIN_TIMEOUT).items():
+        for name, answer in session.call_all(requests, ws.app.timeouts.begin).items():
             meta = answer.data("state").get("current_meta") or {}
             check = answer.data("state").get("last_check") or {}
             if not answer.ok:
@@ -192,14 +191,14 @@ def begin(rollout: Rollout, targets: list[Target]) -> Target | None:
     if not blocked:
         return None
     ours = [t for t in rest if holds_lock(t) and t.report is None]
-    session.call_all({t.host.name: (t.connected, steps.release_batch()) for t in ours}, BEGIN_TIMEOUT)
+    session.call_all({t.host.name: (t.connected, steps.release_batch()) for t in ours}, session.timeouts.begin)
     return blocked[0]
 
 
 def _begin_one(rollout: Rollout, target: Target) -> None:
     session, name, environment = rollout.session, target.host.name, rollout.run.environment
     session.progress.update(name, "lock", "running")
-    answer = session.call(target.connected, rollout.begin_request(target), timeout=BEGIN_TIMEOUT)
+    answer = session.call(target.connected, rollout.begin_request(target), timeout=session.timeouts.begin)
     target.answers = (answer,)
     if not answer.ok and not holds_lock(target):
         if answer.holder is not None or answer.error == "locked":
@@ -252,7 +251,7 @@ def stop_remaining(rollout: Rollout, targets: list[Target], reason: str) -> None
     pending = [t for t in targets if t.report is None]
     locked = [t for t in pending if holds_lock(t)]
     session.call_all({t.host.name: (t.connected, steps.abort_batch(run, t.host.name, reason, keep_lock=t.leads))
-                      for t in locked}, BEGIN_TIMEOUT)
+                      for t in locked}, session.timeouts.begin)
     for target in pending:
         plan = target.plan
         target.report = HostReport(host=target.host.name, environment=run.environment, status="skipped",
@@ -269,7 +268,7 @@ def release_leader(rollout: Rollout, targets: list[Target]) -> None:
     if leader is None:
         return
     session = rollout.session
-    answer = session.call(leader.connected, rollout.release_request(targets), timeout=BEGIN_TIMEOUT)
+    answer = session.call(leader.connected, rollout.release_request(targets), timeout=session.timeouts.begin)
     if not answer.ok:
         session.progress.note(f"{leader.host.name}: could not release the environment lock ({answer.error}); "
                               f"`golive status` will show it, `golive unlock` clears it")
@@ -345,7 +344,8 @@ class Deploy(Rollout):
                                       keep_lock=target.leads)
         uploading = "upload" in target.plan.steps
         session.progress.update(name, "upload" if uploading else "unpack", "running")
-        answer = session.call(target.connected, request, chunks(artifact.path) if uploading else (), INSTALL_TIMEOUT)
+        answer = session.call(target.connected, request, chunks(artifact.path) if uploading else (),
+                              session.timeouts.install)
         target.answers += (answer,)
         for step in answer.steps:
             if step.name in ("upload", "unpack", "configure"):
@@ -366,7 +366,7 @@ class Deploy(Rollout):
         uploading = any(s["op"] == "upload" for s in request["steps"])  # a repair restoring a code file
         session.progress.update(name, "cutover", "running")
         answer = session.call(target.connected, request, chunks(artifact.path) if uploading else (),
-                              timeout=ACTIVATE_TIMEOUT)
+                              timeout=session.timeouts.activate)
         target.answers += (answer,)
         for step in answer.steps:
             if step.name in ("cutover", "restart", "verify", "switch_back"):
@@ -471,7 +471,7 @@ def plan(ws: Workspace, customer: str, environment: str, version: str, *, only: 
             else:
                 target.report = HostReport(host=target.host.name, environment=environment, status="unreachable",
                                            error=target.connected.error)
-        answers = session.call_all(requests, BEGIN_TIMEOUT)
+        answers = session.call_all(requests, ws.app.timeouts.begin)
     finally:
         session.close()
     host_plans = []
@@ -573,7 +573,7 @@ class Rollback(Rollout):
         assert self.choice is not None
         request = steps.rollback_batch(self.run, self.ws.app, self.choice.spec(self.to), self.force, name,
                                        keep_lock=target.leads)
-        answer = session.call(target.connected, request, timeout=ACTIVATE_TIMEOUT)
+        answer = session.call(target.connected, request, timeout=session.timeouts.activate)
         target.answers += (answer,)
         target.report = rollback_report(self.run.environment, name, answer, self.to, self.force)
         for step in answer.steps:
@@ -630,7 +630,7 @@ def refuse_unkept(session: HostSession, ws: Workspace, targets: list[Target], na
     connected = session.connect([t.host for t in targets])
     requests = {name: (c, {"steps": [steps.read_state(ws.app)]}) for name, c in connected.items() if c.ok}
     problems = []
-    for name, answer in session.call_all(requests, BEGIN_TIMEOUT).items():
+    for name, answer in session.call_all(requests, session.timeouts.begin).items():
         if answer.ok:
             facts = RollbackFacts.from_agent(answer.data("state"))
             if not any(named in (r.version, r.id) for r in facts.releases):

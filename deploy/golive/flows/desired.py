@@ -66,7 +66,8 @@ def rendered_commands(ws: Workspace, host: Host, version: str) -> tuple[dict[str
     service = {k: render(getattr(app.service, k), f"service.{k}")
                for k in ("start", "stop", "restart", "status", "systemd_unit")}
     health = {"url": render(app.health.url, "health.url"), "command": render(app.health.command, "health.command"),
-              "timeout": app.health.timeout, "retries": app.health.retries, "interval": app.health.interval}
+              "expect": list(app.health.expect), "timeout": app.health.timeout, "retries": app.health.retries,
+              "interval": app.health.interval}
     hooks = {k: render(getattr(app.hooks, k), f"hooks.{k}") for k in ("before_cutover", "after_cutover", "on_rollback")}
     return service, health, hooks
 

@@ -31,7 +31,6 @@ from golive.core.release import RenderedConfig, release_id
 from golive.flows.session import mask_for
 from golive.workspace import Workspace
 
-COLLECT_TIMEOUT = 120
 PLACEHOLDER_VERSION = "unreleased"
 
 
@@ -50,13 +49,12 @@ class Fingerprint:
 
 
 def collector_request(ws: Workspace, host: Host) -> dict[str, Any]:
-    addresses = {host.connection.address}
-    listen = host.vars.get("listen_address")
-    if isinstance(listen, str) and "{{" not in listen:
-        addresses.add(listen)
-    return {"root": ws.app.root, "config_dir": ws.app.config_dir, "ignore": list(ws.app.drift_ignore),
-            "config_files": [t.dest for t in ws.app.templates], "runtime_packages": list(ws.app.runtime_packages),
-            "addresses": sorted(addresses), "mask": mask_for(host)}
+    """The host's own addresses are its SSH address and (added by the collector) the address the live
+    release's health URL asks; no inventory variable is read."""
+    return {"root": ws.app.root, "config_dir": ws.app.config_dir, "shared": list(ws.app.shared),
+            "ignore": list(ws.app.drift_ignore), "config_files": [t.dest for t in ws.app.templates],
+            "runtime_packages": list(ws.app.runtime_packages), "addresses": [host.connection.address],
+            "status_timeout": ws.app.timeouts.status, "mask": mask_for(host)}
 
 
 def collect(ws: Workspace, hosts: list[Host], progress: Progress, fleet: Fleet | None = None) -> dict[str, Fingerprint]:
@@ -72,7 +70,7 @@ def collect(ws: Workspace, hosts: list[Host], progress: Progress, fleet: Fleet |
                 progress.update(host.name, "collect", "failed", "unreachable")
                 return Fingerprint(host, error=link.error)
             started = time.monotonic()
-            answer = call_agent(link, collector_request(ws, host), timeout=COLLECT_TIMEOUT, module="collector")
+            answer = call_agent(link, collector_request(ws, host), timeout=ws.app.timeouts.begin, module="collector")
             took = time.monotonic() - started
             if not answer.ok:
                 progress.update(host.name, "collect", "failed")

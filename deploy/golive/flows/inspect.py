@@ -1,4 +1,9 @@
-"""golive status / history / unlock: reading (and clearing) what the hosts record."""
+"""golive status / history / unlock: reading (and clearing) what the hosts record.
+
+status shows, beside what a host records (the live release and its stored state: verified good,
+bad, unverified), what the host serves now: the live release's health check, asked once, by the
+rule deploy's verify applies. When the two disagree (stored good but the check fails, or the check
+passes on a release not stored as good) status says so and exits 1."""
 
 from __future__ import annotations
 
@@ -11,8 +16,6 @@ from golive.core.outcome import Outcome
 from golive.flows import steps
 from golive.flows.session import HostSession, lock_report, run_context
 from golive.workspace import Workspace
-
-TIMEOUT = 120
 
 
 def _read(ws: Workspace, hosts: list[Host], progress: Progress, request: dict[str, Any]) -> dict[str, dict]:
@@ -27,7 +30,7 @@ def _read(ws: Workspace, hosts: list[Host], progress: Progress, request: dict[st
                 requests[host.name] = (connected[host.name], request)
             else:
                 results[host.name] = {"ok": False, "error": connected[host.name].error, "reachable": False}
-        for name, answer in session.call_all(requests, TIMEOUT).items():
+        for name, answer in session.call_all(requests, ws.app.timeouts.begin).items():
             results[name] = {"ok": answer.ok, "error": answer.error, "reachable": True,
                              "data": {s.name: s.data for s in answer.steps}}
     finally:
@@ -44,6 +47,12 @@ def _host_status(ws: Workspace, host: Host, result: dict) -> dict[str, Any]:
     meta = state.get("current_meta") or {}
     row.update(release=state.get("current"), version=meta.get("version"), state=meta.get("state"),
                artifact_sha256=meta.get("artifact_sha256"), config_hash=meta.get("config_hash"))
+    live = state.get("live_health")
+    if live is not None:
+        row["live"] = "healthy" if live.get("ok") else "failing"
+        row["live_problem"] = live.get("problem") or ""
+        # stored "good" says the release passed its health check; the live check says whether it still does
+        row["disagrees"] = (meta.get("state") == "good") != bool(live.get("ok"))
     last = state.get("live_since") or {}
     row.update(deployed_at=last.get("time") or meta.get("created_at"), deployed_by=last.get("operator"),
                deployed_with=last.get("engine"))
@@ -65,7 +74,7 @@ def status(ws: Workspace, customer: str | None, environment: str | None, *, prog
         hosts = list(ws.customer(customer).hosts)
     else:
         hosts = list(ws.hosts(customer, environment))
-    results = _read(ws, hosts, progress, {"steps": [steps.read_state(ws.app, history=True)]})
+    results = _read(ws, hosts, progress, {"steps": [{**steps.read_state(ws.app, history=True), "live_health": True}]})
     rows = [_host_status(ws, h, results[h.name]) for h in hosts]
     environments = _environment_summary(ws, rows)
     lines = []
@@ -75,24 +84,40 @@ def status(ws: Workspace, customer: str | None, environment: str | None, *, prog
             lines.append(f"{env['customer']:<14} {env['environment']:<12} {env['live'] or '-':<22} "
                          f"{'yes' if env['verified'] else 'no':<9} {env['note']}")
     else:
-        lines.append(f"{'host':<14} {'env':<11} {'release':<20} {'state':<11} {'artifact':<13} {'config':<13} "
-                     f"{'deployed at':<25} {'by':<10} workspace")
+        lines.append(f"{'host':<14} {'env':<11} {'release':<20} {'state':<11} {'live':<8} {'artifact':<13} "
+                     f"{'config':<13} {'deployed at':<25} {'by':<10} workspace")
         for row in rows:
             if "error" in row:
                 lines.append(f"{row['host']:<14} {row['environment']:<11} UNREACHABLE: {row['error']}")
                 continue
             match = {True: "matches", False: "DIFFERS", None: "-"}[row.get("matches_workspace")]
             lines.append(f"{row['host']:<14} {row['environment']:<11} {row.get('release') or '-':<20} "
-                         f"{row.get('state') or '-':<11} {(row.get('artifact_sha256') or '-')[:12]:<13} "
+                         f"{row.get('state') or '-':<11} {row.get('live') or '-':<8} "
+                         f"{(row.get('artifact_sha256') or '-')[:12]:<13} "
                          f"{(row.get('config_hash') or '-')[:12]:<13} {row.get('deployed_at') or '-':<25} "
                          f"{row.get('deployed_by') or '-':<10} {match}")
+            if row.get("disagrees"):
+                lines.append(f"{'':<14} {disagreement(row)}")
             if row.get("lock"):
                 lines.append(f"{'':<14} {row['lock_detail']}")
         for env in environments:
             if env["note"]:
                 lines.append(f"{env['customer']}/{env['environment']}: {env['note']}")
     unreachable = any("error" in r for r in rows)
-    return Outcome({"hosts": rows, "environments": environments}, "\n".join(lines), failed=unreachable)
+    disagree = [r for r in rows if r.get("disagrees")]
+    if disagree:
+        lines.append(f"{len(disagree)} host(s) serve other than they record: "
+                     + "; ".join(f"{r['host']}: {disagreement(r)}" for r in disagree) if customer is None else
+                     f"{len(disagree)} host(s) serve other than they record (above); a deploy of the same release "
+                     f"repairs a host whose service stopped, a rollback goes back to the last good release")
+    return Outcome({"hosts": rows, "environments": environments}, "\n".join(lines), failed=unreachable,
+                   finding=bool(disagree))
+
+
+def disagreement(row: dict[str, Any]) -> str:
+    """What a host records against what it serves, in one line."""
+    live = f"health check fails: {row.get('live_problem')}" if row.get("live") == "failing" else "health check passes"
+    return f"stored: {row.get('state') or 'unknown'}, live: {live}"
 
 
 def _environment_summary(ws: Workspace, rows: list[dict]) -> list[dict]:
@@ -112,6 +137,9 @@ def _environment_summary(ws: Workspace, rows: list[dict]) -> list[dict]:
             notes.append("some hosts unreachable")
         if any(r.get("matches_workspace") is False for r in env_rows):
             notes.append("config differs from what the workspace renders now")
+        failing = [r["host"] for r in env_rows if r.get("disagrees")]
+        if failing:
+            notes.append(f"live health disagrees with the stored state on {', '.join(failing)}")
         spec = ws.app.environment(environment)
         if spec and spec.promote_from:
             source_rows = by_env.get((customer, spec.promote_from), [])
@@ -187,7 +215,7 @@ def unlock(ws: Workspace, customer: str, environment: str, *, reason: str, force
         try:
             connected = session.connect()
             cleared = session.call_all({h.name: (connected[h.name], _for_host(request, h.name)) for h in to_clear
-                                        if connected[h.name].ok}, TIMEOUT)
+                                        if connected[h.name].ok}, ws.app.timeouts.begin)
         finally:
             session.close()
         for row in rows:

@@ -78,6 +78,7 @@ class HostSession:
         self.progress = progress
         self.root = app.root
         self.config_dir = app.config_dir
+        self.timeouts = app.timeouts  # golive.yml `timeouts:`: how long a round trip may take
         self.token = token or secrets.token_hex(16)
 
     def connect(self, hosts: Iterable[Host] | None = None) -> dict[str, Connected]:

@@ -96,7 +96,8 @@ def lock(run: RunContext) -> dict[str, Any]:
 def read_state(app: AppDefinition, desired: DesiredRelease | None = None, with_text: bool = False,
                history: bool = False) -> dict[str, Any]:
     """The host's facts; `history` adds the ledger entry that made the live release live."""
-    step: dict[str, Any] = {"op": "state", "name": "state", "config_dir": app.config_dir, "history": history}
+    step: dict[str, Any] = {"op": "state", "name": "state", "config_dir": app.config_dir, "history": history,
+                            "status_timeout": app.timeouts.status}
     if desired is not None:
         step.update(_desired_fields(app, desired))
         step.update(release_files=dict(desired.files), ignore=list(desired.ignore))
@@ -110,6 +111,7 @@ def _desired_fields(app: AppDefinition, desired: DesiredRelease) -> dict[str, An
     return {
         "desired_release": desired.release,
         "config_dir": app.config_dir,
+        "status_timeout": app.timeouts.status,
         "live_files": [{"dest": f.dest, "sha256": f.sha256, "secret": f.secret} for f in desired.config.files],
     }
 
@@ -152,17 +154,19 @@ def repair(app: AppDefinition, desired: DesiredRelease) -> dict[str, Any]:
 Direction = Literal["deploy", "rollback"]
 
 
-def hook(name: str, command: str, release: str, direction: Direction = "deploy") -> dict[str, Any]:
-    return {"op": "hook", "name": name, "command": command, "release": release, "direction": direction}
+def hook(app: AppDefinition, name: str, command: str, release: str, direction: Direction = "deploy") -> dict[str, Any]:
+    return {"op": "hook", "name": name, "command": command, "release": release, "direction": direction,
+            "timeout": app.timeouts.hook}
 
 
 def cutover(app: AppDefinition, release: str, name: str = "cutover") -> dict[str, Any]:
     return {"op": "cutover", "name": name, "release": release, "config_dir": app.config_dir}
 
 
-def restart(release: str, name: str = "restart", direction: Direction = "deploy") -> dict[str, Any]:
+def restart(app: AppDefinition, release: str, name: str = "restart", direction: Direction = "deploy") -> dict[str, Any]:
     """GOLIVE_DIRECTION tells the command whether it runs going forward or going back."""
-    return {"op": "restart", "name": name, "release": release, "direction": direction}
+    return {"op": "restart", "name": name, "release": release, "direction": direction,
+            "timeout": app.timeouts.restart}
 
 
 def verify(release: str, name: str = "verify", direction: Direction = "deploy") -> dict[str, Any]:
@@ -210,9 +214,10 @@ def unless_already(step: dict[str, Any]) -> dict[str, Any]:
     return {**step, "unless": "already"}
 
 
-def serve(release: str) -> dict[str, Any]:
+def serve(app: AppDefinition, release: str) -> dict[str, Any]:
     """On a host already on the rollback's target: verify it, and restart it first if it is not served."""
-    return {"op": "serve", "name": "verify", "release": release, "when": "already"}
+    return {"op": "serve", "name": "verify", "release": release, "when": "already", "direction": "rollback",
+            "timeout": app.timeouts.restart}
 
 
 def after(step: dict[str, Any], failures: tuple[str, ...]) -> dict[str, Any]:
@@ -289,17 +294,17 @@ def activate_batch(run: RunContext, app: AppDefinition, plan: HostPlan, desired:
     if plan.action == REPAIR and "repair" in plan.steps:
         steps.append(repair(app, desired))
     if plan.action != REPAIR:
-        steps.append(hook("before_cutover", hooks.get("before_cutover", ""), target))
-    steps += [cutover(app, target), restart(target), verify(target)]
+        steps.append(hook(app, "before_cutover", hooks.get("before_cutover", ""), target))
+    steps += [cutover(app, target), restart(app, target), verify(target)]
     if plan.action != REPAIR:
-        steps.append(hook("after_cutover", hooks.get("after_cutover", ""), target))
+        steps.append(hook(app, "after_cutover", hooks.get("after_cutover", ""), target))
     steps.append(mark(target, "good", "mark_good", seq=seq))
     on_failure = [
         after(mark(target, "bad", "mark_bad"), ACTIVATE_FAILURES),
         after(cutover(app, "$previous", "switch_back"), SWITCHED_FAILURES),
-        after(restart("$previous", "restart_previous", "rollback"), SWITCHED_FAILURES),
+        after(restart(app, "$previous", "restart_previous", "rollback"), SWITCHED_FAILURES),
         after(verify("$previous", "verify_previous", "rollback"), SWITCHED_FAILURES),
-        after(hook("on_rollback", hooks.get("on_rollback", ""), "$previous", "rollback"), ACTIVATE_FAILURES),
+        after(hook(app, "on_rollback", hooks.get("on_rollback", ""), "$previous", "rollback"), ACTIVATE_FAILURES),
     ] if plan.action != REPAIR else []
     entry = run.entry(host, previous_release=plan.from_release, steps=dict(earlier_steps), **_release_fields(desired))
     return {"steps": steps, "on_failure": on_failure,
@@ -318,14 +323,15 @@ def rollback_batch(run: RunContext, app: AppDefinition, target: Mapping[str, Any
     return {
         "steps": [lock(run), choose_rollback_target(run, target, force),
                   unless_already({"op": "hook", "name": "on_rollback", "meta_of": "$previous", "release": "$target",
-                                  "direction": "rollback"}),
-                  unless_already(cutover(app, "$target")), unless_already(restart("$target", direction="rollback")),
-                  unless_already(verify("$target", direction="rollback")), serve("$target"),
+                                  "direction": "rollback", "timeout": app.timeouts.hook}),
+                  unless_already(cutover(app, "$target")),
+                  unless_already(restart(app, "$target", direction="rollback")),
+                  unless_already(verify("$target", direction="rollback")), serve(app, "$target"),
                   unless_already(mark("$target", "good", "mark_good")), unless_already(mark_left("$previous"))],
         "on_failure": [unless_already(s) for s in (
             after(mark("$target", "bad", "mark_bad"), ("verify",)),
             after(cutover(app, "$previous", "switch_back"), ("restart", "verify")),
-            after(restart("$previous", "restart_previous", "rollback"), ("restart", "verify")),
+            after(restart(app, "$previous", "restart_previous", "rollback"), ("restart", "verify")),
             after(verify("$previous", "verify_previous", "rollback"), ("restart", "verify")),
         )],
         "always": [record(entry), *_unlock_unless(keep_lock)],
