@@ -81,7 +81,7 @@ def assert_on(test_hosts, version: str, why: str) -> None:
 
 def metas(test_hosts, suffix: int) -> dict[str, dict]:
     directory = host_path(test_hosts, suffix, "/opt/northwind/.golive/releases")
-    return {p.stem: json.loads(p.read_text()) for p in directory.glob("*.json")}
+    return {p.stem: json.loads(p.read_text()) for p in directory.glob("*.json") if not p.name.endswith(".run.json")}
 
 
 def unlock_stale(ws: Path, test_hosts, status: dict, why: str) -> None:
