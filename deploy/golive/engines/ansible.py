@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from golive.adapters.ansible_env import ansible_environment
+from golive.adapters.locks import takeover_detail
 from golive.adapters.progress import Progress
 from golive.adapters.transport import connection_file_problems
 from golive.core.errors import BadInput, HostFailure, Problem
@@ -54,6 +55,7 @@ class HostEvents:
     outcome: dict[str, Any] | None = None
     lock_holder: dict[str, Any] | None = None
     lock_state: tuple[str, str] | None = None  # (liveness, sentence), judged when the lock was found
+    takeover: dict[str, Any] | None = None  # the stale lock the role took over on this host
     failure: dict[str, Any] | None = None
     unreachable: str | None = None
     diffs: list[dict[str, str]] = field(default_factory=list)
@@ -89,6 +91,7 @@ def deploy(ws: Workspace, customer: str, environment: str, version: str, *, seri
                           steps.DEPLOY_COLUMNS)
     for target in targets:
         target.report = deploy_report(environment, target.host.name, events.get(target.host.name))
+        target.takeover = events[target.host.name].takeover
     if check:
         return check_outcome("deploy", customer, environment, artifact.version, targets)
     return deploy_outcome("deploy", customer, environment, artifact.version, targets,
@@ -105,8 +108,8 @@ def rollback(ws: Workspace, customer: str, environment: str, to_version: str | N
     title = (f"{'check: ' if check else ''}rollback {customer}/{environment}"
              + (f" to {to_version}" if to_version else ""))
     events = run_playbook(ws, "rollback", hosts, extra, options, progress, title, steps.ROLLBACK_COLUMNS)
-    targets = [Target(h, None, {}, report=rollback_report(environment, h.name, events.get(h.name)))  # type: ignore[arg-type]
-               for h in hosts]
+    targets = [Target(h, None, {}, report=rollback_report(environment, h.name, events.get(h.name)),  # type: ignore[arg-type]
+                      takeover=events[h.name].takeover) for h in hosts]
     if check:
         return check_outcome("rollback", customer, environment, to_version, targets)
     return deploy_outcome("rollback", customer, environment, to_version, targets,
@@ -219,6 +222,9 @@ def _record(event: dict[str, Any], host: HostEvents, columns: list[str], progres
     if "golive_outcome" in event:
         host.outcome = event["golive_outcome"]
         progress.update(name, "result", host.outcome.get("result", ""))
+    if event.get("golive_lock_takeover"):
+        host.takeover = event["golive_lock_takeover"]
+        progress.note(f"{name}: {takeover_detail(host.takeover)} (recorded in the host's ledger)")
     if "golive_lock_holder" in event:
         host.lock_holder = event["golive_lock_holder"]
         # alive or stale as of now: the holder may well finish before ansible-playbook does

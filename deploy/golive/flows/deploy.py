@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from golive.adapters import faultpoints
+from golive.adapters.locks import takeover_allowed, takeover_detail
 from golive.adapters.progress import Progress
 from golive.adapters.remote import AgentAnswer
 from golive.adapters.transport import Connected
@@ -37,6 +38,7 @@ class Target:
     report: HostReport | None = None
     answers: tuple[AgentAnswer, ...] = ()
     leads: bool = False  # the run's leader: its lock is the environment's, held until the run ends
+    takeover: dict[str, Any] | None = None  # the stale lock this run took over on the host
 
 
 # -- promotion gate -------------------------------------------------------------------------
@@ -149,6 +151,26 @@ def begin(session: HostSession, run: steps.RunContext, ws: Workspace, targets: l
     return blocked[0]
 
 
+def call_taking_over(session: HostSession, connected: Connected,
+                     request: Callable[[Mapping[str, Any] | None], dict[str, Any]],
+                     timeout: float = BEGIN_TIMEOUT) -> tuple[AgentAnswer, dict[str, Any] | None]:
+    """Run a batch that starts with the host's lock; when a run that died on this very controller
+    holds it (takeover_allowed: its process is gone), run the batch again taking that lock over:
+    go-live night's re-run needs no `golive unlock` for its own crashed run. Returns the answer and
+    the stale holder taken over (None: no takeover); the takeover is in the host's ledger and on
+    the progress display, and the run's report says it."""
+    answer = session.call(connected, request(None), timeout=timeout)
+    if answer.ok or answer.failed_step != "lock" or not takeover_allowed(answer.holder):
+        return answer, None
+    stale = dict(answer.holder or {})
+    answer = session.call(connected, request(stale), timeout=timeout)
+    lock_step = answer.step("lock")
+    if lock_step is None or not lock_step.ok or not lock_step.data.get("took_over"):
+        return answer, None
+    session.progress.note(f"{connected.host.name}: {takeover_detail(stale)} (recorded in the host's ledger)")
+    return answer, stale
+
+
 def _reachable(session: HostSession, target: Target) -> bool:
     target.connected = session.fleet.wait_connected(target.host)
     if not target.connected.ok:
@@ -178,8 +200,8 @@ def release_leader(session: HostSession, targets: list[Target]) -> None:
 def _begin_one(session: HostSession, run: steps.RunContext, ws: Workspace, target: Target) -> None:
     name = target.host.name
     session.progress.update(name, "lock", "running")
-    answer = session.call(target.connected, steps.begin_batch(run, ws.app, target.desired, name, target.leads),
-                          timeout=BEGIN_TIMEOUT)
+    answer, target.takeover = call_taking_over(session, target.connected, lambda stale: steps.begin_batch(
+        run, ws.app, target.desired, name, target.leads, takeover=stale))
     target.answers = (answer,)
     if not answer.ok:
         if answer.holder is not None or answer.error == "locked":
@@ -329,11 +351,16 @@ def deploy_outcome(verb: str, customer: str, environment: str, version: str | No
                    extra: Mapping[str, Any]) -> Outcome:
     reports = [t.report or HostReport(host=t.host.name, environment=environment, status="unknown",
                                       error="no result") for t in targets]
+    for target, report in zip(targets, reports, strict=True):
+        if target.takeover:
+            report.details["lock_takeover"] = target.takeover
     failed = [r for r in reports if r.failed]
     what = f"{verb} {version} to" if version else verb
     lines = [f"{what} {customer}/{environment}: {len(reports) - len(failed)} of {len(reports)} host(s) ok"]
     for r in reports:
         lines.append("  " + describe_report(r))
+        if r.details.get("lock_takeover"):
+            lines.append(f"  {r.host}: {takeover_detail(r.details['lock_takeover'])} (recorded in the host's ledger)")
     if failed:
         lines.append("Hosts that failed are on the release shown; nothing is left half-switched.")
     data = {"verb": verb, "customer": customer, "environment": environment, "release": version,
@@ -432,6 +459,7 @@ def rollback(ws: Workspace, customer: str, environment: str, to_version: str | N
     run = run_context("rollback", customer, environment, operator)
     session = HostSession(hosts, progress, ws.app, run.token)
     reports: dict[str, HostReport] = {}
+    takeovers: dict[str, dict[str, Any]] = {}
     leader: Host | None = None
     progress.start(f"rollback {customer}/{environment}" + (f" to {to_version}" if to_version else ""),
                    [h.name for h in hosts], steps.ROLLBACK_COLUMNS)
@@ -441,7 +469,8 @@ def rollback(ws: Workspace, customer: str, environment: str, to_version: str | N
             if not connected[host.name].ok:
                 reports[host.name] = HostReport(host=host.name, environment=environment, status="unreachable",
                                                 error=connected[host.name].error)
-        leader = take_environment_lock(session, run, [h for h in hosts if h.name not in reports], connected, reports)
+        leader = take_environment_lock(session, run, [h for h in hosts if h.name not in reports], connected, reports,
+                                       takeovers)
         for index, batch in enumerate(planned_batches if leader else []):
             failed = sum(1 for r in reports.values() if r.failed)
             if crossed(failed, len(hosts), threshold):
@@ -449,10 +478,18 @@ def rollback(ws: Workspace, customer: str, environment: str, to_version: str | N
                     reports.setdefault(host.name, HostReport(host=host.name, environment=environment, status="skipped",
                                                              error="not rolled back: over --max-fail"))
                 break
-            requests = {h.name: (connected[h.name], steps.rollback_batch(run, ws.app, to_version, force, h.name,
-                                                                         keep_lock=h is leader))
-                        for h in batch if h.name not in reports}
-            for name, answer in session.call_all(requests, ACTIVATE_TIMEOUT).items():
+            batch_hosts = [h for h in batch if h.name not in reports]
+
+            def roll_back(host: Host) -> tuple[AgentAnswer, dict[str, Any] | None]:
+                return call_taking_over(session, connected[host.name], lambda stale: steps.rollback_batch(
+                    run, ws.app, to_version, force, host.name, keep_lock=host is leader, takeover=stale),
+                    ACTIVATE_TIMEOUT)
+
+            for host, result in zip(batch_hosts, session.fleet.map(roll_back, batch_hosts), strict=True):
+                name = host.name
+                answer, taken = result if isinstance(result, tuple) else (_failed_answer(result), None)
+                if taken:
+                    takeovers[name] = taken
                 reports[name] = rollback_report(environment, name, answer)
                 for step in answer.steps:
                     if step.name in steps.ROLLBACK_COLUMNS:
@@ -466,19 +503,24 @@ def rollback(ws: Workspace, customer: str, environment: str, to_version: str | N
                               f"`golive unlock` clears it")
         session.close()
         progress.stop()
-    targets = [Target(h, None, {}, report=reports.get(h.name)) for h in hosts]  # type: ignore[arg-type]
+    targets = [Target(h, None, {}, report=reports.get(h.name), takeover=takeovers.get(h.name))  # type: ignore[arg-type]
+               for h in hosts]
     return deploy_outcome("rollback", customer, environment, to_version, targets, {"to": to_version, "force": force})
 
 
 def take_environment_lock(session: HostSession, run: steps.RunContext, hosts: list[Host],
-                          connected: Mapping[str, Connected], reports: dict[str, HostReport]) -> Host | None:
+                          connected: Mapping[str, Connected], reports: dict[str, HostReport],
+                          takeovers: dict[str, dict[str, Any]]) -> Host | None:
     """Lock the first reachable host, the environment's leader, and keep it to the end of the run:
     of two runs started together exactly one gets it. When another run holds it, every host is
     reported untouched and None is returned."""
     if not hosts:
         return None
     leader = hosts[0]
-    answer = session.call(connected[leader.name], steps.lock_batch(run), timeout=BEGIN_TIMEOUT)
+    answer, stale = call_taking_over(session, connected[leader.name],
+                                     lambda stale: steps.lock_batch(run, leader.name, stale))
+    if stale:
+        takeovers[leader.name] = stale
     if answer.ok:
         return leader
     if answer.holder is not None or answer.error == "locked":
@@ -493,6 +535,10 @@ def take_environment_lock(session: HostSession, run: steps.RunContext, hosts: li
                                         error=f"not touched: the environment is locked ({leader.name}: "
                                               f"{reports[leader.name].error})")
     return None
+
+
+def _failed_answer(error: Any) -> AgentAnswer:
+    return AgentAnswer(False, [], "unknown", error=f"{type(error).__name__}: {error}", transport_error=True)
 
 
 def rollback_report(environment: str, name: str, answer: AgentAnswer) -> HostReport:
