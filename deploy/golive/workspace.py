@@ -7,6 +7,7 @@ import hashlib
 import os
 import tarfile
 from collections.abc import Iterable
+from dataclasses import replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -79,8 +80,28 @@ class Workspace:
                 customer = self.inventory.load(self.app, name)
                 self.inventory_cache.store(customer)
             self.redactor.add(customer.secret_values)
-            self._customers[name] = customer
+            self._customers[name] = self._with_routes(customer)
         return self._customers[name]
+
+    @cached_property
+    def ssh_resolver(self):  # -> golive.adapters.ssh_options.Resolver
+        from golive.adapters.ssh_options import ConfigCache, Resolver
+
+        return Resolver(self.root, self.app.ssh_config, ConfigCache(self.cache_dir))
+
+    def _with_routes(self, customer: Customer) -> Customer:
+        """Each host with the route its SSH options give (or why there is none): read afresh every
+        run, since an ssh_config file the inventory names may change on its own."""
+        resolver = self.ssh_resolver
+
+        def routed(host: Host) -> Host:
+            route, problems = resolver.route(host.name, host.connection, host.where)
+            return replace(host, connection=replace(host.connection, route=route, route_problems=tuple(problems)))
+
+        environments = tuple(replace(e, hosts=tuple(routed(h) for h in e.hosts)) for e in customer.environments)
+        if resolver.cache is not None:
+            resolver.cache.save()
+        return replace(customer, environments=environments)
 
     def as_environment(self, customer: str, hosts: Iterable[Host], environment: str) -> dict[str, Host | Problem]:
         """Each host's variables as `environment` would set them (drift's counterpart of a host)."""

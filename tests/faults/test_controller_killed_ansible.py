@@ -31,7 +31,6 @@ import pytest
 from tests.conftest import (
     WAIT_BOUND_SECONDS,
     health_of,
-    host_path,
     host_view,
     live_release_problems,
     live_version,

@@ -384,7 +384,7 @@ def test_bad_input_exits_2_with_one_clear_message_and_touches_no_host(name, depl
     assert result.stdout == ""
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert lines and all(line.startswith("golive: error: ") for line in lines), result.stderr
-    assert not any(line.startswith("golive: error: golive") for line in lines), "the prefix is printed twice"
+    assert not any(line.startswith("golive: error: golive: ") for line in lines), "the prefix is printed twice"
     assert len(lines) <= 3, f"not one clear message:\n{result.stderr}"
     for pattern in case.expect:
         assert re.search(pattern, result.stderr), f"{pattern!r} not in:\n{result.stderr}"

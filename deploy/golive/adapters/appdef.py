@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import string
 from datetime import date
@@ -26,7 +27,7 @@ from golive.core.model import (
 APP_FILE = "golive.yml"
 _TOP_KEYS = {
     "application", "environments", "release_store", "keep_releases", "templates", "shared",
-    "service", "health", "hooks", "runtime_packages", "variables",
+    "service", "health", "hooks", "runtime_packages", "variables", "connection",
 }
 _VAR_KEYS = {"type", "required", "allowed", "secret", "differs_by", "reason", "expires"}
 # The command fields: each is run by /bin/sh on the host after rendering with the host's variables.
@@ -253,6 +254,7 @@ def load_app_definition(workspace: Path) -> AppDefinition:
     service = reader.section(data, "service", {"start", "stop", "restart", "status", "systemd_unit"})
     health = reader.section(data, "health", {"url", "command", "timeout", "retries", "interval"})
     hooks = reader.section(data, "hooks", {"before_cutover", "after_cutover", "on_rollback"})
+    connection = reader.section(data, "connection", {"ssh_config"})
     shared = reader.get(data, "shared", list, [])
     packages = reader.get(data, "runtime_packages", list, [])
 
@@ -285,7 +287,11 @@ def load_app_definition(workspace: Path) -> AppDefinition:
         runtime_packages=tuple(str(p) for p in packages),
         variables=_variables(reader, data),
         source=APP_FILE,
+        ssh_config=reader.get(connection, "ssh_config", str, "", "connection.ssh_config"),
     )
+    if app.ssh_config and not (workspace / os.path.expanduser(app.ssh_config)).is_file():
+        reader.problem(connection, "ssh_config", f"connection.ssh_config: {app.ssh_config} is not a file (a path "
+                                                 f"relative to the workspace, or absolute)")
     for problem in artifact_pattern_problems(app.store.artifact):
         reader.problem(store, "artifact", problem)
     if app.keep_releases < 2:

@@ -15,9 +15,11 @@ last play, and golive gives the environment lock back itself (release_environmen
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import secrets
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -29,7 +31,8 @@ from typing import Any
 from golive.adapters.ansible_env import ansible_environment
 from golive.adapters.locks import takeover_detail
 from golive.adapters.progress import Progress
-from golive.adapters.transport import connection_file_problems
+from golive.adapters.ssh_options import openssh_options
+from golive.adapters.transport import connection_file_problems, route_of
 from golive.core.errors import BadInput, HostFailure, Problem
 from golive.core.model import Host
 from golive.core.outcome import Outcome
@@ -46,6 +49,7 @@ GATE_STEP = "gate"  # tasks that run before any host is locked (playbook tag)
 SKIPPED_BY_ANSIBLE = "not run: the play stopped before this host (a failure elsewhere or over --max-fail)"
 LEADER_LOCK_TASK = "golive : Lock | Take the leader's lock"  # tasks/lock.yml
 RELEASE_STEP = "release_environment"  # tasks/end.yml gives the leader's lock back
+CONTROL_DIR = os.path.join(tempfile.gettempdir(), f"golive-cp-{os.getuid()}")  # OpenSSH's shared connections
 
 
 @dataclass
@@ -131,6 +135,7 @@ def playbook_command(ws: Workspace, verb: str, hosts: Iterable[Host], extra: dic
     threshold = max_fail_threshold(options.max_fail)
     if threshold < 1.0:
         extra["golive_max_fail_percentage"] = round(threshold * 100, 3)
+    extra.update(ssh_overrides(hosts))
     command = [sys.executable, "-m", "ansible.cli.playbook",
                "-i", str(ws.root / "inventories" / hosts[0].customer),
                str(ws.root / PLAYBOOKS / f"{verb}.yml"),
@@ -143,6 +148,30 @@ def playbook_command(ws: Workspace, verb: str, hosts: Iterable[Host], extra: dic
     if options.diff:
         command.append("--diff")
     return command
+
+
+def ssh_overrides(hosts: Iterable[Host]) -> dict[str, Any]:
+    """Extra variables that give OpenSSH each host's route exactly as golive's own engine follows
+    it (golive.adapters.ssh_options): every option explicit, no ssh_config read, and each jump host
+    verified and authenticated as golive does it (OpenSSH's ProxyJump would give a jump host none
+    of the inventory's options). The inventory's ssh arguments are folded in, so they are emptied."""
+    args = {}
+    for host in hosts:
+        route = route_of(host)
+        if route is None:
+            continue
+        options = openssh_options(route)
+        if (route.jumps or route.proxy_command) and not any(o.lower().startswith("controlpath") for o in options):
+            # Ansible's default ControlPath hashes address, port and user: two customers' 10.0.0.5 behind
+            # two bastions would share one connection. One per route instead.
+            digest = hashlib.sha256(repr(route).encode()).hexdigest()[:20]
+            options += ["-o", f"ControlPath={CONTROL_DIR}/{digest}"]
+        args[host.name] = shlex.join(options)
+    if not args:
+        return {}
+    Path(CONTROL_DIR).mkdir(mode=0o700, parents=True, exist_ok=True)
+    return {"golive_ssh_args": args, "ansible_ssh_args": "{{ golive_ssh_args[inventory_hostname] }}",
+            "ansible_ssh_common_args": "", "ansible_ssh_extra_args": ""}
 
 
 def run_playbook(ws: Workspace, verb: str, hosts: list[Host], extra: dict[str, Any], options: PlaybookOptions,
