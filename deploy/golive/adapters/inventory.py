@@ -443,8 +443,8 @@ def connection_for(name: str, variables: dict[str, Any], config: tuple[str, Any]
             if token in TRANSFER_FLAGS or (previous in ("-l", "-B", "-R") and token.isdigit()):
                 continue
             allowed = ", ".join(sorted(TRANSFER_FLAGS))
-            refused.append((source, f"{source}: {token!r} is not supported there: only {allowed} (they shape the "
-                                    f"Ansible engine's file transfers); put connection options in "
+            refused.append((source, f"{source}: {value}: {token!r} is not supported there: only {allowed} (they "
+                                    f"shape the Ansible engine's file transfers); put connection options in "
                                     f"ansible_ssh_common_args"))
             break
     ssh_args, source = _ansible_option("ssh_args", variables, config)

@@ -188,6 +188,8 @@ def _take(declared: Declared, kind: str, argument: str, source: str, shown: str)
         declared.passed.append(f"-o {argument}" if kind == "-o" else shown)
         declared.passed_keywords.add(keyword)
     elif keyword not in declared.options:  # OpenSSH: the first value obtained is used
+        if keyword in ("proxyjump", "proxycommand") and ({"proxyjump", "proxycommand"} & set(declared.options)):
+            return  # one setting to OpenSSH: whichever of the two comes first
         value = raw if keyword in MULTI_VALUED or keyword == "proxycommand" else (option_words(keyword, raw) or [""])[0]
         declared.options[keyword] = (value, source)
 
