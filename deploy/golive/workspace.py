@@ -207,6 +207,17 @@ class Workspace:
             return None
         return files
 
+    def _remote_artifact(self, version: str, name: str) -> Artifact:
+        """Fetched from the remote store into the cache, verified against its published sha256
+        (golive.adapters.artifact_store), once: a re-run uses the verified copy."""
+        from golive.adapters.artifact_store import fetch, remote_for
+
+        remote = remote_for(self.app.store, self.root, self.app.name, version, name, lambda: self.vault_password)
+        self.redactor.add(remote.secrets)
+        path = fetch(remote, name, self.cache_dir)
+        expected = parse_sha256_file((path.parent / f"{name}.sha256").read_text(), name) or ""
+        return Artifact(version=version, name=name, path=str(path), sha256=expected, size=path.stat().st_size)
+
     @property
     def store(self) -> Path:
         return (self.root / self.app.store.path).resolve()
@@ -223,6 +234,8 @@ class Workspace:
         if not VERSION_PATTERN.fullmatch(version):
             raise BadInput(f"release version {version!r} is not a valid version (letters, digits, . _ + -)")
         name = self.app.store.artifact_name(self.app.name, version)
+        if self.app.store.remote:
+            return self._remote_artifact(version, name)
         path = self.store / name
         shown = os.path.relpath(path, self.root)
         if not path.is_file():

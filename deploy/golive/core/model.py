@@ -66,6 +66,22 @@ class ReleaseStore:
     artifact: str = "{app}-{version}.tar.gz"
     max_members: int = 20000
     max_unpacked_bytes: int = 1024 * 1024 * 1024
+    # A remote store (golive.adapters.artifact_store): an HTTP(S) repository's URL pattern, or an
+    # S3-compatible bucket; the artifact is fetched into .golive-cache/ and verified there.
+    url: str = ""
+    sha256_url: str = ""  # default: the artifact's URL + ".sha256"
+    credentials: str = ""  # a vault-encrypted YAML file in the workspace
+    token_header: str = "Authorization"
+    ca_bundle: str = ""
+    timeout: float = 60.0
+    s3_endpoint: str = ""
+    s3_bucket: str = ""
+    s3_key: str = "{app}/{version}/{artifact}"
+    s3_region: str = "us-east-1"
+
+    @property
+    def remote(self) -> bool:
+        return bool(self.url or self.s3_bucket)
 
     def artifact_name(self, app: str, version: str) -> str:
         return self.artifact.format(app=app, version=version)

@@ -87,6 +87,8 @@ def deploy(ws: Workspace, customer: str, environment: str, version: str, *, seri
     artifact, targets = prepare(ws, customer, environment, version, only)
     promotion = enforce_promotion(ws, customer, environment, artifact, override_promotion, progress)
     extra = {"golive_release_version": artifact.version,
+             # where golive verified the artifact: the store, or the cache it fetched a remote store's into
+             "golive_artifact_store": str(Path(artifact.path).parent),
              # golive has just applied the promotion rule itself, with the pyinfra engine's words
              "golive_promotion_check": False,
              "golive_promotion_override_reason": override_promotion or ""}
