@@ -76,7 +76,10 @@ def run_golive(workspace: Path, *args: str, env: dict | None = None, timeout: fl
                check: int | None = None) -> Result:
     """Run `python -m golive --workspace WS ...` the way a user (or a script) would."""
     verb, rest = args[0], args[1:]
-    full_env = {**os.environ, "PYTHONPATH": str(REPO / "deploy"), **(env or {})}
+    # not ANSIBLE_CONFIG: golive sets it in this process for the last workspace it read in-process,
+    # and a user's golive finds the workspace's own ansible.cfg
+    inherited = {k: v for k, v in os.environ.items() if k != "ANSIBLE_CONFIG"}
+    full_env = {**inherited, "PYTHONPATH": str(REPO / "deploy"), **(env or {})}
     completed = subprocess.run([sys.executable, "-m", "golive", verb, "--workspace", str(workspace), *rest],
                                capture_output=True, text=True, timeout=timeout or WAIT_BOUND_SECONDS, env=full_env,
                                cwd=str(workspace))
@@ -84,6 +87,17 @@ def run_golive(workspace: Path, *args: str, env: dict | None = None, timeout: fl
     if check is not None:
         assert result.returncode == check, f"golive {' '.join(args)} exited {result.returncode}:\n{result.output}"
     return result
+
+
+@pytest.fixture(autouse=True)
+def _environment_restored():
+    """Each test starts from the suite's environment: golive sets ANSIBLE_* variables in its own
+    process when it reads a workspace in-process, which would reach the next test's subprocesses."""
+    saved = dict(os.environ)
+    yield
+    if os.environ != saved:
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 @pytest.fixture(scope="session")

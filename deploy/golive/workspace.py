@@ -83,8 +83,28 @@ class Workspace:
                 customer = self.inventory.load(self.app, name)
                 self.inventory_cache.store(customer)
             self.redactor.add(customer.secret_values)
-            self._customers[name] = customer
+            self._customers[name] = self._with_routes(customer)
         return self._customers[name]
+
+    @cached_property
+    def ssh_resolver(self):  # -> golive.adapters.ssh_options.Resolver
+        from golive.adapters.ssh_options import ConfigCache, Resolver
+
+        return Resolver(self.root, self.app.ssh_config, ConfigCache(self.cache_dir))
+
+    def _with_routes(self, customer: Customer) -> Customer:
+        """Each host with the route its SSH options give (or why there is none): read afresh every
+        run, since an ssh_config file the inventory names may change on its own."""
+        resolver = self.ssh_resolver
+
+        def routed(host: Host) -> Host:
+            route, problems = resolver.route(host.name, host.connection, host.where)
+            return replace(host, connection=replace(host.connection, route=route, route_problems=tuple(problems)))
+
+        environments = tuple(replace(e, hosts=tuple(routed(h) for h in e.hosts)) for e in customer.environments)
+        if resolver.cache is not None:
+            resolver.cache.save()
+        return replace(customer, environments=environments)
 
     def as_environment(self, customer: str, hosts: Iterable[Host], environment: str) -> dict[str, Host | Problem]:
         """Each host's variables as `environment` would set them (drift's counterpart of a host)."""
@@ -213,6 +233,17 @@ class Workspace:
                 pass  # a read-only workspace reads the archive every time
         return entries
 
+    def _remote_artifact(self, version: str, name: str) -> Artifact:
+        """Fetched from the remote store into the cache, verified against its published sha256
+        (golive.adapters.artifact_store), once: a re-run uses the verified copy."""
+        from golive.adapters.artifact_store import fetch, remote_for
+
+        remote = remote_for(self.app.store, self.root, self.app.name, version, name, lambda: self.vault_password)
+        self.redactor.add(remote.secrets)
+        path = fetch(remote, name, self.cache_dir)
+        expected = parse_sha256_file((path.parent / f"{name}.sha256").read_text(), name) or ""
+        return Artifact(version=version, name=name, path=str(path), sha256=expected, size=path.stat().st_size)
+
     @property
     def store(self) -> Path:
         return (self.root / self.app.store.path).resolve()
@@ -229,6 +260,8 @@ class Workspace:
         if not VERSION_PATTERN.fullmatch(version):
             raise BadInput(f"release version {version!r} is not a valid version (letters, digits, . _ + -)")
         name = self.app.store.artifact_name(self.app.name, version)
+        if self.app.store.remote:
+            return self._remote_artifact(version, name)
         path = self.store / name
         shown = os.path.relpath(path, self.root)
         if not path.is_file():

@@ -5,14 +5,18 @@ controller's own points it kills itself; at a host point the agent announces the
 until the controller is gone, so the kill lands exactly there and the agent then carries on as it
 would after a real crash. After each kill, on every host:
 - `current` resolves to a complete release, and the service serves that release's code AND config;
-- the lock is gone, or `golive status` reports it STALE and `golive unlock --reason` clears it;
-- running the same deploy again converges to the intended release.
+- the lock is gone, or `golive status` reports it STALE;
+- running the same deploy again converges to the intended release, taking over the stale locks of
+  the killed run (it ran here and its process is gone: no `golive unlock` needed) and recording
+  each takeover in the host's ledger and its output.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
+import socket
 from pathlib import Path
 
 import pytest
@@ -99,27 +103,43 @@ def test_a_killed_deploy_leaves_complete_releases_and_converges(point, settles_o
     locked = [name for name, row in rows.items() if row.get("lock")]
     for name in locked:
         assert rows[name]["lock"] == "stale", f"{name}: {rows[name].get('lock_detail')}"
-        assert "STALE" in rows[name]["lock_detail"]
-    if locked:
-        refused = run_golive(ws, "deploy", "manufacturer", "production", "--release", NEW, *OVERRIDE)
-        assert refused.returncode == 3 and "STALE" in refused.stdout, refused.output
-        run_golive(ws, "unlock", "manufacturer", "production", "--reason", f"controller killed at {point}", check=0)
-    for suffix in PROD:
-        assert not host_path(test_hosts, suffix, "/opt/northwind/.golive/lock").exists()
+        assert "STALE" in rows[name]["lock_detail"] and "takes it over" in rows[name]["lock_detail"]
 
-    assert_the_deploy_run_again_converges(ws, test_hosts, point)
+    assert_the_deploy_run_again_converges(ws, test_hosts, point, locked=locked)
 
 
-def assert_the_deploy_run_again_converges(ws, test_hosts, point: str, *options: str) -> None:
-    """The deploy killed at `point`, run again, leaves every host on NEW, whole, unlocked, tidy."""
+def assert_the_deploy_run_again_converges(ws, test_hosts, point: str, *options: str,
+                                          locked: list[str] = ()) -> None:
+    """The deploy killed at `point`, run again, leaves every host on NEW, whole, unlocked, tidy; it
+    took over the `locked` hosts' stale locks (and no other), said so and recorded it."""
+    held = {name: ledger_of(test_hosts, name) for name in locked}
     again = run_golive(ws, "deploy", "manufacturer", "production", "--release", NEW, *OVERRIDE, *options, "--json",
                        check=0)
-    assert {h["status"] for h in again.json()["hosts"]} <= {"deployed", "unchanged"}
+    hosts = again.json()["hosts"]
+    assert {h["status"] for h in hosts} <= {"deployed", "unchanged"}
+    assert sorted(h["host"] for h in hosts if h.get("details", {}).get("lock_takeover")) == sorted(locked), \
+        again.output
+    for name, before in held.items():
+        taken = [e for e in ledger_of(test_hosts, name)[len(before):] if e["action"] == "takeover"]
+        assert len(taken) == 1, f"{name}: no single takeover recorded after the kill at {point}"
+        dead = taken[0]["stale_lock"]
+        assert dead["controller"] == socket.gethostname() and not os.path.exists(f"/proc/{dead['pid']}"), dead
+        assert "took over the lock of" in taken[0]["detail"] and "that process is gone" in taken[0]["detail"]
     for suffix in PROD:
         assert live_release_problems(test_hosts, suffix) == [], f"after re-running the deploy killed at {point}"
         assert live_version(test_hosts, suffix) == NEW
         assert not host_path(test_hosts, suffix, "/opt/northwind/.golive/lock").exists()
         assert not list(host_path(test_hosts, suffix, "/opt/northwind/releases").glob("*.partial"))
+
+
+SUFFIX_OF = {"mfg-prod-1": 12, "mfg-prod-2": 13}
+
+
+def ledger_of(test_hosts, host: str) -> list[dict]:
+    import json
+
+    path = host_path(test_hosts, SUFFIX_OF[host], "/opt/northwind/.golive/ledger.jsonl")
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
 def wait_for_agents(ws, test_hosts) -> dict:
@@ -130,8 +150,6 @@ def wait_for_agents(ws, test_hosts) -> dict:
 
 def agents_running(test_hosts) -> bool:
     """True while a golive agent (a python3 started over SSH) runs on a host of this test net."""
-    import os
-
     for entry in os.listdir("/proc"):
         try:
             with open(f"/proc/{entry}/cmdline", "rb") as handle:

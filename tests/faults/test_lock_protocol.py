@@ -4,12 +4,18 @@ test_concurrency.py; this pins the protocol that the Ansible roles follow too.)"
 
 from __future__ import annotations
 
+import base64
+import json
 import multiprocessing
 import os
+import subprocess
+from pathlib import Path
 
 import pytest
 
 from golive.agent.hostagent import Agent, LockHeld, StepError
+
+REPO = Path(__file__).resolve().parents[2]
 
 OWNER = {"operator": "alice", "controller": "laptop", "pid": 1, "pid_start": "", "action": "deploy",
          "customer": "c", "environment": "e", "engine": "pyinfra"}
@@ -72,3 +78,110 @@ def test_many_runs_racing_for_one_lock_exactly_one_wins_and_all_see_it_whole(tmp
         assert len(winners) == 1, outcomes
         # every loser read the winner's name: nobody ever saw a lock without its owner
         assert {outcome for token, outcome in outcomes.items() if token not in winners} == set(winners), outcomes
+
+
+# -- taking over the lock of a run that is gone ----------------------------------------------------
+# The controller proves the holder dead (golive.adapters.locks.takeover_allowed) and names it; the
+# agent (and the role's takeover script, raced against it below) replaces exactly that lock, or
+# reports whoever holds the host by then. Nobody ever removes a live lock.
+
+STALE = {**OWNER, "operator": "crashed", "since": "2026-11-25T10:00:00.000Z"}
+ENTRY = {"action": "takeover", "host": "h", "detail": "took over"}
+
+
+def stale_lock(root) -> dict:
+    """A lock left by a run that died (its owner file as the agent writes it), and its holder as
+    the agent reports it (without the token)."""
+    lock = root / ".golive" / "lock"
+    lock.mkdir(parents=True)
+    (lock / "owner.json").write_text(json.dumps({**STALE, "token": "dead" * 8}, sort_keys=True))
+    return dict(STALE)
+
+
+def test_a_named_stale_lock_is_taken_over_and_recorded(tmp_path):
+    stale = stale_lock(tmp_path)
+    with pytest.raises(LockHeld) as held:
+        agent(tmp_path, "run-a").step_lock({"owner": OWNER})  # without the controller's word: held
+    assert held.value.holder == stale
+    taken = agent(tmp_path, "run-a").step_lock({"owner": OWNER, "takeover": stale, "entry": ENTRY})
+    assert taken == {"locked": True, "took_over": stale}
+    owner = json.loads((tmp_path / ".golive" / "lock" / "owner.json").read_text())
+    assert owner["token"] == "run-a" and owner["operator"] == "alice"
+    entry = json.loads((tmp_path / ".golive" / "ledger.jsonl").read_text().splitlines()[-1])
+    assert entry["action"] == "takeover" and entry["stale_lock"] == stale and entry["result"] == "ok"
+    assert sorted(os.listdir(tmp_path / ".golive")) == ["ledger.jsonl", "lock"]  # nothing else left behind
+
+
+@pytest.mark.parametrize("named", [
+    {**STALE, "pid": 2},                      # another process of that controller
+    {**STALE, "since": "2026-11-25T11:00Z"},  # a later run of the same pid
+    {**STALE, "controller": "elsewhere"},
+    {"incomplete": True},
+], ids=["other-pid", "other-since", "other-controller", "incomplete"])
+def test_only_the_very_lock_named_is_taken_over(tmp_path, named):
+    stale = stale_lock(tmp_path)
+    with pytest.raises(LockHeld) as held:
+        agent(tmp_path, "run-a").step_lock({"owner": OWNER, "takeover": named, "entry": ENTRY})
+    assert held.value.holder == stale
+    assert json.loads((tmp_path / ".golive" / "lock" / "owner.json").read_text())["operator"] == "crashed"
+    assert not (tmp_path / ".golive" / "ledger.jsonl").exists()
+
+
+def role_takeover_script() -> str:
+    import yaml
+
+    variables = yaml.safe_load((REPO / "roles" / "golive" / "vars" / "main.yml").read_text())
+    return variables["golive_takeover_script"]
+
+
+def _take_over(root: str, token: str, engine: str, stale: dict, stale_text: str, start, results) -> None:
+    start.wait()
+    owner = {**OWNER, "operator": token}
+    try:
+        if engine == "agent":
+            agent(root, token).step_lock({"owner": owner, "takeover": stale, "entry": {**ENTRY, "by": token}})
+            results.put((token, "locked"))
+            return
+        state = os.path.join(root, ".golive")
+        done = subprocess.run(
+            ["/bin/sh", "-c", role_takeover_script()], input=json.dumps({**owner, "token": token}), text=True,
+            capture_output=True,
+            env={"PATH": os.environ["PATH"], "GOLIVE_STATE_DIR": state, "GOLIVE_LOCK_DIR": state + "/lock",
+                 "GOLIVE_STALE_OWNER": base64.b64encode(stale_text.encode()).decode(),
+                 "GOLIVE_LEDGER": state + "/ledger.jsonl",
+                 "GOLIVE_TAKEOVER_ENTRY": base64.b64encode(json.dumps({**ENTRY, "by": token}).encode()).decode()})
+        if done.returncode == 0:
+            results.put((token, "locked"))
+        elif done.returncode == 75:
+            results.put((token, json.loads(done.stdout).get("operator", "INCOMPLETE") if done.stdout else "EMPTY"))
+        else:
+            results.put((token, f"exit {done.returncode}: {done.stderr}"))
+    except LockHeld as held:
+        results.put((token, held.holder.get("operator", "INCOMPLETE")))
+    except Exception as error:  # anything else is a failure of the protocol: report it
+        results.put((token, repr(error)))
+
+
+def test_runs_of_both_engines_racing_to_take_over_one_stale_lock_exactly_one_does(tmp_path):
+    """Six runs (three agents, three role scripts) take over the same stale lock at once: one wins,
+    the others report the winner, one takeover is in the ledger."""
+    for attempt in range(12):
+        root = tmp_path / str(attempt)
+        stale = stale_lock(root)
+        stale_text = (root / ".golive" / "lock" / "owner.json").read_text()
+        start, results = multiprocessing.Event(), multiprocessing.Queue()
+        racers = [multiprocessing.Process(target=_take_over, args=(str(root), f"run-{i}", engine, stale, stale_text,
+                                                                   start, results))
+                  for i, engine in enumerate(["agent", "role"] * 3)]
+        for racer in racers:
+            racer.start()
+        start.set()
+        for racer in racers:
+            racer.join(30)
+        outcomes = dict(results.get(timeout=5) for _ in racers)
+        winners = [token for token, outcome in outcomes.items() if outcome == "locked"]
+        assert len(winners) == 1, outcomes
+        assert {outcome for token, outcome in outcomes.items() if token not in winners} == set(winners), outcomes
+        ledger = (root / ".golive" / "ledger.jsonl").read_text().splitlines()
+        assert [json.loads(line)["by"] for line in ledger] == winners
+        assert sorted(os.listdir(root / ".golive")) == ["ledger.jsonl", "lock"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import string
 from datetime import date
@@ -30,7 +31,7 @@ from golive.core.model import (
 APP_FILE = "golive.yml"
 _TOP_KEYS = {
     "application", "environments", "release_store", "keep_releases", "templates", "shared",
-    "service", "health", "hooks", "runtime_packages", "variables", "drift", "timeouts", "ansible",
+    "service", "health", "hooks", "runtime_packages", "variables", "drift", "timeouts", "ansible", "connection",
 }
 _TIMEOUT_KEYS = ("hook", "restart", "status", "begin", "install", "activate")
 _VAR_KEYS = {"type", "required", "allowed", "secret", "differs_by", "reason", "expires"}
@@ -370,10 +371,14 @@ def load_app_definition(workspace: Path) -> AppDefinition:
     if name and name_problem(name, "application"):
         reader.problem(application, "name", name_problem(name, "application") or "")
 
-    store = reader.section(data, "release_store", {"path", "artifact", "max_members", "max_unpacked_mb"})
+    store = reader.section(data, "release_store", {"path", "artifact", "max_members", "max_unpacked_mb", "url",
+                                                   "sha256_url", "credentials", "token_header", "ca_bundle",
+                                                   "timeout", "s3"})
+    s3 = reader.section(store, "s3", {"endpoint", "bucket", "key", "region"})
     service = reader.section(data, "service", {"start", "stop", "restart", "status", "systemd_unit"})
     health = reader.section(data, "health", {"url", "command", "expect", "timeout", "retries", "interval"})
     hooks = reader.section(data, "hooks", {"before_cutover", "after_cutover", "on_rollback"})
+    connection = reader.section(data, "connection", {"ssh_config"})
     shared = reader.get(data, "shared", list, [])
     packages = reader.get(data, "runtime_packages", list, [])
 
@@ -395,6 +400,16 @@ def load_app_definition(workspace: Path) -> AppDefinition:
             max_members=reader.get(store, "max_members", int, 20000, "release_store.max_members"),
             max_unpacked_bytes=reader.get(store, "max_unpacked_mb", int, 1024, "release_store.max_unpacked_mb")
             * 1024 * 1024,
+            url=reader.get(store, "url", str, "", "release_store.url"),
+            sha256_url=reader.get(store, "sha256_url", str, "", "release_store.sha256_url"),
+            credentials=reader.get(store, "credentials", str, "", "release_store.credentials"),
+            token_header=reader.get(store, "token_header", str, "Authorization", "release_store.token_header"),
+            ca_bundle=reader.get(store, "ca_bundle", str, "", "release_store.ca_bundle"),
+            timeout=float(reader.get(store, "timeout", (int, float), 60, "release_store.timeout")),
+            s3_endpoint=reader.get(s3, "endpoint", str, "", "release_store.s3.endpoint"),
+            s3_bucket=reader.get(s3, "bucket", str, "", "release_store.s3.bucket"),
+            s3_key=reader.get(s3, "key", str, "{app}/{version}/{artifact}", "release_store.s3.key"),
+            s3_region=reader.get(s3, "region", str, "us-east-1", "release_store.s3.region"),
         ),
         keep_releases=reader.get(data, "keep_releases", int, 5),
         runtime_packages=tuple(str(p) for p in packages),
@@ -403,9 +418,15 @@ def load_app_definition(workspace: Path) -> AppDefinition:
         ansible=_ansible(reader, data, workspace),
         source=APP_FILE,
         drift_ignore=_drift_ignore(reader, data),
+        ssh_config=reader.get(connection, "ssh_config", str, "", "connection.ssh_config"),
     )
+    if app.ssh_config and not (workspace / os.path.expanduser(app.ssh_config)).is_file():
+        reader.problem(connection, "ssh_config", f"connection.ssh_config: {app.ssh_config} is not a file (a path "
+                                                 f"relative to the workspace, or absolute)")
     for problem in artifact_pattern_problems(app.store.artifact):
         reader.problem(store, "artifact", problem)
+    for key, problem in remote_store_problems(app.store, workspace):
+        reader.problem(s3 if key.startswith("s3.") else store, key.removeprefix("s3."), problem)
     if app.keep_releases < 2:
         reader.problem(data, "keep_releases", "keep_releases must be at least 2 (current and a rollback target)")
     for shared_dir in app.shared:
@@ -434,6 +455,47 @@ def load_app_definition(workspace: Path) -> AppDefinition:
     if reader.problems:
         raise BadInput(reader.problems)
     return app
+
+
+REMOTE_FIELDS = ("{app}", "{version}", "{artifact}")
+
+
+def remote_store_problems(store: ReleaseStore, workspace: Path) -> list[tuple[str, str]]:
+    """Why the remote store settings cannot name an artifact, as (key, message)."""
+    problems = []
+    if store.url and store.s3_bucket:
+        problems.append(("url", "release_store: set either url (an HTTP(S) repository) or s3, not both"))
+    for key, value in (("url", store.url), ("sha256_url", store.sha256_url)):
+        if not value:
+            continue
+        scheme = value.split("://", 1)[0].lower() if "://" in value else ""
+        if scheme not in ("http", "https") and not (key == "sha256_url" and value.startswith("{url}")):
+            problems.append((key, f"release_store.{key} must be an http:// or https:// URL, got {value!r}"))
+        allowed = set(REMOTE_FIELDS) | ({"{url}"} if key == "sha256_url" else set())
+        unknown = set(re.findall(r"\{[^}]*\}", value)) - allowed
+        if unknown:
+            problems.append((key, f"release_store.{key}: unknown field {', '.join(sorted(unknown))} (the fields are "
+                                  f"{', '.join(REMOTE_FIELDS)})"))
+        if key == "url" and not ({"{version}", "{artifact}"} & set(re.findall(r"\{[^}]*\}", value))):
+            problems.append((key, "release_store.url must contain {version} or {artifact}: one URL per release"))
+        if "@" in value.split("://", 1)[-1].split("/", 1)[0]:
+            problems.append((key, f"release_store.{key}: no credentials in the URL (put them in the vault-encrypted "
+                                  f"release_store.credentials file)"))
+    if store.s3_bucket or store.s3_endpoint:
+        if not (store.s3_bucket and store.s3_endpoint):
+            problems.append(("s3.bucket" if not store.s3_bucket else "s3.endpoint",
+                             "release_store.s3 needs both endpoint (e.g. https://s3.eu-central-1.amazonaws.com) "
+                             "and bucket"))
+        elif not store.s3_endpoint.lower().startswith(("http://", "https://")):
+            problems.append(("s3.endpoint", f"release_store.s3.endpoint must be an http(s):// URL, got "
+                                            f"{store.s3_endpoint!r}"))
+    for key, value in (("credentials", store.credentials), ("ca_bundle", store.ca_bundle)):
+        if value and not (workspace / os.path.expanduser(value)).is_file():
+            problems.append((key, f"release_store.{key}: {value} is not a file (a path relative to the workspace, "
+                                  f"or absolute)"))
+    if store.timeout <= 0:
+        problems.append(("timeout", "release_store.timeout must be a positive number of seconds"))
+    return problems
 
 
 def artifact_pattern_problems(pattern: str) -> list[str]:

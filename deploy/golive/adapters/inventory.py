@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import getpass
+import os
 import shlex
 from collections.abc import Iterable
 from datetime import date, datetime
@@ -43,6 +44,7 @@ class AnsibleInventory:
             context.secrets[:] = secrets
         self._encrypted_files: dict[str, bool] = {}
         self._encrypted_names: dict[str, frozenset[str]] = {}
+        self.ansible_config = ansible_config()
 
     def load(self, app: AppDefinition, customer: str) -> Customer:
         from ansible.errors import AnsibleError
@@ -160,7 +162,7 @@ class AnsibleInventory:
             environment=env_names[0],
             groups=groups,
             vars=MappingProxyType(plain),
-            connection=connection_for(host.name, plain),
+            connection=connection_for(host.name, plain, self.ansible_config),
             secret_values=frozenset(secrets),
             vault_paths=frozenset(vaulted),
             var_origins=MappingProxyType(origins),
@@ -333,34 +335,161 @@ def _ansible_problem(error: Exception, workspace: Path) -> Problem:
     return Problem(where, message.replace(str(workspace) + "/", ""))
 
 
-def _ssh_options(args: Iterable[str]) -> dict[str, str]:
-    options: dict[str, str] = {}
-    tokens = list(args)
-    for index, token in enumerate(tokens):
-        option = None
-        if token == "-o" and index + 1 < len(tokens):
-            option = tokens[index + 1]
-        elif token.startswith("-o") and len(token) > 2:
-            option = token[2:]
-        if option and "=" in option:
-            key, value = option.split("=", 1)
-            options[key.strip().lower()] = value.strip()
-    return options
+# Ansible's ssh connection options that decide how a host is reached, as (variables, environment
+# variables, ansible.cfg entries, default): ansible-core 2.19's connection/ssh.py documentation. Of
+# several variables (or environment variables) set, the last in the list wins, as in Ansible.
+ANSIBLE_SSH_OPTIONS: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[tuple[str, str], ...], Any]] = {
+    "host": (("ansible_host", "ansible_ssh_host"), (), (), None),
+    "port": (("ansible_port", "ansible_ssh_port"), ("ANSIBLE_REMOTE_PORT",), (("defaults", "remote_port"),), None),
+    "remote_user": (("ansible_user", "ansible_ssh_user"), ("ANSIBLE_REMOTE_USER",), (("defaults", "remote_user"),),
+                    None),
+    "private_key_file": (("ansible_private_key_file", "ansible_ssh_private_key_file"), ("ANSIBLE_PRIVATE_KEY_FILE",),
+                         (("defaults", "private_key_file"),), None),
+    "ssh_args": (("ansible_ssh_args",), ("ANSIBLE_SSH_ARGS",), (("ssh_connection", "ssh_args"),),
+                 "-C -o ControlMaster=auto -o ControlPersist=60s"),
+    "ssh_common_args": (("ansible_ssh_common_args",), ("ANSIBLE_SSH_COMMON_ARGS",),
+                        (("ssh_connection", "ssh_common_args"),), ""),
+    "ssh_extra_args": (("ansible_ssh_extra_args",), ("ANSIBLE_SSH_EXTRA_ARGS",),
+                       (("ssh_connection", "ssh_extra_args"),), ""),
+    "timeout": (("ansible_ssh_timeout",), ("ANSIBLE_TIMEOUT", "ANSIBLE_SSH_TIMEOUT"),
+                (("defaults", "timeout"), ("ssh_connection", "timeout")), 10),
+    "host_key_checking": (("ansible_host_key_checking", "ansible_ssh_host_key_checking"),
+                          ("ANSIBLE_HOST_KEY_CHECKING", "ANSIBLE_SSH_HOST_KEY_CHECKING"),
+                          (("defaults", "host_key_checking"), ("ssh_connection", "host_key_checking")), True),
+    "sftp_extra_args": (("ansible_sftp_extra_args",), ("ANSIBLE_SFTP_EXTRA_ARGS",),
+                        (("ssh_connection", "sftp_extra_args"),), ""),
+    "scp_extra_args": (("ansible_scp_extra_args",), ("ANSIBLE_SCP_EXTRA_ARGS",),
+                       (("ssh_connection", "scp_extra_args"),), ""),
+}
+# Connection variables golive cannot honour for either engine: the host is refused, naming them.
+REFUSED_VARIABLES = {
+    "ansible_password": "golive authenticates with SSH keys only; set ansible_ssh_private_key_file",
+    "ansible_ssh_pass": "golive authenticates with SSH keys only; set ansible_ssh_private_key_file",
+    "ansible_ssh_password": "golive authenticates with SSH keys only; set ansible_ssh_private_key_file",
+    "ansible_private_key": "a key in a variable is not supported; name its file in ansible_ssh_private_key_file",
+    "ansible_ssh_private_key": "a key in a variable is not supported; name its file in ansible_ssh_private_key_file",
+    "ansible_private_key_passphrase": "an encrypted key is not supported (golive never prompts)",
+    "ansible_ssh_private_key_passphrase": "an encrypted key is not supported (golive never prompts)",
+    "ansible_ssh_pkcs11_provider": "PKCS#11 keys are not supported",
+    "ansible_sshpass_prompt": "password authentication is not supported",
+    "ansible_ssh_password_mechanism": "password authentication is not supported",
+}
+SSH_CONNECTIONS = ("ssh", "smart")
+# sftp/scp options that only shape the Ansible engine's file transfers (a bandwidth limit, say).
+TRANSFER_FLAGS = {"-l", "-B", "-R", "-C", "-q", "-v"}
 
 
-def connection_for(name: str, variables: dict[str, Any]) -> Connection:
-    """Ansible's connection variables, mapped once for pyinfra, Ansible and Testinfra."""
-    ssh_args: list[str] = []
-    for key in ("ansible_ssh_common_args", "ansible_ssh_extra_args"):
-        if variables.get(key):
-            ssh_args += shlex.split(str(variables[key]))
-    options = _ssh_options(ssh_args)
-    known_hosts = options.get("userknownhostsfile") or str(Path("~/.ssh/known_hosts").expanduser())
+def ansible_config() -> tuple[str, Any]:
+    """The ansible.cfg ansible-core found (its path) and its settings, parsed as ansible-core does."""
+    import configparser
+
+    from ansible import constants as C
+
+    path = getattr(C, "CONFIG_FILE", None) or ""
+    parser = configparser.ConfigParser(inline_comment_prefixes=(";",))
+    if path:
+        with contextlib.suppress(configparser.Error):  # ansible-core has said what is wrong with it
+            parser.read(path)
+    return path, parser
+
+
+def _ansible_option(option: str, variables: dict[str, Any], config: tuple[str, Any]) -> tuple[Any, str]:
+    """(value, where it came from): a variable, else an environment variable, else ansible.cfg,
+    else Ansible's default - the precedence ansible-core's config manager applies."""
+    names, env_names, ini_entries, default = ANSIBLE_SSH_OPTIONS[option]
+    found = [(variables[n], n) for n in names if variables.get(n) is not None]
+    if found:
+        return found[-1]
+    found = [(os.environ[n], n) for n in env_names if n in os.environ]
+    if found:
+        return found[-1]
+    path, parser = config
+    found = [(parser.get(section, key), f"{path} [{section}] {key}") for section, key in ini_entries
+             if parser.has_option(section, key)]
+    if found:
+        return found[-1]
+    return default, "Ansible's default"
+
+
+def _split(value: Any) -> list[str]:
+    """ansible-core's split of an ssh argument string (connection/ssh.py _split_ssh_args)."""
+    return [a.strip() for a in shlex.split(str(value or "")) if a.strip()]
+
+
+def _bool(value: Any) -> bool:
+    return str(value).strip().lower() not in ("false", "no", "0", "off", "n", "f")
+
+
+def connection_for(name: str, variables: dict[str, Any], config: tuple[str, Any] = ("", None)) -> Connection:
+    """Ansible's connection variables, mapped once for pyinfra, Ansible and Testinfra: the OpenSSH
+    command line Ansible's ssh connection builds for the host (connection/ssh.py _build_command, in
+    its order), each argument with where it came from; golive.adapters.ssh_options reads it."""
+    if config[1] is None:
+        import configparser
+
+        config = ("", configparser.ConfigParser())
+    args: list[str] = []
+    sources: list[str] = []
+    refused: list[tuple[str, str]] = []
+
+    def add(tokens: Iterable[str], source: str) -> None:
+        for token in tokens:
+            args.append(token)
+            sources.append(source)
+
+    connection_type = variables.get("ansible_connection")
+    if connection_type is not None and str(connection_type) not in SSH_CONNECTIONS:
+        refused.append(("ansible_connection", f"ansible_connection: {connection_type}: golive reaches hosts over "
+                                              f"SSH only (both engines); remove it or set it to ssh"))
+    executable = variables.get("ansible_ssh_executable") or os.environ.get("ANSIBLE_SSH_EXECUTABLE")
+    if executable and os.path.basename(str(executable)) != "ssh":
+        refused.append(("ansible_ssh_executable", f"ansible_ssh_executable: {executable}: golive runs OpenSSH's "
+                                                  f"own ssh for the Ansible engine"))
+    for variable, why in REFUSED_VARIABLES.items():
+        if variables.get(variable) not in (None, ""):
+            refused.append((variable, f"{variable}: {why}"))
+    for option in ("sftp_extra_args", "scp_extra_args"):
+        value, source = _ansible_option(option, variables, config)
+        tokens = _split(value)
+        for index, token in enumerate(tokens):
+            previous = tokens[index - 1] if index else ""
+            if token in TRANSFER_FLAGS or (previous in ("-l", "-B", "-R") and token.isdigit()):
+                continue
+            allowed = ", ".join(sorted(TRANSFER_FLAGS))
+            refused.append((source, f"{source}: {value}: {token!r} is not supported there: only {allowed} (they "
+                                    f"shape the Ansible engine's file transfers); put connection options in "
+                                    f"ansible_ssh_common_args"))
+            break
+    ssh_args, source = _ansible_option("ssh_args", variables, config)
+    add(_split(ssh_args), source)
+    checking, source = _ansible_option("host_key_checking", variables, config)
+    if not _bool(checking):
+        add(["-o", "StrictHostKeyChecking=no"], source)
+    port, port_source = _ansible_option("port", variables, config)
+    if port is not None:
+        add(["-o", f"Port={port}"], port_source)
+    key_file, key_source = _ansible_option("private_key_file", variables, config)
+    if key_file:
+        add(["-o", f'IdentityFile="{os.path.expanduser(str(key_file))}"'], key_source)
+    user, user_source = _ansible_option("remote_user", variables, config)
+    if user:
+        add(["-o", f'User="{user}"'], user_source)
+    timeout, source = _ansible_option("timeout", variables, config)
+    add(["-o", f"ConnectTimeout={timeout}"], source)
+    for option in ("ssh_common_args", "ssh_extra_args"):
+        value, source = _ansible_option(option, variables, config)
+        add(_split(value), source)
+
+    host, _ = _ansible_option("host", variables, config)
+    known = next((a.split("=", 1)[1] for a in args if a.lower().startswith("userknownhostsfile=")), None)
     return Connection(
-        address=str(variables.get("ansible_host") or variables.get("ansible_ssh_host") or name),
-        port=int(variables.get("ansible_port") or variables.get("ansible_ssh_port") or 22),
-        user=str(variables.get("ansible_user") or variables.get("ansible_ssh_user") or getpass.getuser()),
-        key_file=variables.get("ansible_ssh_private_key_file") or variables.get("ansible_private_key_file"),
-        known_hosts_file=known_hosts,
+        address=str(host or name),
+        port=int(port) if str(port or "").isdigit() else 22,
+        user=str(user or getpass.getuser()),
+        key_file=str(key_file) if key_file else None,
+        known_hosts_file=known.split()[0] if known else str(Path("~/.ssh/known_hosts").expanduser()),
         python=str(variables.get("ansible_python_interpreter") or "python3"),
+        ssh_args=tuple(args),
+        ssh_arg_sources=tuple(sources),
+        refused=tuple(refused),
     )

@@ -42,13 +42,33 @@ def liveness(holder: Mapping[str, Any] | None) -> str:
     return "alive" if not started or process_start(pid) == started else "stale"
 
 
+def takeover_allowed(holder: Mapping[str, Any] | None) -> bool:
+    """A lock a re-run may take over without `golive unlock`: its holder is provably gone - it ran
+    on this very controller and its process is dead (or its pid now belongs to another process).
+    A lock of another controller, of a live process, or without its owner is never taken over."""
+    return bool(holder) and not holder.get("incomplete") and holder.get("controller") == controller_name() \
+        and liveness(holder) == "stale"
+
+
+def holder_words(holder: Mapping[str, Any]) -> str:
+    return (f"{holder.get('operator', '?')} on {holder.get('controller', '?')} (pid {holder.get('pid', '?')}, "
+            f"{holder.get('action', 'deploy')} since {holder.get('since', '?')})")
+
+
+def takeover_detail(holder: Mapping[str, Any]) -> str:
+    """The ledger's and the report's words for a takeover (roles/golive words it the same way)."""
+    return f"took over the lock of {holder_words(holder)}: that process is gone"
+
+
 def describe(holder: Mapping[str, Any]) -> str:
     state = liveness(holder)
-    who = (f"{holder.get('operator', '?')} on {holder.get('controller', '?')} (pid {holder.get('pid', '?')}, "
-           f"{holder.get('action', 'deploy')} since {holder.get('since', '?')})")
+    who = holder_words(holder)
     if holder.get("incomplete"):
         who = "a run that died while taking it"
     if state == "stale":
+        if takeover_allowed(holder):
+            return (f"STALE lock held by {who}: that process is gone; the next deploy or rollback from this "
+                    f"controller takes it over (or clear it with golive unlock --reason ...)")
         return f"STALE lock held by {who}: that process is gone; clear it with golive unlock --reason ..."
     if state == "alive":
         return f"locked by {who}, still running"

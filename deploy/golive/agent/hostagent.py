@@ -373,8 +373,46 @@ class Agent:
             if self.token and holder.get("token") == self.token:
                 return {"locked": True, "already": True}  # this run took it in an earlier round trip
             holder.pop("token", None)
-            raise LockHeld(holder) from None
+            stale = args.get("takeover")
+            if not stale or holder != stale:
+                raise LockHeld(holder) from None
+            return self.take_over(owner, holder, args.get("entry"))
         return {"locked": True}
+
+    def take_over(self, owner, stale, entry):
+        """Replace the lock of a run the controller has proved dead (its own machine, its process
+        gone: golive.adapters.locks.takeover_allowed), and record that in the ledger. Under an
+        flock on .golive, which roles/golive's takeover script takes too: of two runs taking over
+        the same stale lock one does, and the other then finds the winner's lock, never removes it."""
+        import fcntl
+
+        guard = os.open(self.state_dir, os.O_RDONLY)
+        try:
+            fcntl.flock(guard, fcntl.LOCK_EX)
+            holder = read_json(os.path.join(self.lock_dir, "owner.json"), {}) or {"incomplete": True}
+            holder.pop("token", None)
+            if holder != stale:  # taken over (or cleared and taken) since we looked
+                raise LockHeld(holder)
+            prepared = "%s.new-%d" % (self.lock_dir, os.getpid())
+            away = "%s.stale-%d" % (self.lock_dir, os.getpid())
+            remove_tree(prepared)
+            os.mkdir(prepared, 0o700)
+            write_atomic(os.path.join(prepared, "owner.json"), to_json(owner).encode(), 0o600)
+            os.rename(self.lock_dir, away)
+            try:
+                os.rename(prepared, self.lock_dir)
+            except OSError:  # a run took the free lock in between: it is that run's now
+                remove_tree(prepared)
+                remove_tree(away)
+                held = read_json(os.path.join(self.lock_dir, "owner.json"), {}) or {"incomplete": True}
+                held.pop("token", None)
+                raise LockHeld(held) from None
+            remove_tree(away)
+        finally:
+            os.close(guard)
+        if entry:
+            self.append_ledger(dict(entry, time=utc_now(), result="ok", stale_lock=stale))
+        return {"locked": True, "took_over": stale}
 
     def step_unlock(self, args):
         owner = read_json(os.path.join(self.lock_dir, "owner.json"), {}) or {}
@@ -1069,6 +1107,10 @@ class Agent:
         for key in ("version", "artifact_sha256", "config_hash"):
             if not entry.get(key) and target_meta.get(key):
                 entry[key] = target_meta[key]
+        self.append_ledger(entry)
+        return {"result": entry["result"]}
+
+    def append_ledger(self, entry):
         if not os.path.isdir(self.state_dir):
             os.makedirs(self.state_dir, 0o755)
         line = (to_json(entry) + "\n").encode("utf-8")
@@ -1081,7 +1123,6 @@ class Agent:
             os.fsync(fd)
         finally:
             os.close(fd)
-        return {"result": entry["result"]}
 
     def ledger_tail(self, limit):
         path = os.path.join(self.state_dir, "ledger.jsonl")

@@ -104,6 +104,22 @@ class ReleaseStore:
     artifact: str = "{app}-{version}.tar.gz"
     max_members: int = 20000
     max_unpacked_bytes: int = 1024 * 1024 * 1024
+    # A remote store (golive.adapters.artifact_store): an HTTP(S) repository's URL pattern, or an
+    # S3-compatible bucket; the artifact is fetched into .golive-cache/ and verified there.
+    url: str = ""
+    sha256_url: str = ""  # default: the artifact's URL + ".sha256"
+    credentials: str = ""  # a vault-encrypted YAML file in the workspace
+    token_header: str = "Authorization"
+    ca_bundle: str = ""
+    timeout: float = 60.0
+    s3_endpoint: str = ""
+    s3_bucket: str = ""
+    s3_key: str = "{app}/{version}/{artifact}"
+    s3_region: str = "us-east-1"
+
+    @property
+    def remote(self) -> bool:
+        return bool(self.url or self.s3_bucket)
 
     def artifact_name(self, app: str, version: str) -> str:
         return self.artifact.format(app=app, version=version)
@@ -159,6 +175,7 @@ class AppDefinition:
     source: str = "golive.yml"
     # golive.yml drift.ignore: release paths (globs) drift, deploys and checks neither compare nor repair
     drift_ignore: tuple[str, ...] = ()
+    ssh_config: str = ""  # connection.ssh_config: an ssh_config file for hosts whose ssh args name none (-F)
 
     def environment(self, name: str) -> EnvironmentSpec | None:
         return next((e for e in self.environments if e.name == name), None)
@@ -172,8 +189,62 @@ class AppDefinition:
 
 
 @dataclass(frozen=True)
+class Hop:
+    """One SSH connection on the way to a host (a jump host, or the host itself), as golive makes it:
+    every hop's host key is verified against its known_hosts files, strictly."""
+
+    name: str  # as the route names it: the inventory's address, an ssh_config alias, a ProxyJump entry
+    address: str  # where to connect (HostName)
+    port: int = 22
+    user: str = "root"
+    identity_files: tuple[str, ...] = ()
+    known_hosts_files: tuple[str, ...] = ()
+    host_key_alias: str = ""  # the name its key is listed under in known_hosts (HostKeyAlias)
+    connect_timeout: float | None = None
+
+    @property
+    def key_name(self) -> str:
+        """The known_hosts entry this hop's key must match (as OpenSSH looks it up)."""
+        if self.host_key_alias:
+            return self.host_key_alias
+        return self.address if self.port == 22 else f"[{self.address}]:{self.port}"
+
+    def words(self) -> str:
+        return f"{self.user}@{self.address}:{self.port}"
+
+
+@dataclass(frozen=True)
+class Route:
+    """How a host is reached: through `jumps` in order (ProxyJump), the first one (or the host, when
+    there is none) through `proxy_command` when set (ProxyCommand), then the host itself."""
+
+    target: Hop
+    jumps: tuple[Hop, ...] = ()
+    proxy_command: str = ""  # tokens expanded; run with /bin/sh, its stdin/stdout the connection
+    config_file: str = ""  # the ssh_config file read (-F or golive.yml), "" for none
+    keepalive: int = 0  # ServerAliveInterval
+    passed_through: tuple[str, ...] = ()  # options golive accepts that only OpenSSH uses (ControlPersist, ...)
+
+    @property
+    def hops(self) -> tuple[Hop, ...]:
+        return (*self.jumps, self.target)
+
+    def words(self) -> str:
+        via = [f"jump {j.words()}" for j in self.jumps]
+        if self.proxy_command:
+            via.insert(0, f"ProxyCommand {self.proxy_command}")
+        return self.target.words() + (f" via {', '.join(via)}" if via else "")
+
+
+@dataclass(frozen=True)
 class Connection:
-    """How to reach a host, mapped from Ansible's connection variables."""
+    """How to reach a host, mapped from Ansible's connection variables.
+
+    `ssh_args` are the OpenSSH options Ansible's ssh connection would pass for the host, in its
+    order (ansible.cfg's ssh_args, then the port, key, user and timeout variables, then
+    ansible_ssh_common_args and ansible_ssh_extra_args), each with where it came from
+    (`ssh_arg_sources`: a variable name, or the ansible.cfg setting / environment variable);
+    golive.adapters.ssh_options reads them as OpenSSH does into the `route`."""
 
     address: str
     port: int = 22
@@ -181,6 +252,18 @@ class Connection:
     key_file: str | None = None
     known_hosts_file: str | None = None
     python: str = "python3"
+    ssh_args: tuple[str, ...] = ()
+    ssh_arg_sources: tuple[str, ...] = ()
+    refused: tuple[tuple[str, str], ...] = ()  # (variable, why): connection settings golive cannot honour
+    # Set by the workspace once the inventory is loaded (never cached with it: an ssh_config file
+    # may change alone): the route, or why there is none.
+    route: Route | None = field(default=None, compare=False)
+    route_problems: tuple[Any, ...] = field(default=(), compare=False)  # golive.core.errors.Problem
+
+    def __post_init__(self) -> None:  # JSON (the inventory cache) gives lists
+        object.__setattr__(self, "ssh_args", tuple(self.ssh_args))
+        object.__setattr__(self, "ssh_arg_sources", tuple(self.ssh_arg_sources))
+        object.__setattr__(self, "refused", tuple(tuple(r) for r in self.refused))
 
 
 def freeze(mapping: Mapping[str, Any]) -> Mapping[str, Any]:

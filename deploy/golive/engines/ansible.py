@@ -15,9 +15,11 @@ last play, and golive gives the environment lock back itself (release_environmen
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import secrets
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -27,8 +29,10 @@ from pathlib import Path
 from typing import Any
 
 from golive.adapters.ansible_env import ansible_environment
+from golive.adapters.locks import takeover_detail
 from golive.adapters.progress import Progress
-from golive.adapters.transport import connection_file_problems
+from golive.adapters.ssh_options import openssh_options
+from golive.adapters.transport import connection_file_problems, route_of
 from golive.core.errors import BadInput, HostFailure, Problem
 from golive.core.model import Host
 from golive.core.outcome import Outcome
@@ -48,6 +52,7 @@ GATE_STEP = "gate"  # tasks that run before any host is locked (playbook tag)
 SKIPPED_BY_ANSIBLE = "not run: the play stopped before this host (a failure elsewhere or over --max-fail)"
 LEADER_LOCK_TASK = "golive : Lock | Take the leader's lock"  # tasks/lock.yml
 RELEASE_STEP = "release_environment"  # tasks/end.yml gives the leader's lock back
+CONTROL_DIR = os.path.join(tempfile.gettempdir(), f"golive-cp-{os.getuid()}")  # OpenSSH's shared connections
 
 
 @dataclass
@@ -57,6 +62,7 @@ class HostEvents:
     outcome: dict[str, Any] | None = None
     lock_holder: dict[str, Any] | None = None
     lock_state: tuple[str, str] | None = None  # (liveness, sentence), judged when the lock was found
+    takeover: dict[str, Any] | None = None  # the stale lock the role took over on this host
     failure: dict[str, Any] | None = None
     unreachable: str | None = None
     diffs: list[dict[str, str]] = field(default_factory=list)
@@ -84,6 +90,8 @@ def deploy(ws: Workspace, customer: str, environment: str, version: str, *, seri
     artifact, targets = prepare(ws, customer, environment, version, only)
     promotion = enforce_promotion(ws, customer, environment, artifact, override_promotion, progress)
     extra = {"golive_release_version": artifact.version,
+             # where golive verified the artifact: the store, or the cache it fetched a remote store's into
+             "golive_artifact_store": str(Path(artifact.path).parent),
              # golive has just applied the promotion rule itself, with the pyinfra engine's words
              "golive_promotion_check": False,
              "golive_promotion_override_reason": override_promotion or ""}
@@ -92,6 +100,7 @@ def deploy(ws: Workspace, customer: str, environment: str, version: str, *, seri
                           steps.DEPLOY_COLUMNS)
     for target in targets:
         target.report = deploy_report(environment, target.host.name, events.get(target.host.name))
+        target.takeover = events[target.host.name].takeover
     if check:
         return check_outcome("deploy", customer, environment, artifact.version, targets)
     return deploy_outcome("deploy", customer, environment, artifact.version, targets,
@@ -108,7 +117,8 @@ def rollback(ws: Workspace, customer: str, environment: str, to_version: str | N
     title = (f"{'check: ' if check else ''}rollback {customer}/{environment}"
              + (f" to {to_version}" if to_version else ""))
     events = run_playbook(ws, "rollback", hosts, extra, options, progress, title, steps.ROLLBACK_COLUMNS)
-    targets = [Target(h, report=rollback_report(environment, h.name, events.get(h.name))) for h in hosts]
+    targets = [Target(h, report=rollback_report(environment, h.name, events.get(h.name)),
+                      takeover=getattr(events.get(h.name), "takeover", None)) for h in hosts]
     if check:
         return check_outcome("rollback", customer, environment, to_version, targets)
     chosen = next((e.outcome["target"] for e in events.values() if e.outcome and e.outcome.get("target")), {})
@@ -139,6 +149,7 @@ def playbook_command(ws: Workspace, verb: str, hosts: Iterable[Host], extra: dic
     threshold = max_fail_threshold(options.max_fail)
     if threshold < 1.0:
         extra["golive_max_fail_percentage"] = round(threshold * 100, 3)
+    extra.update(ssh_overrides(hosts))
     command = [sys.executable, "-m", "ansible.cli.playbook",
                "-i", str(ws.root / "inventories" / hosts[0].customer),
                str(playbook_path(ws, verb)),
@@ -151,6 +162,30 @@ def playbook_command(ws: Workspace, verb: str, hosts: Iterable[Host], extra: dic
     if options.diff:
         command.append("--diff")
     return command
+
+
+def ssh_overrides(hosts: Iterable[Host]) -> dict[str, Any]:
+    """Extra variables that give OpenSSH each host's route exactly as golive's own engine follows
+    it (golive.adapters.ssh_options): every option explicit, no ssh_config read, and each jump host
+    verified and authenticated as golive does it (OpenSSH's ProxyJump would give a jump host none
+    of the inventory's options). The inventory's ssh arguments are folded in, so they are emptied."""
+    args = {}
+    for host in hosts:
+        route = route_of(host)
+        if route is None:
+            continue
+        options = openssh_options(route)
+        if (route.jumps or route.proxy_command) and not any(o.lower().startswith("controlpath") for o in options):
+            # Ansible's default ControlPath hashes address, port and user: two customers' 10.0.0.5 behind
+            # two bastions would share one connection. One per route instead.
+            digest = hashlib.sha256(repr(route).encode()).hexdigest()[:20]
+            options += ["-o", f"ControlPath={CONTROL_DIR}/{digest}"]
+        args[host.name] = shlex.join(options)
+    if not args:
+        return {}
+    Path(CONTROL_DIR).mkdir(mode=0o700, parents=True, exist_ok=True)
+    return {"golive_ssh_args": args, "ansible_ssh_args": "{{ golive_ssh_args[inventory_hostname] }}",
+            "ansible_ssh_common_args": "", "ansible_ssh_extra_args": ""}
 
 
 def run_playbook(ws: Workspace, verb: str, hosts: list[Host], extra: dict[str, Any], options: PlaybookOptions,
@@ -281,6 +316,9 @@ def _record(event: dict[str, Any], host: HostEvents, columns: list[str], progres
     if "golive_outcome" in event:
         host.outcome = event["golive_outcome"]
         progress.update(name, "result", host.outcome.get("result", ""))
+    if event.get("golive_lock_takeover"):
+        host.takeover = event["golive_lock_takeover"]
+        progress.note(f"{name}: {takeover_detail(host.takeover)} (recorded in the host's ledger)")
     if "golive_lock_holder" in event:
         host.lock_holder = event["golive_lock_holder"]
         # alive or stale as of now: the holder may well finish before ansible-playbook does

@@ -256,17 +256,25 @@ class PlainRun:
                                 f"{', '.join(names)}; pass --golive-customer")
 
     def write_ssh_config(self, hosts: list[Host]) -> None:
-        """One entry per host: the inventory's key and known_hosts, host keys verified, one
-        multiplexed connection per host for all its checks."""
+        """One entry per host: its route as golive's own engine follows it (golive.adapters.ssh_options:
+        jump hosts, ProxyCommand, key, known_hosts, every host key verified), one multiplexed
+        connection per host for all its checks."""
+        import hashlib
+
+        from golive.adapters.ssh_options import ssh_config_entry
+        from golive.adapters.transport import connection_file_problems, route_of
+
+        problems = connection_file_problems(hosts)
+        if problems:
+            raise BadInput(problems)
         lines = []
         for host in hosts:
-            c = host.connection
-            lines += [f"Host {host.name} {c.address}", f"  HostName {c.address}", f"  Port {c.port}",
-                      f"  User {c.user}", "  StrictHostKeyChecking yes", "  BatchMode yes",
-                      f"  UserKnownHostsFile {c.known_hosts_file}", "  GlobalKnownHostsFile /dev/null",
-                      "  ControlMaster auto", f"  ControlPath {self.control_dir}/%C", "  ControlPersist 60s"]
-            if c.key_file:
-                lines += [f"  IdentityFile {c.key_file}", "  IdentitiesOnly yes"]
+            route = route_of(host)
+            names = [host.name] + ([host.connection.address] if host.connection.address != host.name else [])
+            # One socket per inventory host: two hosts may share an address behind different jump hosts.
+            control = hashlib.sha256(host.name.encode()).hexdigest()[:16]
+            lines += ssh_config_entry(names, route)
+            lines += ["  ControlMaster auto", f"  ControlPath {self.control_dir}/{control}", "  ControlPersist 60s"]
         Path(self.ssh_config).write_text("\n".join(lines) + "\n")
 
     def close(self) -> None:

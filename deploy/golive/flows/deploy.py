@@ -7,11 +7,12 @@ under one --max-fail rule, the leader's release last. A Rollout says what each v
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from golive.adapters import faultpoints
+from golive.adapters.locks import takeover_allowed, takeover_detail
 from golive.adapters.progress import Progress
 from golive.adapters.remote import AgentAnswer
 from golive.adapters.transport import Connected
@@ -43,6 +44,7 @@ class Target:
     answers: tuple[AgentAnswer, ...] = ()
     leads: bool = False  # the run's leader: its lock is the environment's, held until the run ends
     run: dict[str, Any] = field(default_factory=dict)  # its service, health and hooks (steps.release_run)
+    takeover: dict[str, Any] | None = None  # the stale lock this run took over on the host
 
 
 # -- promotion gate -------------------------------------------------------------------------
@@ -118,7 +120,9 @@ class Rollout:
     def __init__(self, session: HostSession, run: steps.RunContext, ws: Workspace) -> None:
         self.session, self.run, self.ws = session, run, ws
 
-    def begin_request(self, target: Target) -> dict[str, Any]:
+    def begin_request(self, target: Target, takeover: Mapping[str, Any] | None) -> dict[str, Any]:
+        """The first round trip (the lock first); `takeover`: a stale lock of this controller's own
+        dead run, to replace (call_taking_over)."""
         raise NotImplementedError
 
     def begun(self, target: Target, answer: AgentAnswer) -> None:
@@ -195,10 +199,32 @@ def begin(rollout: Rollout, targets: list[Target]) -> Target | None:
     return blocked[0]
 
 
+def call_taking_over(session: HostSession, connected: Connected,
+                     request: Callable[[Mapping[str, Any] | None], dict[str, Any]],
+                     *, timeout: float) -> tuple[AgentAnswer, dict[str, Any] | None]:
+    """Run a batch that starts with the host's lock; when a run that died on this very controller
+    holds it (takeover_allowed: its process is gone), run the batch again taking that lock over:
+    go-live night's re-run needs no `golive unlock` for its own crashed run. Returns the answer and
+    the stale holder taken over (None: no takeover); the takeover is in the host's ledger and on
+    the progress display, and the run's report says it."""
+    answer = session.call(connected, request(None), timeout=timeout)
+    if answer.ok or answer.failed_step != "lock" or not takeover_allowed(answer.holder):
+        return answer, None
+    stale = dict(answer.holder or {})
+    answer = session.call(connected, request(stale), timeout=timeout)
+    lock_step = answer.step("lock")
+    if lock_step is None or not lock_step.ok or not lock_step.data.get("took_over"):
+        return answer, None
+    session.progress.note(f"{connected.host.name}: {takeover_detail(stale)} (recorded in the host's ledger)")
+    return answer, stale
+
+
 def _begin_one(rollout: Rollout, target: Target) -> None:
     session, name, environment = rollout.session, target.host.name, rollout.run.environment
     session.progress.update(name, "lock", "running")
-    answer = session.call(target.connected, rollout.begin_request(target), timeout=session.timeouts.begin)
+    answer, target.takeover = call_taking_over(session, target.connected,
+                                               lambda stale: rollout.begin_request(target, stale),
+                                               timeout=session.timeouts.begin)
     target.answers = (answer,)
     if not answer.ok and not holds_lock(target):
         if answer.holder is not None or answer.error == "locked":
@@ -306,8 +332,9 @@ class Deploy(Rollout):
         self.artifact = artifact
         self.seq: int | None = None  # the deploy sequence this run gives what it makes live
 
-    def begin_request(self, target: Target) -> dict[str, Any]:
-        return steps.begin_batch(self.run, self.ws.app, target.desired, target.host.name, target.leads)
+    def begin_request(self, target: Target, takeover: Mapping[str, Any] | None) -> dict[str, Any]:
+        return steps.begin_batch(self.run, self.ws.app, target.desired, target.host.name, target.leads,
+                                 takeover=takeover)
 
     def begun(self, target: Target, answer: AgentAnswer) -> None:
         name, environment = target.host.name, self.run.environment
@@ -419,12 +446,17 @@ def deploy_outcome(verb: str, customer: str, environment: str, version: str | No
                    extra: Mapping[str, Any], notes: list[str] | None = None) -> Outcome:
     reports = [t.report or HostReport(host=t.host.name, environment=environment, status="unknown",
                                       error="no result") for t in targets]
+    for target, report in zip(targets, reports, strict=True):
+        if target.takeover:
+            report.details["lock_takeover"] = target.takeover
     failed = [r for r in reports if r.failed]
     what = f"{verb} {version} to" if version else verb
     lines = [f"{what} {customer}/{environment}: {len(reports) - len(failed)} of {len(reports)} host(s) ok"]
     lines += ["  " + note for note in notes or ()]
     for r in reports:
         lines.append("  " + describe_report(r))
+        if r.details.get("lock_takeover"):
+            lines.append(f"  {r.host}: {takeover_detail(r.details['lock_takeover'])} (recorded in the host's ledger)")
     if failed:
         lines.append("Hosts that failed are on the release shown; nothing is left half-switched.")
     data = {"verb": verb, "customer": customer, "environment": environment, "release": version,
@@ -535,8 +567,8 @@ class Rollback(Rollout):
         self.choice: Choice | None = None
         self.leader: Target | None = None
 
-    def begin_request(self, target: Target) -> dict[str, Any]:
-        return steps.rollback_begin_batch(self.run, self.ws.app)
+    def begin_request(self, target: Target, takeover: Mapping[str, Any] | None) -> dict[str, Any]:
+        return steps.rollback_begin_batch(self.run, self.ws.app, target.host.name, takeover)
 
     def begun(self, target: Target, answer: AgentAnswer) -> None:
         self.leader = target
@@ -571,9 +603,13 @@ class Rollback(Rollout):
         if not _reachable(session, target):
             return
         assert self.choice is not None
-        request = steps.rollback_batch(self.run, self.ws.app, self.choice.spec(self.to), self.force, name,
-                                       keep_lock=target.leads)
-        answer = session.call(target.connected, request, timeout=session.timeouts.activate)
+        spec = self.choice.spec(self.to)
+        if target.leads:  # its lock is this run's since begin
+            answer = session.call(target.connected, steps.rollback_batch(
+                self.run, self.ws.app, spec, self.force, name, keep_lock=True), timeout=session.timeouts.activate)
+        else:
+            answer, target.takeover = call_taking_over(session, target.connected, lambda stale: steps.rollback_batch(
+                self.run, self.ws.app, spec, self.force, name, takeover=stale), timeout=session.timeouts.activate)
         target.answers += (answer,)
         target.report = rollback_report(self.run.environment, name, answer, self.to, self.force)
         for step in answer.steps:

@@ -35,6 +35,8 @@ def validate(ws: Workspace, customer: str | None = None, today: date | None = No
             continue
         for host in loaded.hosts:
             hosts += 1
+            # how the host is reached (its ssh options, ssh_config, jump hosts), as deploy reads it
+            problems.extend(p for p in host.connection.route_problems if p not in problems)
             host_problems = check_host_vars(ws.app, host)
             problems.extend(host_problems)
             if host_problems:
@@ -68,20 +70,39 @@ def inventory(ws: Workspace, customer: str) -> Outcome:
         hosts[host.name] = {
             "environment": host.environment,
             "groups": list(host.groups),
-            "connection": {"address": host.connection.address, "port": host.connection.port,
-                           "user": host.connection.user},
+            "connection": _connection(host),
             "vars": masked,
         }
     lines = [f"customer {customer}"]
     for env in loaded.environments:
         lines.append(f"  {env.name}:")
         for host in env.hosts:
-            lines.append(f"    {host.name}  {host.connection.user}@{host.connection.address}:{host.connection.port}"
-                         f"  groups: {', '.join(host.groups)}")
+            route = host.connection.route
+            reached = route.words() if route else \
+                f"{host.connection.user}@{host.connection.address}:{host.connection.port} (not reachable as set: " \
+                f"golive validate says why)"
+            lines.append(f"    {host.name}  {reached}  groups: {', '.join(host.groups)}")
             for key, value in sorted(hosts[host.name]["vars"].items()):
                 shown = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
                 lines.append(f"      {key}: {shown}")
     return Outcome({"customer": customer, "hosts": hosts}, "\n".join(lines))
+
+
+def _connection(host) -> dict:
+    """How the host is reached: its address, port and user, and every jump host on the way."""
+    route = host.connection.route
+    if route is None:  # `golive validate` says why
+        return {"address": host.connection.address, "port": host.connection.port, "user": host.connection.user}
+    data = {"address": route.target.address, "port": route.target.port, "user": route.target.user}
+    if route.target.address != host.connection.address:
+        data["name"] = host.connection.address
+    if route.jumps:
+        data["jumps"] = [{"address": j.address, "port": j.port, "user": j.user} for j in route.jumps]
+    if route.proxy_command:
+        data["proxy_command"] = route.proxy_command
+    if route.config_file:
+        data["ssh_config"] = route.config_file
+    return data
 
 
 def _describe_file(ws: Workspace, config: RenderedConfig, out_dir: Path | None) -> list[dict]:

@@ -43,6 +43,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from golive.adapters.locks import takeover_detail
 from golive.core.model import AppDefinition
 from golive.core.plan import INSTALL, REPAIR, DesiredRelease, HostPlan
 from golive.core.release import Artifact
@@ -89,8 +90,22 @@ class RunContext:
 
 # -- the steps ------------------------------------------------------------------------------
 
-def lock(run: RunContext) -> dict[str, Any]:
-    return {"op": "lock", "owner": run.owner()}
+def lock(run: RunContext, takeover: Mapping[str, Any] | None = None, host: str = "") -> dict[str, Any]:
+    """Take the host's lock; `takeover`: the holder of a stale lock this run may replace (the
+    controller proved it dead: golive.adapters.locks.takeover_allowed), recorded in the ledger."""
+    step: dict[str, Any] = {"op": "lock", "owner": run.owner()}
+    if takeover:
+        step["takeover"] = dict(takeover)
+        step["entry"] = takeover_entry(run, host, takeover)
+    return step
+
+
+def takeover_entry(run: RunContext, host: str, holder: Mapping[str, Any]) -> dict[str, Any]:
+    """The ledger line of a takeover (the agent adds time, result and the stale holder; the role
+    writes the same keys)."""
+    return {"action": "takeover", "customer": run.customer, "environment": run.environment, "host": host,
+            "operator": run.operator, "controller": run.controller, "engine": run.engine,
+            "detail": takeover_detail(holder)}
 
 
 def read_state(app: AppDefinition, desired: DesiredRelease | None = None, with_text: bool = False,
@@ -263,8 +278,9 @@ def _unlock_unless(keep_lock: bool) -> list[dict[str, Any]]:
 
 
 def begin_batch(run: RunContext, app: AppDefinition, desired: DesiredRelease, host: str,
-                keep_lock: bool = False) -> dict[str, Any]:
-    return {"steps": [lock(run), read_state(app, desired), finish_if_unchanged(run, app, desired, host, keep_lock)],
+                keep_lock: bool = False, takeover: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    return {"steps": [lock(run, takeover, host), read_state(app, desired),
+                      finish_if_unchanged(run, app, desired, host, keep_lock)],
             # a lock this batch took is not left behind when reading the state fails
             "on_failure": [after(u, ("state", "record")) for u in _unlock_unless(keep_lock)]}
 
@@ -311,17 +327,18 @@ def activate_batch(run: RunContext, app: AppDefinition, plan: HostPlan, desired:
             "always": [record(entry), prune(app, [plan.from_release or ""]), *_unlock_unless(keep_lock)]}
 
 
-def rollback_begin_batch(run: RunContext, app: AppDefinition) -> dict[str, Any]:
+def rollback_begin_batch(run: RunContext, app: AppDefinition, host: str = "",
+                         takeover: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The leader's first round trip: its lock (the environment's, kept to the end) and what it keeps,
     from which the environment's target is chosen."""
-    return {"steps": [lock(run), read_state(app)]}
+    return {"steps": [lock(run, takeover, host), read_state(app)]}
 
 
 def rollback_batch(run: RunContext, app: AppDefinition, target: Mapping[str, Any], force: bool,
-                   host: str, keep_lock: bool = False) -> dict[str, Any]:
+                   host: str, keep_lock: bool = False, takeover: Mapping[str, Any] | None = None) -> dict[str, Any]:
     entry = run.entry(host, release="$target", previous_release="$previous")
     return {
-        "steps": [lock(run), choose_rollback_target(run, target, force),
+        "steps": [lock(run, takeover, host), choose_rollback_target(run, target, force),
                   unless_already({"op": "hook", "name": "on_rollback", "meta_of": "$previous", "release": "$target",
                                   "direction": "rollback", "timeout": app.timeouts.hook}),
                   unless_already(cutover(app, "$target")),

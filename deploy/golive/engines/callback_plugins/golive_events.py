@@ -2,9 +2,9 @@
 task, for golive.engines.ansible to turn into progress and per-host reports.
 
 Only what golive needs leaves the run: the host, the task's step (its first tag), its status, the
-failure message, the golive_outcome / golive_lock_holder facts the role sets, and diffs of results
-Ansible did not censor (no_log results never carry a diff). golive masks every secret value in
-whatever it prints from here.
+failure message, the golive_outcome / golive_lock_holder / golive_lock_takeover facts the role
+sets, and diffs of results Ansible did not censor (no_log results never carry a diff). golive
+masks every secret value in whatever it prints from here.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ DOCUMENTATION = """
     description: One JSON object per host and task result, read by golive.engines.ansible.
 """
 
-REPORTED_FACTS = ("golive_outcome", "golive_lock_holder")
+REPORTED_FACTS = ("golive_outcome", "golive_lock_holder", "golive_lock_takeover")
 
 
 class CallbackModule(CallbackBase):
