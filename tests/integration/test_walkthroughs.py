@@ -61,6 +61,9 @@ def clean_clone(destination: Path) -> Path:
                             ignore=shutil.ignore_patterns("__pycache__", ".pytest_cache", "*.egg-info", "build"))
         else:
             shutil.copy2(source, destination / name)
+    # older than any installation stamp: scripts/setup must never reinstall golive from this clone into
+    # the shared .venv (it would point the suite's golive at a directory the test then deletes)
+    os.utime(destination / "pyproject.toml", (0, 0))
     return destination
 
 

@@ -320,7 +320,9 @@ def activate_batch(run: RunContext, app: AppDefinition, plan: HostPlan, desired:
         after(cutover(app, "$previous", "switch_back"), SWITCHED_FAILURES),
         after(restart(app, "$previous", "restart_previous", "rollback"), SWITCHED_FAILURES),
         after(verify("$previous", "verify_previous", "rollback"), SWITCHED_FAILURES),
-        after(hook(app, "on_rollback", hooks.get("on_rollback", ""), "$previous", "rollback"), ACTIVATE_FAILURES),
+        # named, not "$previous": after a before_cutover failure no cutover has set it
+        after(hook(app, "on_rollback", hooks.get("on_rollback", ""), plan.from_release or "$previous", "rollback"),
+              ACTIVATE_FAILURES),
     ] if plan.action != REPAIR else []
     entry = run.entry(host, previous_release=plan.from_release, steps=dict(earlier_steps), **_release_fields(desired))
     return {"steps": steps, "on_failure": on_failure,
@@ -364,8 +366,9 @@ def abort_batch(run: RunContext, host: str, reason: str, keep_lock: bool = False
 def release_batch(finished_rollback: bool = False) -> dict[str, Any]:
     """Free a lock this run holds (the leader's, at the end of the run; or every one, when the run
     stops before changing anything because another run holds some host). A rollback whose every
-    host ended on its target is marked finished on the leader first."""
-    return {"steps": [*([finish_rollback()] if finished_rollback else []), unlock()]}
+    host ended on its target is marked finished on the leader first; the lock is freed whether or not
+    that mark could be written (`always`): the re-run finds the rollback unfinished and completes it."""
+    return {"steps": [finish_rollback()] if finished_rollback else [], "always": [unlock()]}
 
 
 def install_needed(plan: HostPlan) -> bool:
