@@ -207,8 +207,9 @@ def _accessors(expression: str, value) -> list[str]:
 
 
 def _shell_quoted(variable: str) -> str:
-    """A variable as a single-quoted shell word, in Jinja (golive's renderer and Ansible's agree)."""
-    return "'{{ " + variable + " | replace(\"'\", \"'\\\\''\") }}'"
+    """A variable as one shell word, in Jinja: Ansible's `quote` filter (golive.yml refuses a value put
+    into a command unquoted; golive's renderer and Ansible's agree)."""
+    return "{{ " + variable + " | quote }}"
 
 
 def plant(ws: Path) -> None:
@@ -475,7 +476,8 @@ def test_either_engine_runs_releases_deployed_before_run_files(workspace, test_h
     assert hooked.read_text().strip().startswith("1.0-"), "the old metadata's on_rollback hook did not run"
     ledger = host_path(test_hosts, 11, "/opt/northwind/.golive/ledger.jsonl")
     assert stat.S_IMODE(ledger.stat().st_mode) == 0o600
-    run_golive(workspace, "rollback", "manufacturer", "staging", "--engine", engine, check=0)
+    # 1.1 was rolled back from: a plain rollback never goes back to it, `--to` does
+    run_golive(workspace, "rollback", "manufacturer", "staging", "--to", "1.1", "--engine", engine, check=0)
     assert live_version(test_hosts, 11) == "1.1" and live_release_problems(test_hosts, 11) == []
     # drift reads how the release runs from its metadata too: a stopped service is found
     on_host(test_hosts, 11, "/opt/northwind/current/bin/northwind-ctl stop")

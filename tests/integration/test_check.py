@@ -76,7 +76,9 @@ def test_a_planted_fault_fails_the_check_on_that_host_only(deployed, test_hosts)
     assert result.returncode == 1, result.output
     rows = {r["host"]: r for r in result.json()["hosts"]}
     failed = {f["check"].rsplit("::", 1)[-1]: f["reason"] for f in rows["mfg-prod-1"]["failed"]}
-    assert set(failed) == {"test_config_files_are_what_golive_renders", "test_config_files_have_their_modes_and_owner"}
+    # the live release's own entry check sees the same two changes in the release's config/
+    assert set(failed) == {"test_config_files_are_what_golive_renders", "test_config_files_have_their_modes_and_owner",
+                           "test_live_release_holds_exactly_what_was_shipped"}
     assert "/etc/northwind/northwind.ini" in failed["test_config_files_are_what_golive_renders"]
     assert "mode 0644" in failed["test_config_files_have_their_modes_and_owner"]
     assert rows["mfg-prod-2"]["result"] == "passed"

@@ -127,12 +127,16 @@ PLAYBOOK = """
   hosts: localhost
   gather_facts: false
   vars:
-    golive_app: {application: {root: "%(root)s"}}
+    golive_app: {application: {root: "%(root)s", config_dir: "%(root)s/etc"}}
+    golive_customer: example
+    golive_environment: staging
+    golive_action: deploy
     golive_parity: []
+    golive_runs: {}  # no run files: each case's health settings are in its metadata
+  # The role's variables (what its verify reads), below task vars in precedence as role vars are
+  vars_files:
+    - "%(role)s/vars/main.yml"
   tasks:
-    - name: The role's variables (what its verify reads)
-      ansible.builtin.include_vars:
-        file: "%(role)s/vars/main.yml"
     - name: Verify each case
       ansible.builtin.include_tasks: case.yml
       loop: "{{ golive_cases }}"

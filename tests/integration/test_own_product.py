@@ -4,25 +4,23 @@ enough; `expect` makes it stronger; a health command instead of a URL); golive.y
 
 The product is tests/fixtures/ownapp: a stdlib HTTP server whose /health reports only its version.
 The workspace has no roles/, playbooks/ or checks/conftest.py: golive's own come with the package.
-Its artifacts are built here with tar (plus sha256sum's checksum file), as a vendor's would be.
+Its artifacts are built with `golive package`, as docs/artifacts.md tells a vendor to.
 """
 
 from __future__ import annotations
 
-import hashlib
-import io
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
-import tarfile
 from pathlib import Path
 
 import pytest
 
 from golive.testing.hosts import TestHosts
-from tests.conftest import REPO, TEST_NET, run_golive
+from tests.conftest import REPO, TEST_NET, WAIT_BOUND_SECONDS, run_golive
 
 PRODUCT = REPO / "tests" / "fixtures" / "ownapp"
 APP = "ownapp"
@@ -48,20 +46,18 @@ def own_hosts(tmp_path_factory):
 
 
 def package(store: Path, version: str, *markers: str) -> None:
-    """The product's artifact, as a vendor builds it: a tar.gz of the release folder and its .sha256."""
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
-        for path in sorted(PRODUCT.rglob("*")):
-            if "__pycache__" not in path.parts and path.name != "README.md":
-                archive.add(path, arcname=str(path.relative_to(PRODUCT)), recursive=False)
-        for name, text in (("VERSION", f"{version}\n"), *((m, "on purpose\n") for m in markers)):
-            info = tarfile.TarInfo(name)
-            info.size, info.mode = len(text), 0o644
-            archive.addfile(info, io.BytesIO(text.encode()))
-    artifact = store / f"{APP}-{version}.tar.gz"
-    artifact.write_bytes(buffer.getvalue())
-    digest = hashlib.sha256(buffer.getvalue()).hexdigest()
-    (store / f"{artifact.name}.sha256").write_text(f"{digest}  {artifact.name}\n")
+    """The product's artifact, as the docs tell a vendor to build it: its release folder (plus the
+    VERSION file and any markers) through `golive package`, which writes the manifest and .sha256."""
+    folder = store.parent / f"{APP}-{version}-folder"
+    shutil.rmtree(folder, ignore_errors=True)
+    shutil.copytree(PRODUCT, folder, ignore=shutil.ignore_patterns("__pycache__", "README.md"))
+    for name, text in (("VERSION", f"{version}\n"), *((m, "on purpose\n") for m in markers)):
+        (folder / name).write_text(text)
+    done = subprocess.run([sys.executable, "-m", "golive", "package", str(folder), "--version", version,
+                           "--name", APP, "--out", str(store)], capture_output=True, text=True,
+                          timeout=WAIT_BOUND_SECONDS, env={**os.environ, "PYTHONPATH": str(REPO / "deploy")})
+    assert done.returncode == 0, done.stdout + done.stderr
+    shutil.rmtree(folder)
 
 
 def set_setting(ws: Path, pattern: str, value: str) -> None:
@@ -183,7 +179,7 @@ def test_never_healthy_an_error_status_or_an_unreported_value(own_ws, own_hosts)
 
 @pytest.mark.parametrize("engine", ENGINES)
 def test_a_health_command_instead_of_a_url(own_ws, own_hosts, engine):
-    set_setting(own_ws, r'^  url: ".*"$', '  url: ""')
+    set_setting(own_ws, r'^  url: "http.*"$', '  url: ""')
     set_setting(own_ws, r'^  command: ""$', '  command: "bin/ownapp-health"')
     golive(own_ws, "validate")
     golive(own_ws, "deploy", "example", "staging", "--release", "1.0", engine=engine)

@@ -39,7 +39,8 @@ def liveness(holder: Mapping[str, Any] | None) -> str:
     except PermissionError:
         pass
     started = holder.get("pid_start")
-    return "alive" if not started or process_start(pid) == started else "stale"
+    # as text: the role's lock (ansible-core's native templating) may hold the number as a number
+    return "alive" if not started or process_start(pid) == str(started) else "stale"
 
 
 def takeover_allowed(holder: Mapping[str, Any] | None) -> bool:
