@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import io
 import os
+import pty
 import re
+import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -21,7 +24,7 @@ from golive.core.outcome import Outcome, line_severities, step_detail
 from golive.core.redact import MASK, Redactor
 from golive.flows.deploy import deploy_outcome
 from golive.flows.session import HostReport
-from tests.conftest import run_golive
+from tests.conftest import REPO, WAIT_BOUND_SECONDS, run_golive
 
 RED, GREEN, YELLOW = "\x1b[31m", "\x1b[32m", "\x1b[33m"
 BOLD_RED, BOLD_YELLOW = "\x1b[1;31m", "\x1b[1;33m"
@@ -313,3 +316,33 @@ def test_golive_errors_are_red_when_asked_and_plain_through_a_pipe(offline_works
     # a bad command line with --json: not coloured either (read before argparse knows it)
     refused = run_golive(offline_workspace, "validate", "--json", "--no-such-option", env=COLOUR_ASKED, check=2)
     assert refused.stderr.startswith("golive: error: ") and ESC not in refused.output, refused.output
+
+
+def on_a_terminal(workspace: Path, *args: str, **env: str) -> str:
+    """What `golive ARGS` shows on a real terminal (a pseudo-terminal: stdout and stderr both on it)."""
+    main, secondary = pty.openpty()
+    inherited = {k: v for k, v in os.environ.items() if k not in ("FORCE_COLOR", "TTY_COMPATIBLE", "NO_COLOR")}
+    process = subprocess.Popen([sys.executable, "-m", "golive", *args, "--workspace", str(workspace)],
+                               stdin=subprocess.DEVNULL, stdout=secondary, stderr=secondary, cwd=str(workspace),
+                               env={**inherited, "PYTHONPATH": str(REPO / "deploy"), "TERM": "xterm", **env})
+    os.close(secondary)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(main, 65536)
+        except OSError:  # EIO: every writer has closed the terminal
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(main)
+    assert process.wait(timeout=WAIT_BOUND_SECONDS) == 2, shown
+    return shown.decode()
+
+
+def test_golive_on_a_real_terminal_is_coloured_unless_no_color(offline_workspace):
+    shown = on_a_terminal(offline_workspace, "validate", "nosuch")
+    assert shown.startswith(BOLD_RED + "golive: error:\x1b[0m unknown customer 'nosuch'"), shown
+    plain = on_a_terminal(offline_workspace, "validate", "nosuch", NO_COLOR="1")
+    assert plain.startswith("golive: error: unknown customer 'nosuch'") and ESC not in plain, plain
+    assert on_a_terminal(offline_workspace, "validate", "nosuch", "--json") == plain
