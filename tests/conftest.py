@@ -77,8 +77,9 @@ def run_golive(workspace: Path, *args: str, env: dict | None = None, timeout: fl
     """Run `python -m golive --workspace WS ...` the way a user (or a script) would."""
     verb, rest = args[0], args[1:]
     # not ANSIBLE_CONFIG: golive sets it in this process for the last workspace it read in-process,
-    # and a user's golive finds the workspace's own ansible.cfg
-    inherited = {k: v for k, v in os.environ.items() if k != "ANSIBLE_CONFIG"}
+    # and a user's golive finds the workspace's own ansible.cfg; not FORCE_COLOR/TTY_COMPATIBLE: the
+    # suite reads what a pipe gets, whatever terminal it was started from (a test asks for colour itself)
+    inherited = {k: v for k, v in os.environ.items() if k not in ("ANSIBLE_CONFIG", "FORCE_COLOR", "TTY_COMPATIBLE")}
     full_env = {**inherited, "PYTHONPATH": str(REPO / "deploy"), **(env or {})}
     completed = subprocess.run([sys.executable, "-m", "golive", verb, "--workspace", str(workspace), *rest],
                                capture_output=True, text=True, timeout=timeout or WAIT_BOUND_SECONDS, env=full_env,

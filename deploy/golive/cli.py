@@ -51,7 +51,9 @@ def _common() -> argparse.ArgumentParser:
     common.add_argument("--json", action="store_true", help="print one JSON document on stdout")
     common.add_argument("--vault-password-file", help="Ansible Vault password file "
                                                       "(default: $GOLIVE_VAULT_PASSWORD_FILE or ansible.cfg)")
-    common.add_argument("-v", "--verbose", action="count", default=0, help="more detail (secrets stay masked)")
+    common.add_argument("-v", "--verbose", action="count", default=0,
+                        help="more detail: each host's steps and their seconds after a deploy or rollback, the "
+                             "traceback of an internal error (secrets stay masked)")
     return common
 
 
@@ -258,12 +260,17 @@ def _interrupted(args: argparse.Namespace | None, progress: Progress | None, red
 
 
 def main(argv: list[str] | None = None) -> int:
+    from golive.adapters.progress import say, show_outcome
+
     redactor = Redactor()
     args = None
     progress = None
     ws = None
+    # --json is for programs: nothing it prints is coloured (read from argv too, for a bad command line)
+    colour = "--json" not in (sys.argv[1:] if argv is None else argv)
     try:
         args = build_parser().parse_args(argv)
+        colour = not args.json
         if args.verb in REMOTE_VERBS:
             from golive.adapters.concurrency import patch_for_parallel_ssh
 
@@ -284,10 +291,10 @@ def main(argv: list[str] | None = None) -> int:
             outcome = dispatch(ws, args, progress)
     except BadInput as error:
         for problem in error.problems:
-            print(redactor.text(f"golive: error: {problem}"), file=sys.stderr)
+            say(redactor, "error", str(problem), colour=colour)
         return EXIT_BAD_INPUT
     except GoliveError as error:
-        print(redactor.text(f"golive: failed: {error}"), file=sys.stderr)
+        say(redactor, "failed", str(error), colour=colour)
         return error.exit_code
     except KeyboardInterrupt:
         _interrupted(args, progress, redactor)
@@ -299,8 +306,7 @@ def main(argv: list[str] | None = None) -> int:
             import traceback
 
             print(redactor.text(traceback.format_exc()), file=sys.stderr)
-        print(redactor.text(f"golive: internal error: {type(error).__name__}: {error} (run with -v for details)"),
-              file=sys.stderr)
+        say(redactor, "internal error", f"{type(error).__name__}: {error} (run with -v for details)", colour=colour)
         return EXIT_HOST_FAILURE
     try:
         if args.json:
@@ -309,10 +315,10 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(redactor.data(outcome.data), indent=2, sort_keys=True,
                              default=lambda value: redactor.text(str(value))))
         elif outcome.text:
-            print(redactor.text(outcome.text))
+            show_outcome(outcome, redactor, verbose=args.verbose)
         sys.stdout.flush()
         for warning in merged(ws.warnings if ws is not None else []):
-            print(redactor.text(f"golive: warning: {warning}"), file=sys.stderr)
+            say(redactor, "warning", str(warning), colour=colour)
     except BrokenPipeError:  # `golive ... | head`: the reader has what it wanted
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     if outcome.failed:

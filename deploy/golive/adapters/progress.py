@@ -1,15 +1,111 @@
-"""Live progress: a per-host, per-step table on a terminal (rich), plain lines otherwise.
+"""What golive shows people: live progress (a per-host, per-step table on a terminal, plain lines
+otherwise), the result, and its `golive: error:`/`warning:`/`failed:` messages.
 
-Progress goes to stderr, so stdout carries only the result (text or the --json document).
+Progress and messages go to stderr, so stdout carries only the result (text or the --json document).
+Colour (rich) only where rich finds a terminal that shows it: never in a file or a pipe (unless
+FORCE_COLOR or TTY_COMPATIBLE=1 asks for it), not with NO_COLOR set, not on TERM=dumb, never with
+--json. Every text is masked whole first and styled after; user text becomes rich Text, never
+markup, so a `[red]` in a message prints as it is.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Iterable
+from typing import IO, TYPE_CHECKING, Any
 
+from golive.core.outcome import (
+    MESSAGE_SEVERITY,
+    STATUS_SEVERITY,
+    MessageKind,
+    Outcome,
+    Severity,
+    host_statuses,
+    line_severities,
+    step_detail,
+)
 from golive.core.redact import Redactor
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+STYLES: dict[Severity, str] = {"ok": "green", "warning": "yellow", "error": "red"}
+
+
+def colour_console(stream: IO[str]) -> Console | None:
+    """A rich Console writing to `stream` when rich would show colour there, else None: the caller
+    prints plain text, byte for byte what it printed before golive had colour."""
+    environ = os.environ
+    try:
+        tty = stream.isatty()
+    except (AttributeError, ValueError):  # no isatty, or closed
+        tty = False
+    if not tty and environ.get("FORCE_COLOR") is None and environ.get("TTY_COMPATIBLE") != "1":
+        return None  # a pipe or a file: rich would say no; not importing it saves start-up time
+    from rich.console import Console
+
+    # soft_wrap: lines stay as long as they are (a terminal wraps them, rich would cut them)
+    console = Console(file=stream, soft_wrap=True, markup=False, emoji=False, highlight=False)
+    return console if shows_colour(console) else None
+
+
+def shows_colour(console: Console) -> bool:
+    """rich's verdict: a terminal (or FORCE_COLOR), not TERM=dumb, NO_COLOR unset or empty."""
+    return console.is_terminal and console.color_system is not None and not console.no_color
+
+
+def _styled(parts: Iterable[tuple[str, str]]) -> Any:
+    from rich.text import Text
+
+    return Text.assemble(*parts)  # Text, never markup: a `[red]` in a message prints as it is
+
+
+def _target(stream: IO[str], *, colour: bool, console: Console | None) -> tuple[IO[str], Console | None]:
+    """Where to write (the given console's file, else `stream`), and the console to colour with:
+    only when colour is wanted and rich finds it shows there."""
+    if console is not None:
+        return console.file, console if colour and shows_colour(console) else None
+    return stream, colour_console(stream) if colour else None
+
+
+def show(blocks: list[tuple[str, Severity | None]], stream: IO[str], *, colour: bool = True,
+         console: Console | None = None) -> None:
+    """Masked texts, each on its own lines, each coloured by its severity where colour shows."""
+    stream, styler = _target(stream, colour=colour, console=console)
+    if styler is None:
+        print("\n".join(text for text, _ in blocks), file=stream)
+        return
+    for text, severity in blocks:
+        styler.print(_styled([(text, STYLES[severity] if severity else "")]))
+
+
+def show_outcome(outcome: Outcome, redactor: Redactor, *, verbose: int = 0, stream: IO[str] | None = None,
+                 colour: bool = True, console: Console | None = None) -> None:
+    """A verb's text on stdout: its headline and each host's summary line coloured by where it ended
+    up; with -v, each host's steps and their seconds after it (deploy, rollback)."""
+    masked = redactor.text(outcome.text)  # whole, before it is cut into lines
+    lines = masked.split("\n")
+    statuses = {redactor.text(host): status for host, status in host_statuses(outcome.data).items()}
+    ok = outcome.data.get("ok") if isinstance(outcome.data.get("ok"), bool) else None
+    blocks = list(zip(lines, line_severities(lines, statuses, ok=ok), strict=True))
+    if verbose:
+        blocks += [(redactor.text(text), severity) for text, severity in step_detail(outcome.data)]
+    show(blocks, stream or sys.stdout, colour=colour, console=console)
+
+
+def say(redactor: Redactor, kind: MessageKind, text: str, *, colour: bool = True,
+        console: Console | None = None) -> None:
+    """One `golive: <kind>: <text>` message on stderr, masked whole; its prefix coloured by severity."""
+    line = redactor.text(f"golive: {kind}: {text}")
+    prefix = f"golive: {kind}:"
+    stream, styler = _target(sys.stderr, colour=colour and line.startswith(prefix), console=console)
+    if styler is None:
+        print(line, file=stream)
+        return
+    styler.print(_styled([(prefix, "bold " + STYLES[MESSAGE_SEVERITY[kind]]), (line[len(prefix):], "")]))
+
 
 _SYMBOLS = {"ok": "ok", "running": "..", "failed": "FAILED", "skipped": "-", "unchanged": "=", "rolled_back": "undone"}
 
@@ -18,41 +114,52 @@ class Progress:
     def __init__(self, redactor: Redactor, quiet: bool = False) -> None:
         self.redactor = redactor
         self.quiet = quiet
-        self.live = None
+        self.live: Any = None
         self.rows: dict[str, dict[str, str]] = {}
+        self.states: dict[str, dict[str, str]] = {}  # each cell's status, for its colour
         self.columns: list[str] = []
+        self.title = ""
         self.started = time.monotonic()
 
     def start(self, title: str, hosts: Iterable[str], columns: Iterable[str]) -> None:
         self.columns = list(columns)
         self.rows = {h: {} for h in hosts}
+        self.states = {h: {} for h in self.rows}
+        self.title = title
         if self.quiet:
             return
         if sys.stderr.isatty():
             from rich.console import Console
             from rich.live import Live
 
-            self.title = title
-            self.live = Live(self._table(), console=Console(stderr=True), refresh_per_second=12, transient=False)
+            self.live = Live(self._table(), console=Console(stderr=True, highlight=False), refresh_per_second=12,
+                             transient=False)
             self.live.start()
         else:
             print(self.redactor.text(title), file=sys.stderr, flush=True)
 
-    def _table(self):
+    def _table(self) -> Any:
         from rich.table import Table
+        from rich.text import Text
 
         mask = self.redactor.text
-        table = Table(title=mask(self.title), title_justify="left")
+
+        def cell(host: str, column: str) -> Text:  # Text, not markup: a host's words print as they are
+            severity = STATUS_SEVERITY.get(self.states.get(host, {}).get(column, ""))
+            return Text(mask(self.rows[host].get(column, "")), style=STYLES[severity] if severity else "")
+
+        table = Table(title=Text(mask(self.title)), title_justify="left")
         table.add_column("host")
         for column in self.columns:
             table.add_column(column)
-        for host, cells in self.rows.items():
-            table.add_row(mask(host), *(mask(cells.get(c, "")) for c in self.columns))
+        for host in self.rows:
+            table.add_row(Text(mask(host)), *(cell(host, c) for c in self.columns))
         return table
 
     def update(self, host: str, column: str, status: str, detail: str = "") -> None:
         cell = _SYMBOLS.get(status, status) + (f" {detail}" if detail else "")
         self.rows.setdefault(host, {})[column] = cell
+        self.states.setdefault(host, {})[column] = status
         if self.quiet:
             return
         if self.live is not None:
@@ -65,7 +172,9 @@ class Progress:
         if self.quiet:
             return
         if self.live is not None:
-            self.live.console.print(self.redactor.text(text))
+            from rich.text import Text
+
+            self.live.console.print(Text(self.redactor.text(text)))
         else:
             print(self.redactor.text(text), file=sys.stderr, flush=True)
 
