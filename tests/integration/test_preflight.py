@@ -101,7 +101,7 @@ def test_go_on_a_clean_verified_pair(verified, tmp_path):
     assert set(html.rows) == {"mfg-stg-1", "mfg-prod-1", "mfg-prod-2"}
     assert all(cls in ("", "ok") for cells in html.rows.values() for cls in cells)
     markdown = (tmp_path / "report" / "report.md").read_text()
-    assert markdown.startswith("# Go-live preflight: manufacturer — GO")
+    assert markdown.startswith("# Go-live preflight: Huaxin Precision Manufacturing Co., Ltd. — Northwind MES — GO")
     assert "Nothing: all gate items are green." in markdown
     suite = ET.parse(junit).getroot().find("testsuite")
     assert suite.get("failures") == "0" and int(suite.get("tests")) == 1 + 5 + 5 + 5
