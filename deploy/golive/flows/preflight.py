@@ -38,13 +38,13 @@ from golive.core.errors import BadInput
 from golive.core.gate import ConfigChange, Gate, HostGate, Item
 from golive.core.model import Host
 from golive.core.outcome import Outcome
-from golive.core.plan import FileChangeKind, file_changes
+from golive.core.plan import DesiredRelease, FileChangeKind, file_changes
 from golive.core.release import release_id
 from golive.core.rollback import RollbackFacts, choose
 from golive.flows import drift as drift_flow
-from golive.flows import preflight_report
+from golive.flows import preflight_report, steps
 from golive.flows.offline import validate
-from golive.flows.session import operator_name
+from golive.flows.session import HostSession, operator_name
 from golive.workspace import Workspace
 
 TARGET = "production"
@@ -221,32 +221,56 @@ def _nothing_deployed(findings: list[core.Finding], target_names: set[str]) -> l
     return [f for f in findings if f.kind in NOTHING_DEPLOYED_KINDS and set(f.hosts) <= target_names]
 
 
-def _config_changes(ws: Workspace, hosts: list[Host], prints: dict[str, drift_flow.Fingerprint],
-                    version: str | None) -> list[ConfigChange]:
-    """What the go-live changes in each production host's config files: from what the workspace
-    renders for the release the host runs now (drift holds the host to that) to what it renders for
-    `version`; masked before the diff is made (golive.core.plan.file_changes). Hosts with the same
-    change share one entry."""
-    if not version:
-        return []
-    merged: dict[tuple[str, FileChangeKind, bool, str], list[str]] = {}
+def _live_files(ws: Workspace, hosts: list[Host], prints: dict[str, drift_flow.Fingerprint], session: HostSession,
+                version: str | None, first: bool) -> dict[str, dict[str, Any] | None]:
+    """Each reached production host's live config files with their texts (not a secret file's), read
+    the way `golive plan` reads them (steps.read_state, no lock), in parallel; {} where nothing is
+    deployed yet, None where the host did not answer."""
+    found: dict[str, dict[str, Any] | None] = {}
+    requests = {}
     for host in hosts:
-        fp = prints[host.name]
-        if host.environment != TARGET or not fp.ok:
+        if not version or host.environment != TARGET or not prints[host.name].ok:
             continue
-        running = (((fp.data or {}).get("release") or {}).get("meta") or {}).get("version")
+        if first:
+            found[host.name] = {}
+            continue
         try:
-            new = ws.render(host, version)
-            old = ws.render(host, running) if running else None
+            config = ws.render(host, version)
         except BadInput:
             continue  # the workspace item says why
-        live = {f.dest: {"exists": True, "sha256": f.sha256, "text": f.content.decode("utf-8", "replace")}
-                for f in (old.files if old else ())}
-        for change in file_changes(new, live, ws.redactor.text):
+        desired = DesiredRelease(release_id(version, config.hash), version,
+                                 ws.app.store.artifact_name(ws.app.name, version), "", config)
+        requests[host.name] = (session.fleet.connected[host.name],
+                               {"steps": [steps.read_state(ws.app, desired, with_text=True)]})
+    for name, answer in session.call_all(requests, ws.app.timeouts.begin).items():
+        found[name] = (answer.data("state").get("live_files") or {}) if answer.ok else None
+    return found
+
+
+def _config_changes(ws: Workspace, hosts: list[Host], live: dict[str, dict[str, Any] | None],
+                    version: str | None) -> tuple[list[ConfigChange], list[str]]:
+    """What the go-live changes in each production host's config files, from what the host has live
+    to what the workspace renders for `version`, masked before the diff is made
+    (golive.core.plan.file_changes, as `golive plan` shows them). Hosts with the same change share
+    one entry. Also a note per host whose files could not be read."""
+    merged: dict[tuple[str, FileChangeKind, bool, str], list[str]] = {}
+    notes = []
+    for host in hosts:
+        if host.name not in live or not version:
+            continue
+        files = live[host.name]
+        if files is None:
+            notes.append(f"the config changes on {host.name} are not shown: its live config files could not be read")
+            continue
+        try:
+            new = ws.render(host, version)
+        except BadInput:
+            continue  # the workspace item says why
+        for change in file_changes(new, files, ws.redactor.text):
             key = (change.dest, change.change, change.secret, change.diff)
             merged.setdefault(key, []).append(host.name)
     return [ConfigChange(dest, kind, secret, diff, tuple(names))
-            for (dest, kind, secret, diff), names in merged.items()]
+            for (dest, kind, secret, diff), names in merged.items()], notes
 
 
 def _rollback_plan(ws: Workspace, customer: str, gates: list[HostGate], version: str | None,
@@ -366,20 +390,22 @@ def evaluate(ws: Workspace, customer: str, release: str | None, progress: Progre
         plan = None  # the workspace item says why; every host is still checked for the rest
     hosts = plan.hosts if plan else [h for h in ws.customer(customer).hosts if h.environment in (source, TARGET)]
     targets = [h for h in hosts if h.environment == TARGET]
-    fleet = Fleet(hosts)
+    session = HostSession(hosts, progress, ws.app)
     try:
         progress.start(f"preflight {customer}: {source} -> {TARGET}", [h.name for h in hosts], ("collect",))
         try:
-            prints = drift_flow.collect(ws, hosts, progress, fleet)
+            prints = drift_flow.collect(ws, hosts, progress, session.fleet)
         finally:
             progress.stop()
         first = first_go_live(prints, targets)
-        prepared = {h.name: _prepared(ws, h, fleet) for h in targets if first and prints[h.name].ok}
+        prepared = {h.name: _prepared(ws, h, session.fleet) for h in targets if first and prints[h.name].ok}
+        staging_versions = {(((prints[h.name].data or {}).get("release") or {}).get("meta") or {}).get("version")
+                            for h in hosts if h.environment == source and prints[h.name].ok}
+        version = release or (staging_versions.pop() if len(staging_versions) == 1 else None)
+        live = _live_files(ws, targets, prints, session, version, first)
     finally:
-        fleet.close()
-    staging_versions = {(((prints[h.name].data or {}).get("release") or {}).get("meta") or {}).get("version")
-                        for h in hosts if h.environment == source and prints[h.name].ok}
-    version = release or (staging_versions.pop() if len(staging_versions) == 1 else None)
+        session.close()
+    config_changes, change_notes = _config_changes(ws, targets, live, version)
     artifact_sha256 = ws.artifact_files(version)[0] if version else None
     report = drift_flow.report(ws, plan, prints, today) if plan else None
     target_names = {h.name for h in targets}
@@ -418,6 +444,7 @@ def evaluate(ws: Workspace, customer: str, release: str | None, progress: Progre
     zone, zone_note = _agreed([h.vars.get("timezone") for h in targets], "timezone")
     local, local_note = _local_time(now, zone)
     notes = [n for n in (company_note, zone_note + (": times in UTC only" if zone_note else ""), local_note) if n]
+    notes += change_notes
     return Gate(customer, source, TARGET, version, workspace, gates, unexpected,
                 list(report.expected) if report else [], pending, stamp, operator_name(),
                 round(time.monotonic() - started, 3),
@@ -425,7 +452,7 @@ def evaluate(ws: Workspace, customer: str, release: str | None, progress: Progre
                 timezone=zone if local else "", started_local=local,
                 artifact=ws.app.store.artifact_name(ws.app.name, version) if version else "",
                 artifact_sha256=artifact_sha256 or "",
-                config_changes=_config_changes(ws, hosts, prints, version),
+                config_changes=config_changes,
                 rollback_plan=_rollback_plan(ws, customer, gates, version, first),
                 first_go_live=first, notes=notes)
 
