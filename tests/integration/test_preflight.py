@@ -101,10 +101,35 @@ def test_go_on_a_clean_verified_pair(verified, tmp_path):
     assert set(html.rows) == {"mfg-stg-1", "mfg-prod-1", "mfg-prod-2"}
     assert all(cls in ("", "ok") for cells in html.rows.values() for cls in cells)
     markdown = (tmp_path / "report" / "report.md").read_text()
-    assert markdown.startswith("# Go-live preflight: manufacturer — GO")
+    assert markdown.startswith("# Go-live preflight: Huaxin Precision Manufacturing Co., Ltd. — Northwind MES — GO")
     assert "Nothing: all gate items are green." in markdown
+    # 1.0 and 1.1 render the same config: said so; and the way back, in words
+    assert data["config_changes"] == [] and "No change: the configuration files stay as they are." in markdown
+    plan = " ".join(data["rollback_plan"])
+    assert "`golive rollback manufacturer production`" in plan and "returns to 1.0-" in plan, plan
+    assert data["first_go_live"] is False and "## Sign-off" in markdown and "## Checks that passed" in markdown
     suite = ET.parse(junit).getroot().find("testsuite")
     assert suite.get("failures") == "0" and int(suite.get("tests")) == 1 + 5 + 5 + 5
+
+
+def test_the_report_shows_the_config_changes_the_go_live_makes(verified, tmp_path):
+    settings = verified / "inventories" / "manufacturer" / "group_vars" / "all" / "main.yml"
+    before = settings.read_text()
+    settings.write_text(before.replace("log_level: info", "log_level: warning"))
+    try:
+        code, data = preflight(verified, tmp_path / "report", "--release", "1.1")
+    finally:
+        settings.write_text(before)
+    # staging has not deployed the new setting either: no-go, and the diff is what production would get
+    assert code == 1
+    changes = {c["file"]: c for c in data["config_changes"]}
+    assert set(changes) == {"northwind.ini"}, (data["notes"], data["drift"], data["red"])
+    assert changes["northwind.ini"]["change"] == "changed"
+    assert set(changes["northwind.ini"]["hosts"]) == {"mfg-prod-1", "mfg-prod-2"}
+    assert "-log_level = info\n+log_level = warning\n" in changes["northwind.ini"]["diff"]
+    markdown = (tmp_path / "report" / "report.md").read_text()
+    assert "### northwind.ini — changed" in markdown and "+log_level = warning" in markdown
+    assert "+log_level = warning" in (tmp_path / "report" / "report.html").read_text()
 
 
 def test_no_go_on_a_drifted_pair_with_the_right_red_items(verified, test_hosts, tmp_path):

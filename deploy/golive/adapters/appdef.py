@@ -355,10 +355,11 @@ def load_app_definition(workspace: Path) -> AppDefinition:
     for unknown in sorted(set(data) - _TOP_KEYS):
         reader.problem(data, unknown, f"unknown setting {unknown!r} (known: {', '.join(sorted(_TOP_KEYS))})")
 
-    application = reader.section(data, "application", {"name", "root", "config_dir"})
+    application = reader.section(data, "application", {"name", "root", "config_dir", "display_name"})
     name = reader.get(application, "name", str, "", "application.name")
     root = reader.get(application, "root", str, "", "application.root")
     config_dir = reader.get(application, "config_dir", str, "", "application.config_dir")
+    display_name = reader.get(application, "display_name", str, "", "application.display_name").strip()
     for key, value in (("name", name), ("root", root), ("config_dir", config_dir)):
         if not value:
             reader.problem(application, key, f"application.{key} is required")
@@ -384,6 +385,7 @@ def load_app_definition(workspace: Path) -> AppDefinition:
 
     app = AppDefinition(
         name=name,
+        display_name=display_name,
         root=root.rstrip("/"),
         config_dir=config_dir.rstrip("/"),
         environments=_environments(reader, data),

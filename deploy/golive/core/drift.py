@@ -271,10 +271,22 @@ def pair_hosts(targets: Sequence[tuple[str, Iterable[str]]], sources: Sequence[t
 
 # -- host against its desired state --------------------------------------------------------------
 
+def shown_value(value: Any) -> str:
+    """A value as a finding shows it: absent (missing, None or empty) is NOT_SET, never `None`."""
+    return NOT_SET if value is None or value == "" else str(value)
+
+
 def _finding(kind: Kind, subject: str, host: str, expected: Any, actual: Any, severity: Severity, reason: str,
              scope: Scope = HOST, **extra: Any) -> Finding:
-    return Finding(scope, kind, subject, (host,), None if expected is None else str(expected),
-                   None if actual is None else str(actual), severity, False, reason, **extra)
+    return Finding(scope, kind, subject, (host,), shown_value(expected), shown_value(actual), severity, False,
+                   reason, **extra)
+
+
+def is_difference(f: Finding) -> bool:
+    """A value absent on both sides is not a difference, whatever form the absence took on each side
+    (a missing key, None, an empty string). Equal shown values are otherwise kept: a secret differs
+    while both sides show the mask, and a `differs_by: host` expectation shows the same words twice."""
+    return not (f.expected_value == NOT_SET and f.actual_value == NOT_SET)
 
 
 def host_findings(state: HostState) -> list[Finding]:
@@ -308,7 +320,7 @@ def host_findings(state: HostState) -> list[Finding]:
         found += _config_link_findings(name, fp, desired)
     found += _platform_host_findings(name, fp)
     found += _service_findings(name, fp, meta, desired)
-    return found
+    return [f for f in found if is_difference(f)]
 
 
 def _shown(digest: str | None, secret: bool) -> str | None:
@@ -513,8 +525,8 @@ def _service_findings(name: str, fp: Mapping[str, Any], meta: Mapping[str, Any],
 
 def _env(kind: Kind, subject: str, pair: Counterpart, source: Any, target: Any, severity: Severity, reason: str,
          expected: bool = False, **extra: Any) -> Finding:
-    return Finding(ENVIRONMENT, kind, subject, (pair.target,), None if source is None else str(source),
-                   None if target is None else str(target), severity, expected, reason, (pair.source,), **extra)
+    return Finding(ENVIRONMENT, kind, subject, (pair.target,), shown_value(source), shown_value(target), severity,
+                   expected, reason, (pair.source,), **extra)
 
 
 def environment_findings(pair: Counterpart, target: HostState, source: HostState,
@@ -532,7 +544,7 @@ def environment_findings(pair: Counterpart, target: HostState, source: HostState
     found += _service_env_findings(pair, tfp, sfp, explained)
     found += _port_findings(pair, tfp, sfp, target, source, explained)
     found += _permission_env_findings(pair, tfp, sfp, explained)
-    return found
+    return [f for f in found if is_difference(f)]
 
 
 def _variable_findings(pair: Counterpart, expectations: Mapping[str, Expectation], today: date) -> list[Finding]:
@@ -769,7 +781,7 @@ def compare(hosts: Mapping[str, HostState], pairs: Sequence[Counterpart], expect
         if pair.target in hosts and pair.source in hosts:
             env_level += environment_findings(pair, hosts[pair.target], hosts[pair.source], expectations, today,
                                               explained)
-    every = _merge(host_level + env_level)
+    every = _merge(f for f in host_level + env_level if is_difference(f))
     unreachable = {name: state.error for name, state in hosts.items() if state.error}
     ignored = {name: int((state.fingerprint.get("tree") or {}).get("ignored") or 0) for name, state in hosts.items()
                if state.fingerprint and (state.fingerprint.get("tree") or {}).get("ignored")}
@@ -796,7 +808,8 @@ def describe(report: DriftReport, limit: int = 200) -> list[str]:
     if report.expected:
         lines.append("expected (declared in golive.yml):")
         for f in report.expected[:limit]:
-            lines.append(f"  {f.kind} {f.subject}: {f.expected_value} -> {f.actual_value} - {f.reason}"
+            lines.append(f"  {f.kind} {f.subject}: {shown_value(f.expected_value)} -> {shown_value(f.actual_value)} "
+                         f"- {f.reason}"
                          + (f" (changes {', '.join(f.files)})" if f.files else ""))
     if report.ignored:
         lines.append(f"{sum(report.ignored.values())} file(s) ignored by golive.yml drift.ignore on "
@@ -807,6 +820,7 @@ def describe(report: DriftReport, limit: int = 200) -> list[str]:
 
 
 def finding_line(f: Finding) -> str:
+    f = replace(f, expected_value=shown_value(f.expected_value), actual_value=shown_value(f.actual_value))
     hosts = ", ".join(f.hosts)
     where = f" [set at {f.where}]" if f.where and not f.expected else ""
     files = f" (changes {', '.join(f.files)})" if f.files else ""

@@ -146,6 +146,10 @@ class VarSpec:
 GOLIVE_VARIABLES = (
     # preflight's disk item and the disk check: free space under application.root, in MB (unset: no minimum)
     VarSpec("min_free_disk_mb", type="int"),
+    # the preflight report: the client's name as its people know it (unset: the customer key)
+    VarSpec("company_name", type="str"),
+    # the preflight report: times in this zone (an IANA name) besides UTC (unset: UTC only)
+    VarSpec("timezone", type="str"),
 )
 
 
@@ -176,6 +180,7 @@ class AppDefinition:
     # golive.yml drift.ignore: release paths (globs) drift, deploys and checks neither compare nor repair
     drift_ignore: tuple[str, ...] = ()
     ssh_config: str = ""  # connection.ssh_config: an ssh_config file for hosts whose ssh args name none (-F)
+    display_name: str = ""  # application.display_name: the product's name in reports (else `name`)
 
     def environment(self, name: str) -> EnvironmentSpec | None:
         return next((e for e in self.environments if e.name == name), None)
