@@ -209,7 +209,7 @@ def _accessors(expression: str, value) -> list[str]:
 def _shell_quoted(variable: str) -> str:
     """A variable as one shell word, in Jinja: Ansible's `quote` filter (golive.yml refuses a value put
     into a command unquoted; golive's renderer and Ansible's agree)."""
-    return "{{ " + variable + " | quote }}"
+    return "{{ " + variable + " | default('') | quote }}"  # only the manufacturer's hosts have it
 
 
 def plant(ws: Path) -> None:

@@ -84,6 +84,9 @@ def init_workspace(tmp_path: Path, hosts: TestHosts) -> Path:
                          f"ansible_ssh_common_args: -o UserKnownHostsFile={hosts.known_hosts}\n")
     (ws / "config_templates" / APP / f"{APP}.conf.j2").write_text(
         "[server]\naddress = {{ ansible_host }}\nport = {{ http_port }}\n\n[company]\nname = {{ company_name }}\n")
+    # ownapp is Python: where it runs, it writes byte code into its release (what a user names, the
+    # way golive.yml's comment says; everything else in the release is compared)
+    set_setting(ws, r"^  ignore: \[\]$", '  ignore: ["**/__pycache__/**"]')
     store = ws / "build" / "releases"
     for version in ("1.0", "1.1"):
         package(store, version)

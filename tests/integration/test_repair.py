@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import VAULT_SECRETS, copy_workspace, live_release_problems, run_golive
-from tests.integration.drift_support import HAND_EDIT, OPEN_SECRET, on_host
+from tests.conftest import live_release_problems, run_golive
+from tests.integration.drift_support import HAND_EDIT, OPEN_SECRET, deployed_without_drift, drift, on_host
 
 PROD1, NAME = 12, "mfg-prod-1"
 CURRENT = "/opt/northwind/current"
@@ -50,23 +50,9 @@ CHANGES = {
 }
 
 
-def drift(ws: Path, expect: int) -> dict:
-    result = run_golive(ws, "drift", "manufacturer", "--json")
-    assert result.returncode == expect, result.output
-    for secret in VAULT_SECRETS:
-        assert secret not in result.output
-    return result.json()
-
-
 @pytest.fixture(scope="module")
 def deployed(tmp_path_factory, test_hosts, release_store) -> Path:
-    test_hosts.reset()
-    ws = copy_workspace(tmp_path_factory.mktemp("repair") / "ws", test_hosts, release_store)
-    run_golive(ws, "deploy", "manufacturer", "staging", "--release", "1.0", check=0)
-    run_golive(ws, "check", "manufacturer", "staging", check=0)
-    run_golive(ws, "deploy", "manufacturer", "production", "--release", "1.0", check=0)
-    assert drift(ws, 0)["findings"] == []
-    return ws
+    return deployed_without_drift(tmp_path_factory.mktemp("repair"), test_hosts, release_store)
 
 
 def host_result(result, name: str = NAME) -> dict:

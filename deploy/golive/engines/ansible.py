@@ -177,8 +177,9 @@ def ssh_overrides(hosts: Iterable[Host]) -> dict[str, Any]:
         options = openssh_options(route)
         if (route.jumps or route.proxy_command) and not any(o.lower().startswith("controlpath") for o in options):
             # Ansible's default ControlPath hashes address, port and user: two customers' 10.0.0.5 behind
-            # two bastions would share one connection. One per route instead.
-            digest = hashlib.sha256(repr(route).encode()).hexdigest()[:20]
+            # two bastions would share one connection. One per route and run instead: a master another
+            # run left (ControlPersist) would skip this run's host key checks on every hop.
+            digest = hashlib.sha256(f"{route!r} {os.getpid()}".encode()).hexdigest()[:20]
             options += ["-o", f"ControlPath={CONTROL_DIR}/{digest}"]
         args[host.name] = shlex.join(options)
     if not args:

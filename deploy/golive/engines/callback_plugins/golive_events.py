@@ -51,6 +51,10 @@ class CallbackModule(CallbackBase):
                  "task": task.get_name(), "step": (task.tags or [""])[0], "changed": bool(data.get("changed"))}
         if status in ("failed", "unreachable"):
             event["msg"] = str(data.get("msg") or "")
+            if status == "unreachable" and not event["msg"]:
+                # a no_log task's result is censored, its reason with it: say at least where it went
+                address = (getattr(result._host, "vars", None) or {}).get("ansible_host") or result._host.get_name()
+                event["msg"] = f"ssh to {address} failed (the task's own output is hidden: it may hold a secret)"
             for stream in ("stdout", "stderr"):
                 if data.get(stream):
                     text = str(data[stream])
