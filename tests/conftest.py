@@ -35,7 +35,8 @@ def worker_net(net: str) -> str:
 
 TEST_NET = worker_net(os.environ.get("GOLIVE_TEST_NET", "127.0.50"))
 TEST_DIR = os.environ.get("GOLIVE_TEST_DIR", f"/tmp/golive-tests-{TEST_NET}")
-HOST_COUNT = 6  # the example customers use 5 (127.0.0.11-15); one spare
+# The example customers' application hosts are 127.0.0.11-15, their database hosts 127.0.0.16-19.
+HOST_COUNT = 9
 EXAMPLE_NET = "127.0.0"
 EXAMPLE_KEYS = "/tmp/golive-testhosts"
 WORKSPACE_FILES = ("golive.yml", "ansible.cfg", "vault-password.example", "inventories", "config_templates",
@@ -93,8 +94,11 @@ def test_hosts():
     hosts.down()
 
 
-def copy_workspace(destination: Path, hosts: TestHosts, releases: Path | None) -> Path:
-    """The example workspace, its inventories pointed at these test hosts."""
+def copy_workspace(destination: Path, hosts: TestHosts, releases: Path | None, database: bool = False) -> Path:
+    """The example workspace, its inventories pointed at these test hosts. Without `database` it is
+    the example product without its database (no `database:` section, no database hosts), as a
+    product that only reports its version is deployed: the tests that claim a database step works
+    ask for the database and get real PostgreSQL servers (the `databases` fixture)."""
     destination.mkdir(parents=True, exist_ok=True)
     for name in WORKSPACE_FILES:
         source = REPO / name
@@ -111,12 +115,46 @@ def copy_workspace(destination: Path, hosts: TestHosts, releases: Path | None) -
         text = text.replace(EXAMPLE_KEYS + "/client_key", hosts.client_key)
         text = text.replace(EXAMPLE_KEYS + "/known_hosts", hosts.known_hosts)
         path.write_text(text)
+    if not database:
+        without_database(destination)
     if releases is not None:
         store = destination / "build" / "releases"
         store.mkdir(parents=True)
         for artifact in releases.iterdir():
             shutil.copy2(artifact, store / artifact.name)
     return destination
+
+
+def without_database(workspace: Path) -> None:
+    """Remove golive.yml's `database:` section (the last one) and the database hosts."""
+    import yaml
+
+    app = workspace / "golive.yml"
+    text = app.read_text()
+    head, found, _ = text.partition("\n# The client's database (PostgreSQL).")
+    assert found and "\ndatabase:" not in head, f"{app}: the database section is not the last one"
+    app.write_text(head.rstrip("\n") + "\n")
+    for inventory in (workspace / "inventories").iterdir():
+        path = inventory / "hosts.yml"
+        data = yaml.safe_load(path.read_text())
+        groups = data["all"]["children"]
+        database_hosts = set((groups.pop("database", None) or {}).get("hosts") or {})
+
+        for group in groups.values():
+            if group:
+                _remove_hosts(group, database_hosts)
+        dumped = yaml.safe_dump(data, sort_keys=False, default_flow_style=False, indent=2)
+        path.write_text(dumped.replace(": null\n", ":\n"))
+
+
+def _remove_hosts(group: dict, names: set[str]) -> None:
+    for name in names:
+        (group.get("hosts") or {}).pop(name, None)
+    if group.get("hosts") == {}:
+        del group["hosts"]
+    for child in (group.get("children") or {}).values():
+        if child:
+            _remove_hosts(child, names)
 
 
 @pytest.fixture
@@ -128,7 +166,7 @@ def workspace(tmp_path, test_hosts, release_store) -> Path:
 
 @pytest.fixture
 def offline_workspace(tmp_path) -> Path:
-    """The example workspace for tests that never reach a host."""
+    """The example workspace for tests that never reach a host (without its database, like `workspace`)."""
     destination = tmp_path / "ws"
     destination.mkdir()
     for name in WORKSPACE_FILES:
@@ -137,6 +175,7 @@ def offline_workspace(tmp_path) -> Path:
             shutil.copytree(source, destination / name, ignore=shutil.ignore_patterns("__pycache__"))
         elif source.exists():
             shutil.copy2(source, destination / name)
+    without_database(destination)
     return destination
 
 

@@ -8,6 +8,8 @@ from datetime import date
 from types import MappingProxyType
 from typing import Any
 
+from golive.core.database import DatabaseSpec
+
 VAR_TYPES = ("str", "int", "float", "bool", "list", "dict", "any")
 
 
@@ -42,6 +44,7 @@ class Hooks:
     before_cutover: str = ""
     after_cutover: str = ""
     on_rollback: str = ""
+    timeout: float = 600.0  # seconds each hook may run
 
 
 @dataclass(frozen=True)
@@ -91,6 +94,7 @@ class AppDefinition:
     runtime_packages: tuple[str, ...] = ()
     variables: tuple[VarSpec, ...] = ()
     source: str = "golive.yml"
+    database: DatabaseSpec | None = None  # None: a product without a database
 
     def environment(self, name: str) -> EnvironmentSpec | None:
         return next((e for e in self.environments if e.name == name), None)
