@@ -212,7 +212,7 @@ def _seconds(reader: _Reader, section: YamlMap, key: str, default: float, name: 
     return value
 
 
-_DATABASE_KEYS = {"server_group", "connection", "client_bin", "migrations", "timeouts", "backup"}
+_DATABASE_KEYS = {"server_group", "connection", "client_bin", "migrations", "timeouts", "backup", "health_key"}
 _MIGRATION_KEYS = {"kind", "dir", "history_table", "online", "command", "version_command", "pre_sql", "compatible"}
 _TIMEOUT_KEYS = {"connect", "lock", "migrate", "backup", "restore"}
 _BACKUP_KEYS = {"dir", "keep", "min_free_mb", "jobs"}
@@ -306,6 +306,7 @@ def _database(reader: _Reader, data: YamlMap) -> DatabaseSpec | None:
         reader.problem(backup, "jobs", "database.backup.jobs must be at least 1")
     return DatabaseSpec(server_group=group.strip(), connection=tuple(templates), client_bin=client_bin.rstrip("/"),
                         migrations=migrations, timeouts=limits,
+                        health_key=reader.get(section, "health_key", str, "schema_version", "database.health_key"),
                         backup=BackupPolicy(dir=backup_dir.rstrip("/"), keep=max(1, keep),
                                             min_free_mb=reader.get(backup, "min_free_mb", int, 0,
                                                                    "database.backup.min_free_mb"),

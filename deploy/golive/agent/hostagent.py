@@ -600,6 +600,7 @@ class Agent:
         meta = self.meta(release) or {}
         health = meta.get("health") or {}
         expected = {"version": meta.get("version"), "config_hash": meta.get("config_hash")}
+        expected.update(args.get("expect") or {})  # the schema version the database is at
         attempts = max(1, int(health.get("retries", 1)))
         timeout = float(health.get("timeout", 2))
         interval = float(health.get("interval", 0.2))
@@ -831,8 +832,9 @@ class Agent:
             recovery = [s for s in self.request.get("on_failure", [])
                         if failed["name"] in s.get("after", [failed["name"]])]
             if recovery:
-                recovered = all(self.run_step(s)["ok"] for s in recovery)
-                self.vars["result"] = "rolled_back" if recovered else "failed"
+                # Every recovery step runs, even after one of them failed: each failure is reported.
+                outcomes = [self.run_step(s)["ok"] for s in recovery]
+                self.vars["result"] = "rolled_back" if all(outcomes) else "failed"
         elif self.request.get("result"):
             self.vars["result"] = self.request["result"]
         if failed is not None and failed["op"] == "lock":
@@ -861,13 +863,13 @@ class LockHeld(Exception):
         self.holder = holder
 
 
-def main(raw_request, stream):
+def main(raw_request, stream, agent_class=None):
     # Finish the batch even if the controller disappears: a cutover is never left half done.
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     os.umask(0o022)
     request = from_json(raw_request.decode("utf-8"))
-    result = Agent(request, stream).run()
+    result = (agent_class or Agent)(request, stream).run()
     payload = to_json(result).encode("utf-8")
     try:
         sys.stdout.buffer.write(payload)
@@ -876,5 +878,5 @@ def main(raw_request, stream):
         pass  # the controller is gone; the ledger has the outcome
 
 
-if __name__ == "golive_agent":
+if __name__ == "golive_agent" and not globals().get("GOLIVE_EXTENDED"):  # dbagent.py extends this program
     main(REQUEST, STREAM)  # noqa: F821 - provided by the bootstrap

@@ -60,6 +60,9 @@ class DatabaseSpec:
     migrations: MigrationSpec = MigrationSpec()
     timeouts: DatabaseTimeouts = DatabaseTimeouts()
     backup: BackupPolicy = BackupPolicy()
+    # The /health field that reports the schema version; every verification expects it to be the
+    # one the database is at. Empty: the product's health answer does not report it.
+    health_key: str = "schema_version"
 
     def template(self, key: str) -> str:
         return dict(self.connection).get(key, "")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from golive.adapters import faultpoints
@@ -16,7 +16,7 @@ from golive.core.outcome import Outcome
 from golive.core.plan import INSTALL, UNCHANGED, DesiredRelease, HostFacts, HostPlan, plan_host
 from golive.core.release import Artifact
 from golive.core.rollout import batches, crossed, max_fail_threshold
-from golive.flows import steps
+from golive.flows import database, steps
 from golive.flows.desired import check_artifact_archive, desired_release
 from golive.flows.session import HostReport, HostSession, chunks, lock_report, run_context, step_seconds
 from golive.workspace import Workspace
@@ -37,6 +37,7 @@ class Target:
     report: HostReport | None = None
     answers: tuple[AgentAnswer, ...] = ()
     leads: bool = False  # the run's leader: its lock is the environment's, held until the run ends
+    database: dict[str, Any] = field(default_factory=dict)  # steps.with_database: what verify expects, ...
 
 
 # -- promotion gate -------------------------------------------------------------------------
@@ -164,6 +165,15 @@ def holds_lock(target: Target) -> bool:
     return bool(lock_step and lock_step.ok)
 
 
+def release_locks(session: HostSession, targets: list[Target]) -> None:
+    """The end of a run: a migrating deploy kept every host's lock (its recovery is the environment's),
+    then the leader's goes back last."""
+    held = [t for t in targets if not t.leads and t.database.get("keep_locks") and holds_lock(t)]
+    if held:
+        session.call_all({t.host.name: (t.connected, steps.release_batch()) for t in held}, BEGIN_TIMEOUT)
+    release_leader(session, targets)
+
+
 def release_leader(session: HostSession, targets: list[Target]) -> None:
     """The last round trip of a run: free the environment lock the leader held throughout."""
     leader = next((t for t in targets if t.leads and holds_lock(t)), None)
@@ -230,8 +240,8 @@ def activate(session: HostSession, run: steps.RunContext, ws: Workspace, target:
     name = target.host.name
     hooks = target.meta.get("hooks", {})
     earlier = step_seconds(*target.answers)
-    request = steps.activate_batch(run, ws.app, target.plan, target.desired, hooks, earlier, name,
-                                   keep_lock=target.leads)
+    request = steps.with_database(steps.activate_batch(run, ws.app, target.plan, target.desired, hooks, earlier, name,
+                                                       keep_lock=target.leads), target.database)
     session.progress.update(name, "cutover", "running")
     answer = session.call(target.connected, request, timeout=ACTIVATE_TIMEOUT)
     target.answers += (answer,)
@@ -272,12 +282,21 @@ def deploy(ws: Workspace, customer: str, environment: str, version: str, *, seri
     threshold = max_fail_threshold(max_fail)
     artifact, targets = prepare(ws, customer, environment, version, only)
     planned_batches = batches(targets, serial)
+    db = database.for_environment(ws, customer, environment)
     promotion = enforce_promotion(ws, customer, environment, artifact, override_promotion, progress)
     run = run_context("deploy", customer, environment, operator, reason=override_promotion or "")
-    session = HostSession([t.host for t in targets], progress, ws.app, run.token)
+    session = HostSession([t.host for t in targets] + ([db.host] if db else []), progress, ws.app, run.token)
     progress.start(f"deploy {artifact.version} to {customer}/{environment}",
-                   [t.host.name for t in targets], steps.DEPLOY_COLUMNS)
+                   [t.host.name for t in targets] + ([db.host.name] if db else []),
+                   steps.DATABASE_DEPLOY_COLUMNS if db else steps.DEPLOY_COLUMNS)
+    db_plan = None
     try:
+        if db is not None:  # read before any host is locked: what it refuses touches nothing
+            db_plan = database.plan_deploy(session, ws, db, artifact, serial=len(planned_batches) > 1,
+                                           hosts=[t.host for t in targets])
+            for target in targets:
+                target.meta["schema_version"] = db_plan.release_schema
+                target.database = db_plan.annotation()
         blocked_by = begin(session, run, ws, targets)
         faultpoints.reached("begin:done")
         if blocked_by is not None:
@@ -286,13 +305,20 @@ def deploy(ws: Workspace, customer: str, environment: str, version: str, *, seri
                 if target.report is None:
                     target.report = HostReport(host=target.host.name, environment=environment, status="skipped",
                                                error=f"not touched: the environment is locked ({held})")
+        elif db_plan is not None and db_plan.decision.migrates:
+            database.roll_out(session, run, ws, artifact, targets, db_plan,
+                              database.Hooks(install=install, activate=activate, abort=stop_remaining))
         else:
             roll_out(session, run, ws, artifact, planned_batches, threshold, len(targets))
     finally:
-        release_leader(session, targets)
+        release_locks(session, targets)
         session.close()
         progress.stop()
-    return deploy_outcome("deploy", customer, environment, artifact.version, targets, promotion)
+    extra = {**promotion, **({"database": db_plan.outcome()} if db_plan else {})}
+    outcome = deploy_outcome("deploy", customer, environment, artifact.version, targets, extra)
+    if db_plan is not None:
+        outcome.text += "\n" + "\n".join(db_plan.describe_outcome())
+    return outcome
 
 
 def roll_out(session: HostSession, run: steps.RunContext, ws: Workspace, artifact: Artifact,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import getpass
 import os
 import secrets
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -82,20 +82,21 @@ class HostSession:
         return self.fleet.connect(list(hosts) if hosts is not None else None)
 
     def call(self, connected: Connected, request: dict[str, Any], payload: Iterable[bytes] = (),
-             timeout: float = 300) -> AgentAnswer:
+             timeout: float = 300, module: str = "hostagent",
+             on_progress: Callable[[str], None] | None = None) -> AgentAnswer:
         # The host's secret values travel (over SSH, to a host that holds them anyway) so that the agent
         # can mask them in what it records and answers: command output may echo a rendered secret.
-        mask = sorted(connected.host.secret_values)
+        mask = sorted(set(connected.host.secret_values) | set(request.get("mask") or ()))
         return call_agent(connected, {**request, "root": self.root, "token": self.token, "mask": mask}, payload,
-                          timeout)
+                          timeout, module=module, on_progress=on_progress)
 
     def call_all(self, requests: Mapping[str, tuple[Connected, dict[str, Any]]],
-                 timeout: float = 300) -> dict[str, AgentAnswer]:
+                 timeout: float = 300, module: str = "hostagent") -> dict[str, AgentAnswer]:
         names = list(requests)
 
         def one(name: str) -> AgentAnswer:
             connected, request = requests[name]
-            return self.call(connected, request, timeout=timeout)
+            return self.call(connected, request, timeout=timeout, module=module)
 
         answers = self.fleet.map(one, names)
         return {name: _as_answer(answer) for name, answer in zip(names, answers, strict=True)}

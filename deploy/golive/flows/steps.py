@@ -35,6 +35,9 @@ from golive.core.plan import INSTALL, REPAIR, DesiredRelease, HostPlan
 from golive.core.release import Artifact
 
 DEPLOY_COLUMNS = ("lock", "upload", "unpack", "configure", "cutover", "restart", "verify", "result")
+# With a database: its host's row fills backup and migrate (once per environment, flows/database.py).
+DATABASE_DEPLOY_COLUMNS = ("lock", "upload", "unpack", "configure", "stop", "backup", "migrate", "cutover", "restart",
+                           "verify", "result")
 ROLLBACK_COLUMNS = ("lock", "choose", "cutover", "restart", "verify", "result")
 ACTIVATE_FAILURES = ("before_cutover", "cutover", "restart", "verify", "after_cutover")
 SWITCHED_FAILURES = ("cutover", "restart", "verify", "after_cutover")
@@ -264,6 +267,29 @@ def release_batch() -> dict[str, Any]:
     """Free a lock this run holds (the leader's, at the end of the run; or every one, when the run
     stops before changing anything because another run holds some host)."""
     return {"steps": [unlock()]}
+
+
+def with_database(request: dict[str, Any], database: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A batch for an environment with a database: every verification also expects the schema
+    version the database is at ("expect"), every ledger entry links the database steps of the run
+    ("entry"); "no_switch_back" drops the recovery steps that would put the code that was live back
+    on a schema it was not written for (after a restore or down-migrations)."""
+    if not database:
+        return request
+    expect, extra = database.get("expect") or {}, database.get("entry") or {}
+
+    def annotate(step: dict[str, Any]) -> dict[str, Any]:
+        if step.get("op") == "verify" and expect:
+            return {**step, "expect": dict(expect)}
+        if step.get("op") == "record" and extra:
+            return {**step, "entry": {**step["entry"], **extra}}
+        return step
+
+    annotated = {key: [annotate(s) for s in value] if key in ("steps", "on_failure", "always") else value
+                 for key, value in request.items()}
+    if database.get("no_switch_back"):
+        annotated["on_failure"] = [s for s in annotated.get("on_failure", []) if s.get("op") == "mark"]
+    return annotated
 
 
 def install_needed(plan: HostPlan) -> bool:

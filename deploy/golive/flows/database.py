@@ -1,0 +1,873 @@
+"""The environment's database in deploy, plan and rollback: once per environment, never per host.
+
+With a `database:` section in golive.yml a deploy is
+
+    lock -> upload -> unpack -> configure -> [stop] -> backup -> migrate -> hooks -> cutover -> restart
+         -> verify -> record
+
+where backup and migrate run once, on the environment's database host (pg_dump, psql there),
+before any application host switches (golive.agent.dbagent). The rules are core/migrations.py's:
+
+- no pending migration: the usual per-host deploy; every verification also expects the schema
+  version the database is at;
+- only additive (expand) migrations: backup, every application host stopped (unless golive.yml
+  says `online: expand`), migrate, then the usual per-host activation: a host that fails goes back
+  to its previous release, code only, which runs on the expanded schema;
+- any other migration (contract): backup, every host stopped, migrate, every host activated; when
+  any host fails its verification, the database is restored from this run's backup BEFORE the old
+  code starts again, then every host is switched back and verified. --serial and --host refuse it.
+
+Everything that can be refused is refused before any host is touched (exit 2): an unreachable
+database host or server, a wrong password, a changed checksum, a migration out of order, too
+little disk space for the backup, a --serial or --host that would leave old code on a new schema.
+"""
+
+from __future__ import annotations
+
+import secrets
+import tarfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from golive.adapters import faultpoints
+from golive.adapters.remote import AgentAnswer
+from golive.adapters.transport import Connected
+from golive.core.database import DatabaseConnection, DatabaseSpec
+from golive.core.errors import BadInput, Problem
+from golive.core.migrations import (
+    Applied,
+    DeployDecision,
+    HistoryCheck,
+    Migration,
+    RestoreCost,
+    RollbackDecision,
+    check_history,
+    deploy_decision,
+    describe_cost,
+    read_migrations,
+    restore_cost,
+    rollback_decision,
+    schema_version,
+)
+from golive.core.model import Host
+from golive.core.plan import INSTALL
+from golive.core.release import Artifact
+from golive.flows import steps
+from golive.flows.session import HostReport, HostSession, step_seconds
+from golive.workspace import Workspace
+
+PROBE_TIMEOUT = 300
+STOP_TIMEOUT = 300
+MARGIN = 120  # seconds the controller waits beyond a step's own timeout
+
+
+@dataclass
+class Database:
+    """One environment's database during one run."""
+
+    spec: DatabaseSpec
+    host: Host  # its database host
+    connection: DatabaseConnection
+    customer: str
+    environment: str
+    root: str
+    connected: Connected | None = None
+    state: dict[str, Any] = field(default_factory=dict)  # the last probe's answer
+
+    @property
+    def applied(self) -> list[Applied]:
+        return [Applied.from_row(row) for row in self.state.get("history") or []]
+
+    @property
+    def schema(self) -> str | None:
+        return schema_version(self.applied)
+
+    @property
+    def backups(self) -> list[dict[str, Any]]:
+        return list(self.state.get("backups") or [])
+
+    def request(self, batch: list[dict[str, Any]], always: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
+        t = self.spec.timeouts
+        return {"steps": batch, "always": list(always), "mask": [self.connection.password],
+                "database": {"connection": asdict(self.connection), "bin": self.spec.client_bin,
+                             "history_table": self.spec.migrations.history_table,
+                             "backup_dir": self.spec.backup.dir or f"{self.root}/.golive/backups",
+                             "timeouts": {"connect": t.connect, "lock": t.lock, "migrate": t.migrate,
+                                          "backup": t.backup, "restore": t.restore},
+                             "connect_timeout": t.connect, "restore_jobs": self.spec.backup.jobs,
+                             "customer": self.customer, "environment": self.environment}}
+
+    def describe(self) -> str:
+        return f"{self.connection.describe()} (on {self.host.name})"
+
+
+def for_environment(ws: Workspace, customer: str, environment: str) -> Database | None:
+    """The environment's database, or None when golive.yml declares none."""
+    host = ws.database_host(customer, environment)
+    if host is None or ws.app.database is None:
+        return None
+    return Database(ws.app.database, host, ws.database_connection(host), customer, environment, ws.app.root)
+
+
+def call(session: HostSession, db: Database, batch: list[dict[str, Any]], timeout: float,
+         always: Sequence[dict[str, Any]] = (), column: str = "") -> AgentAnswer:
+    """One request to the database host's agent; progress lines go to the progress table."""
+    def shown(text: str) -> None:
+        if column:
+            session.progress.update(db.host.name, column, "running", text[:60])
+
+    assert db.connected is not None
+    return session.call(db.connected, db.request(batch, always), timeout=timeout + MARGIN, module="dbagent",
+                        on_progress=shown)
+
+
+def probe(session: HostSession, db: Database, *, schema: bool = False) -> dict[str, Any]:
+    """Read the database (nothing changes): reachable with the rendered credentials, its history,
+    size, statistics, backups. Any failure here is bad input: no host has been touched."""
+    db.connected = session.fleet.wait_connected(db.host)
+    where = f"database of {db.customer}/{db.environment}"
+    if not db.connected.ok:
+        raise BadInput(Problem(where, f"its host is unreachable: {db.connected.error}; nothing was changed"))
+    answer = call(session, db, [{"op": "db_probe", "name": "db_probe", "schema": schema}], PROBE_TIMEOUT)
+    if not answer.ok:
+        raise BadInput(Problem(where, f"{db.describe()}: {answer.error}; nothing was changed"))
+    db.state = answer.data("db_probe")
+    return db.state
+
+
+def release_migrations(ws: Workspace, artifact: Artifact) -> list[Migration]:
+    """The migrations a release artifact carries (its database.migrations.dir), refused with the file
+    and line when one is malformed."""
+    spec = ws.app.database
+    if spec is None or spec.migrations.kind != "sql":
+        return []
+    prefix = spec.migrations.dir.strip("/") + "/"
+    files: dict[str, bytes] = {}
+    try:
+        with tarfile.open(artifact.path, "r:*") as archive:
+            for member in archive.getmembers():
+                name = member.name.removeprefix("./")
+                if member.isfile() and name.startswith(prefix) and "/" not in name[len(prefix):]:
+                    handle = archive.extractfile(member)
+                    files[name[len(prefix):]] = handle.read() if handle else b""
+    except (tarfile.TarError, OSError) as error:
+        raise BadInput(Problem(artifact.name, f"cannot read its migrations: {error}")) from None
+    migrations, problems = read_migrations(files, f"{artifact.name}:{spec.migrations.dir}")
+    if problems:
+        raise BadInput(problems)
+    return migrations
+
+
+def release_file(artifact: Artifact, name: str) -> bytes | None:
+    try:
+        with tarfile.open(artifact.path, "r:*") as archive:
+            for member in archive.getmembers():
+                if member.isfile() and member.name.removeprefix("./") == name:
+                    handle = archive.extractfile(member)
+                    return handle.read() if handle else b""
+    except (tarfile.TarError, OSError):
+        return None
+    return None
+
+
+# -- deploy: planning --------------------------------------------------------------------------
+
+@dataclass
+class DeployPlan:
+    """What a deploy does with the environment's database, decided before any host is touched."""
+
+    db: Database
+    migrations: list[Migration]
+    check: HistoryCheck
+    decision: DeployDecision
+    version: str
+    command: bool = False  # the vendor's migrate command (database.migrations.kind: command)
+    backup_id: str | None = None
+    backup: dict[str, Any] | None = None
+    migrated: list[str] = field(default_factory=list)
+    migration_log: str | None = None
+    schema_after: str | None = None
+    events: list[str] = field(default_factory=list)  # what happened, for the report
+    restored: bool | None = None  # None: no restore was needed
+
+    @property
+    def release_schema(self) -> str | None:
+        return schema_version(self.migrations) if self.migrations else self.check.schema_before
+
+    def expectation(self) -> dict[str, Any]:
+        """What every verification of this run expects of /health."""
+        key = self.db.spec.health_key
+        after = self.schema_after if self.schema_after is not None else self.decision.schema_after
+        return {key: after} if key and after else {}
+
+    def entry(self) -> dict[str, Any]:
+        """What each application host's ledger entry links: the database steps of the run."""
+        linked: dict[str, Any] = {"host": self.db.host.name, "schema_before": self.decision.schema_before,
+                                  "schema_after": self.schema_after or self.decision.schema_after}
+        if self.backup_id:
+            linked.update(backup=self.backup_id, backup_dir=self.db.state.get("backup_dir"))
+        if self.migrated:
+            linked["applied"] = list(self.migrated)
+        if self.migration_log:
+            linked["migration_log"] = self.migration_log
+        if self.restored is not None:
+            linked["restored"] = self.restored
+        return {"database": linked}
+
+    def annotation(self, **extra: Any) -> dict[str, Any]:
+        return {"expect": self.expectation(), "entry": self.entry(), **extra}
+
+    def outcome(self) -> dict[str, Any]:
+        """What the deploy did with the database, for the JSON document."""
+        data = self.as_dict()
+        data.update(backup_taken=self.backup_id, applied=list(self.migrated), migration_log=self.migration_log,
+                    schema=self.schema_after or (self.decision.schema_before if not self.migrated else None),
+                    restored=self.restored, events=list(self.events))
+        return data
+
+    def describe_outcome(self) -> list[str]:
+        d = self.decision
+        lines = [f"database {self.db.describe()}:"]
+        if not d.migrates:
+            lines.append(f"  schema {d.schema_before or '(none)'}: nothing to migrate")
+            return lines
+        if self.backup_id:
+            lines.append(f"  backup {self.backup_id} on {self.db.host.name} ({self.db.state.get('backup_dir')})")
+        if self.migrated:
+            lines.append(f"  migrated {d.schema_before or '(none)'} -> {self.schema_after}: {', '.join(self.migrated)}"
+                         + (f" (log {self.migration_log})" if self.migration_log else ""))
+        lines.extend(f"  {event}" for event in self.events)
+        return lines
+
+    def as_dict(self) -> dict[str, Any]:
+        backup_size = self.db.state.get("size")
+        return {
+            "host": self.db.host.name, "database": self.db.connection.describe(),
+            "schema_before": self.decision.schema_before, "schema_after": self.decision.schema_after,
+            "pending": [{**m.as_dict(), "compatible_with_previous": m.kind == "expand"} for m in self.decision.pending],
+            "compatible_with_previous": self.decision.compatible,
+            "stops_hosts": self.decision.stop_hosts,
+            "backup": {"location": self.db.state.get("backup_dir"), "database_size": backup_size,
+                       "disk_free": self.db.state.get("disk_free")} if self.decision.backup else None,
+            "command": list(self.db.spec.migrations.command) if self.command else None,
+        }
+
+
+def plan_deploy(session: HostSession, ws: Workspace, db: Database, artifact: Artifact, *, serial: bool,
+                hosts: Sequence[Host]) -> DeployPlan:
+    """`serial`: the run has several batches; `hosts`: the application hosts it deploys."""
+    """Read the database and decide; refuse (BadInput) what must not start."""
+    migrations = release_migrations(ws, artifact)
+    probe(session, db)
+    spec = db.spec.migrations
+    if spec.kind == "command":
+        return _plan_command(ws, db, artifact, serial=serial, hosts=hosts)
+    check = check_history(migrations, db.applied, f"{artifact.name}:{spec.dir}")
+    all_hosts = [h.name for h in ws.hosts(db.customer, db.environment)]
+    others = sorted(set(all_hosts) - {h.name for h in hosts})
+    decision = deploy_decision(check, online=spec.online, serial=serial, subset=bool(others),
+                               environment=db.environment, others=others, release=artifact.version)
+    problems = list(decision.problems)
+    if decision.backup:
+        problems += _space_problems(db)
+    if problems:
+        raise BadInput(problems)
+    return DeployPlan(db, migrations, check, decision, artifact.version)
+
+
+def _plan_command(ws: Workspace, db: Database, artifact: Artifact, *, serial: bool,
+                  hosts: Sequence[Host]) -> DeployPlan:
+    """The vendor's migrate command: golive cannot know beforehand whether it changes anything, so a
+    deploy always backs up, stops every host and runs it; whether the previous release's code runs
+    on what it leaves is golive.yml's `compatible`."""
+    spec = db.spec.migrations
+    all_hosts = [h.name for h in ws.hosts(db.customer, db.environment)]
+    others = sorted(set(all_hosts) - {h.name for h in hosts})
+    fake = Migration(version=f"{artifact.version}", name="vendor_migrate", checksum="",
+                     kind="expand" if spec.compatible else "contract", declared=True, transactional=False,
+                     why="golive.yml database.migrations.compatible")
+    check = HistoryCheck((fake,), tuple(db.applied), (), ())
+    decision = deploy_decision(check, online=spec.online, serial=serial, subset=bool(others),
+                               environment=db.environment, others=others, release=artifact.version)
+    problems = list(decision.problems)
+    if spec.pre_sql and release_file(artifact, spec.pre_sql) is None:
+        problems.append(Problem(f"{ws.app.source} database.migrations.pre_sql",
+                                f"{spec.pre_sql} is not in {artifact.name}"))
+    problems += _space_problems(db)
+    if problems:
+        raise BadInput(problems)
+    # What the database reports after the command is known only then: schema_after is set by migrate.
+    decision = DeployDecision(decision.pending, decision.compatible, decision.stop_hosts, True,
+                              decision.schema_before, None, ())
+    return DeployPlan(db, [], check, decision, artifact.version, command=True)
+
+
+def _space_problems(db: Database) -> list[Problem]:
+    free, size = db.state.get("disk_free"), int(db.state.get("size") or 0)
+    needed = size + db.spec.backup.min_free_mb * 1048576
+    if free is not None and free < needed:
+        return [Problem(f"database of {db.customer}/{db.environment}",
+                        f"not enough disk space for the backup on {db.host.name} ({db.state.get('backup_dir')}): "
+                        f"{free / 1048576:.1f} MB free, the database is {size / 1048576:.1f} MB and "
+                        f"{db.spec.backup.min_free_mb} MB must stay free; nothing was changed")]
+    return []
+
+
+def describe_plan(plan: DeployPlan) -> list[str]:
+    """The database part of `golive plan`: pending migrations, their kind, the backup it would take."""
+    d = plan.decision
+    lines = [f"  database {plan.db.describe()}: schema {d.schema_before or '(none)'}"]
+    if plan.command:
+        spec = plan.db.spec.migrations
+        lines.append(f"    the vendor's migrate command: {' && '.join(spec.command)}"
+                     + (f" (after {spec.pre_sql})" if spec.pre_sql else ""))
+        lines.append("    the previous release's code " + ("runs" if spec.compatible else "does NOT run")
+                     + " on what it leaves (golive.yml database.migrations.compatible)")
+    elif not d.pending:
+        lines.append("    no pending migration: code-only deploy, rollback code-only")
+    for m in d.pending if not plan.command else ():
+        compatible = "the previous code runs on it" if m.kind == "expand" else "the previous code does NOT run on it"
+        lines.append(f"    pending {m.describe()}: {compatible}")
+    if d.backup:
+        state = plan.db.state
+        size = int(state.get("size") or 0)
+        free = state.get("disk_free")
+        lines.append(f"    backup first: pg_dump -Fc of {size / 1048576:.1f} MB into {state.get('backup_dir')} on "
+                     f"{plan.db.host.name}" + (f" ({free / 1048576:.0f} MB free)" if free is not None else ""))
+        lines.append("    every application host stops before the migration" if d.stop_hosts
+                     else "    the migration runs while the previous release serves (online: expand)")
+        if not d.compatible:
+            lines.append("    if a host fails its verification: the database is restored from that backup, then "
+                         "every host goes back to its previous release")
+            lines.append("    rollback afterwards: needs --restore-db (or --down where every migration has a "
+                         "down file)")
+        else:
+            lines.append("    rollback afterwards: code-only (every pending migration is additive)")
+    return lines
+
+
+# -- deploy: doing -------------------------------------------------------------------------------
+
+def new_backup_id(environment: str, version: str) -> str:
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    return f"{stamp}-{environment}-{version}-{secrets.token_hex(2)}"
+
+
+def _db_entry(run: steps.RunContext, db: Database, **fields: Any) -> dict[str, Any]:
+    return run.entry(db.host.name, database=db.connection.describe(), **fields)
+
+
+def backup(session: HostSession, run: steps.RunContext, db: Database, *, release: str | None,
+           taken_for: str, column: str = "backup") -> tuple[dict[str, Any] | None, str | None]:
+    """(metadata, None) of a verified backup, or (None, error)."""
+    backup_id = new_backup_id(db.environment, taken_for.split("-")[0] if taken_for else "manual")
+    session.progress.update(db.host.name, column, "running")
+    answer = call(session, db, [{"op": "db_backup", "name": "db_backup", "id": backup_id, "release": release,
+                                 "taken_for": taken_for, "operator": run.operator,
+                                 "min_free_mb": db.spec.backup.min_free_mb}],
+                  db.spec.timeouts.backup,
+                  always=[steps.record(_db_entry(run, db, action="backup", release=release, backup=backup_id,
+                                                 detail=f"before {taken_for}"))], column=column)
+    if not answer.ok:
+        session.progress.update(db.host.name, column, "failed")
+        return None, f"backup: {answer.error}"
+    meta = answer.data("db_backup").get("backup") or {}
+    session.progress.update(db.host.name, column, "ok", f"{answer.steps[0].seconds:.1f}s")
+    return meta, None
+
+
+def stop_hosts(session: HostSession, targets: Sequence[Any], column: str = "stop") -> list[str]:
+    """Stop every application host's service (the release live there); the errors, per host."""
+    def stop(target: Any) -> AgentAnswer:
+        session.progress.update(target.host.name, column, "running")
+        answer = session.call(target.connected, {"steps": [{"op": "stop", "name": "stop"}]}, timeout=STOP_TIMEOUT,
+                              module="dbagent")
+        session.progress.update(target.host.name, column, "ok" if answer.ok else "failed")
+        return answer
+
+    answers = session.fleet.map(stop, list(targets))
+    return [f"{t.host.name}: {getattr(a, 'error', a)}" for t, a in zip(targets, answers, strict=True)
+            if not isinstance(a, AgentAnswer) or not a.ok]
+
+
+def start_hosts(session: HostSession, targets: Sequence[Any], expect: Mapping[str, Any]) -> dict[str, AgentAnswer]:
+    """Restart the release live on each host and verify it (after a migration that did not happen)."""
+    requests = {t.host.name: (t.connected, {"steps": [steps.restart(""), {**steps.verify(""), "expect": dict(expect)}]})
+                for t in targets}
+    return session.call_all(requests, STOP_TIMEOUT)
+
+
+def migrate(session: HostSession, run: steps.RunContext, ws: Workspace, plan: DeployPlan, targets: Sequence[Any],
+            artifact: Artifact) -> tuple[bool, str | None]:
+    """(ok, error): the pending migrations applied once, on the database host (or, for the vendor's
+    command, on the first application host)."""
+    db = plan.db
+    session.progress.update(db.host.name, "migrate", "running")
+    if plan.command:
+        return _migrate_command(session, run, ws, plan, targets, artifact)
+    migrations = [{"version": m.version, "name": m.name, "checksum": m.checksum, "kind": m.kind,
+                   "transactional": m.transactional, "reversible": m.reversible, "sql": m.sql}
+                  for m in plan.decision.pending]
+    expect_applied = [[a.version, a.checksum] for a in plan.check.applied]
+    answer = call(session, db, [{"op": "db_migrate", "name": "db_migrate", "migrations": migrations,
+                                 "release": plan.version, "operator": run.operator, "engine": run.engine,
+                                 "expect_applied": expect_applied}],
+                  db.spec.timeouts.migrate, column="migrate",
+                  always=[steps.record(_db_entry(run, db, action="migrate", release=plan.version,
+                                                 migrations=[m.id for m in plan.decision.pending],
+                                                 backup=plan.backup_id))])
+    data = answer.data("db_migrate")
+    plan.migrated = list(data.get("applied") or answer.vars.get("applied") or [])
+    plan.migration_log = data.get("log") or answer.vars.get("migration_log")
+    if not answer.ok:
+        session.progress.update(db.host.name, "migrate", "failed")
+        return False, f"migrate: {answer.error}"
+    plan.schema_after = data.get("schema_version")
+    db.state["history"] = data.get("history") or db.state.get("history")
+    session.progress.update(db.host.name, "migrate", "ok", f"{answer.steps[0].seconds:.1f}s")
+    return True, None
+
+
+def _migrate_command(session: HostSession, run: steps.RunContext, ws: Workspace, plan: DeployPlan,
+                     targets: Sequence[Any], artifact: Artifact) -> tuple[bool, str | None]:
+    db, spec = plan.db, plan.db.spec.migrations
+    if spec.pre_sql:
+        sql = (release_file(artifact, spec.pre_sql) or b"").decode("utf-8", "replace")
+        answer = call(session, db, [{"op": "db_sql", "name": "db_sql", "sql": sql, "file": spec.pre_sql}],
+                      db.spec.timeouts.migrate, column="migrate",
+                      always=[steps.record(_db_entry(run, db, action="migrate", release=plan.version,
+                                                     detail=f"pre-migration script {spec.pre_sql}"))])
+        if not answer.ok:
+            session.progress.update(db.host.name, "migrate", "failed")
+            return False, f"migrate: {answer.error}"
+    runner = targets[0]
+    commands = [ws.render_string(c, runner.host, plan.version, "database.migrations.command") for c in spec.command]
+    version_command = ws.render_string(spec.version_command, runner.host, plan.version,
+                                       "database.migrations.version_command")
+    request = db.request([{"op": "db_command", "name": "db_command", "release": runner.desired.release,
+                           "commands": commands, "version_command": version_command}])
+    request["mask"] = sorted(set(request["mask"]) | set(runner.host.secret_values))
+    answer = session.call(runner.connected, request, timeout=db.spec.timeouts.migrate * max(1, len(commands)) + MARGIN,
+                          module="dbagent",
+                          on_progress=lambda text: session.progress.update(db.host.name, "migrate", "running",
+                                                                           f"{runner.host.name}: {text}"[:60]))
+    data = answer.data("db_command")
+    plan.migration_log = f"{runner.host.name}:{data.get('log') or answer.vars.get('migration_log')}"
+    if not answer.ok:
+        session.progress.update(db.host.name, "migrate", "failed")
+        return False, f"migrate ({runner.host.name}): {answer.error}"
+    before, after = data.get("version_before"), data.get("version_after")
+    if after and after != before:
+        kind = "expand" if spec.compatible else "contract"
+        recorded = call(session, db, [{"op": "db_record", "name": "db_record", "release": plan.version,
+                                       "operator": run.operator, "engine": run.engine,
+                                       "migration": {"version": after, "name": "vendor_migrate",
+                                                     "checksum": f"command:{before or ''}->{after}", "kind": kind,
+                                                     "reversible": False}}],
+                        db.spec.timeouts.connect * 6,
+                        always=[steps.record(_db_entry(run, db, action="migrate", release=plan.version,
+                                                       detail=f"vendor command: {before} -> {after}",
+                                                       migration_log=plan.migration_log))])
+        if not recorded.ok:
+            return False, f"migrate: {recorded.error}"
+        plan.migrated = [f"{after}_vendor_migrate"]
+    plan.schema_after = after
+    session.progress.update(db.host.name, "migrate", "ok", f"{before} -> {after}")
+    return True, None
+
+
+def restore(session: HostSession, run: steps.RunContext, db: Database, backup_id: str, *, reason: str,
+            column: str = "backup", rehearsal: bool = False) -> tuple[dict[str, Any] | None, str | None]:
+    """(result, None) or (None, error): the backup restored (or rehearsed) on the database host."""
+    session.progress.update(db.host.name, column, "running", "restore" if not rehearsal else "rehearsal")
+    answer = call(session, db, [{"op": "db_restore", "name": "db_restore", "backup": backup_id,
+                                 "rehearsal": rehearsal, "operator": run.operator}],
+                  db.spec.timeouts.restore, column=column,
+                  always=[steps.record(_db_entry(run, db, action="rehearse" if rehearsal else "restore",
+                                                 backup=backup_id, detail=reason))])
+    if not answer.ok:
+        session.progress.update(db.host.name, column, "failed", "restore")
+        return None, f"restore of backup {backup_id}: {answer.error}"
+    session.progress.update(db.host.name, column, "ok", f"restored {answer.steps[0].seconds:.1f}s")
+    return answer.data("db_restore"), None
+
+
+def prune(session: HostSession, run: steps.RunContext, db: Database, protect: Sequence[str]) -> None:
+    """Retention on the database host: backups beyond database.backup.keep (never a protected one:
+    this run's, the rollback target's), and every replaced database but the newest."""
+    from golive.core.migrations import backups_to_prune
+
+    state = probe_quietly(session, db)
+    if state is None:
+        return
+    removed = backups_to_prune(db.backups, db.spec.backup.keep, protect)
+    replaced = sorted(d for d in state.get("databases") or [] if "__golive_replaced_" in d)
+    drop = replaced[:-1] + [d for d in state.get("databases") or [] if d.endswith(("__golive_restore",
+                                                                                  "__golive_rehearsal"))]
+    if removed or drop:
+        call(session, db, [{"op": "db_prune", "name": "db_prune", "backups": removed, "databases": drop}],
+             PROBE_TIMEOUT)
+
+
+def probe_quietly(session: HostSession, db: Database) -> dict[str, Any] | None:
+    try:
+        return probe(session, db)
+    except BadInput:
+        return None
+
+
+@dataclass
+class Hooks:
+    """What flows/deploy.py lends this module (it cannot import deploy.py: deploy.py imports it)."""
+
+    install: Callable[..., None]
+    activate: Callable[..., None]
+    abort: Callable[..., None]
+
+
+def roll_out(session: HostSession, run: steps.RunContext, ws: Workspace, artifact: Artifact, targets: list[Any],
+             plan: DeployPlan, hooks: Hooks) -> None:
+    """A deploy that migrates: install everywhere -> stop everywhere -> backup -> migrate -> activate
+    everywhere; when a host fails after a migration the previous code cannot run on, the database is
+    restored before the previous release starts again on every host."""
+    db = plan.db
+    working = [t for t in targets if t.report is None and t.plan is not None]
+    for target in working:  # every host stays locked until the environment's outcome is known
+        target.database = {**target.database, "keep_locks": True}
+    session.fleet.map(lambda t: hooks.install(session, run, ws, artifact, t),
+                      [t for t in working if t.plan.action == INSTALL])
+    faultpoints.reached("install:done")
+    broken = [t for t in working if t.report is not None]
+    if broken:
+        hooks.abort(session, run, [t for t in working if t.report is None],
+                    f"not deployed: {broken[0].host.name} could not install the release; the database was not "
+                    f"migrated")
+        session.progress.update(db.host.name, "result", "skipped")
+        return
+    stopped = False
+    if plan.decision.stop_hosts:
+        errors = stop_hosts(session, working)
+        stopped = True
+        if errors:
+            _give_back(session, run, ws, working, plan, f"stop: {errors[0]}; the database was not touched",
+                       restore_db=False)
+            return
+    faultpoints.reached("stop:done")
+    meta, error = backup(session, run, db, release=working[0].plan.from_release,
+                         taken_for=working[0].desired.release)
+    if meta is None:
+        _give_back(session, run, ws, working, plan, f"{error}; the database was not touched", restore_db=False,
+                   restart=stopped)
+        return
+    plan.backup_id, plan.backup = meta.get("id"), meta
+    faultpoints.reached("backup:done")
+    ok, error = migrate(session, run, ws, plan, working, artifact)
+    faultpoints.reached("migrate:done")
+    if not ok:
+        # A failed transaction left the database as it was; anything committed before the failure, or
+        # run outside a transaction, is undone from the backup.
+        partial = bool(plan.migrated) or any(not m.transactional for m in plan.decision.pending) or plan.command
+        _give_back(session, run, ws, working, plan, error or "migrate failed", restore_db=partial, restart=stopped)
+        return
+    for target in working:
+        target.database = plan.annotation(keep_locks=True)
+    if plan.decision.compatible:
+        # Every migration is additive: a host that fails goes back to its previous release, code only.
+        session.fleet.map(lambda t: hooks.activate(session, run, ws, t), working)
+        failed = [t for t in working if t.report is not None and t.report.failed]
+        session.progress.update(db.host.name, "result", "ok" if not failed else "failed",
+                                "" if not failed else "hosts back on the previous code (schema kept: additive)")
+        if not failed:
+            prune(session, run, db, [plan.backup_id or ""])
+        return
+    session.fleet.map(lambda t: _activate_migrated(session, run, ws, t, plan), working)
+    faultpoints.reached("activate:done")
+    failed = [t for t in working if t.report is not None and t.report.status != "deployed"]
+    if not failed:
+        session.progress.update(db.host.name, "result", "ok")
+        prune(session, run, db, [plan.backup_id or ""])
+        return
+    first = failed[0]
+    _give_back(session, run, ws, working, plan,
+               f"{first.host.name} failed after the migration ({first.report.error})", restore_db=True)
+
+
+def _activate_migrated(session: HostSession, run: steps.RunContext, ws: Workspace, target: Any,
+                       plan: DeployPlan) -> None:
+    """Cut over, start and verify one host on the migrated schema. On failure the release is marked
+    bad and stopped, and nothing else: the previous code must not start before the database is
+    restored (the environment's recovery does both)."""
+    name, hooks = target.host.name, target.meta.get("hooks", {})
+    release = target.desired.release
+    earlier = step_seconds(*target.answers)
+    batch = [steps.hook("before_cutover", hooks.get("before_cutover", ""), release),
+             steps.cutover(ws.app, release), steps.restart(release),
+             {**steps.verify(release), "expect": plan.expectation()},
+             steps.hook("after_cutover", hooks.get("after_cutover", ""), release),
+             steps.mark(release, "good", "mark_good")]
+    entry = run.entry(name, previous_release=target.plan.from_release, steps=dict(earlier),
+                      release=release, version=target.desired.version,
+                      artifact_sha256=target.desired.artifact_sha256, config_hash=target.desired.config.hash,
+                      **plan.entry())
+    request = {"steps": batch,
+               "on_failure": [steps.after(steps.mark(release, "bad", "mark_bad"), steps.ACTIVATE_FAILURES),
+                              steps.after({"op": "stop", "name": "stop_new", "release": release},
+                                          steps.SWITCHED_FAILURES)],
+               "always": [steps.record(entry)]}
+    session.progress.update(name, "cutover", "running")
+    answer = session.call(target.connected, request, timeout=3600, module="dbagent")
+    target.answers += (answer,)
+    for step in answer.steps:
+        if step.name in ("cutover", "restart", "verify"):
+            session.progress.update(name, step.name, "ok" if step.ok else "failed", f"{step.seconds:.2f}s")
+    seconds = step_seconds(*target.answers)
+    if answer.ok:
+        target.report = HostReport(host=name, environment=run.environment, status="deployed",
+                                   action=target.plan.action, from_release=target.plan.from_release,
+                                   to_release=release, live_release=release, steps=seconds)
+        return
+    target.report = HostReport(host=name, environment=run.environment, status="failed", action=target.plan.action,
+                               from_release=target.plan.from_release, to_release=release,
+                               live_release=None if answer.transport_error else answer.current, steps=seconds,
+                               error=f"{answer.failed_step or 'activate'}: {answer.error}")
+
+
+def _give_back(session: HostSession, run: steps.RunContext, ws: Workspace, targets: list[Any], plan: DeployPlan,
+               reason: str, *, restore_db: bool, restart: bool = True) -> None:
+    """The environment goes back to where it was: every host stopped, the database restored from
+    this run's backup (when it changed), then every host on its previous release, restarted and
+    verified. Every step runs even when an earlier one failed, except one: the previous code is
+    never started on a database that could not be restored."""
+    db = plan.db
+    session.progress.note(f"{db.environment}: {reason}; putting the environment back")
+    if restore_db:
+        stop_errors = stop_hosts(session, targets, column="stop")
+        plan.events += [f"stop failed: {e}" for e in stop_errors]
+    restored_ok = True
+    if restore_db and plan.backup_id:
+        result, error = restore(session, run, db, plan.backup_id, reason=f"failed deploy of {plan.version}: {reason}")
+        restored_ok = result is not None
+        plan.restored = restored_ok
+        if restored_ok:
+            plan.schema_after = plan.backup.get("schema_version") if plan.backup else plan.decision.schema_before
+            plan.events.append(f"database restored from backup {plan.backup_id} ({result.get('seconds')} s); what it "
+                               f"held is kept as {result.get('replaced_database')}")
+        else:
+            plan.events.append(str(error))
+    else:
+        plan.schema_after = plan.decision.schema_before if not plan.migrated else plan.schema_after
+    expect_key = db.spec.health_key
+    expect = {expect_key: plan.schema_after} if expect_key and plan.schema_after else {}
+    requests = {}
+    for target in targets:
+        previous = target.plan.from_release
+        new = target.desired.release
+        entry = run.entry(target.host.name, previous_release=new, release=previous, result="rolled_back",
+                          detail=reason, **plan.entry())
+        recovery: list[dict[str, Any]] = [steps.mark(new, "bad", "mark_bad")]
+        if restored_ok and restart and previous:
+            recovery += [steps.cutover(ws.app, previous, "switch_back"),
+                         steps.restart(previous, "restart_previous"),
+                         {**steps.verify(previous, "verify_previous"), "expect": expect},
+                         {**steps.hook("on_rollback", "", previous), "meta_of": new},
+                         {**steps.verify(previous, "verify_after_hook"), "expect": expect}]
+        elif restored_ok and restart and not previous:
+            recovery += [{"op": "stop", "name": "stop_new", "release": new}]
+        recovery += [{"op": "settle", "name": "settle", "result": "rolled_back" if restored_ok else "failed",
+                      "detail": reason if restored_ok else
+                      f"{reason}; the database could not be restored: the previous release was not started"},
+                     steps.record(entry)]
+        requests[target.host.name] = (target.connected, {"steps": [], "always": recovery})
+    answers = session.call_all(requests, 3600, module="dbagent") if requests else {}
+    for target in targets:
+        answer = answers.get(target.host.name)
+        failures = [f"{s.name}: {s.error}" for s in (answer.steps if answer else []) if not s.ok]
+        previous = target.plan.from_release
+        if answer is not None and not answer.ok and answer.transport_error:
+            failures.append(answer.error or "no answer")
+        if restored_ok and not failures:
+            status = "rolled_back"
+            live = previous
+        else:
+            status = "failed"
+            live = answer.current if answer else None
+        why = reason if restored_ok else f"{reason}; the database could not be restored, so the previous release " \
+                                         f"was not started again (hosts are stopped)"
+        target.report = HostReport(host=target.host.name, environment=run.environment, status=status,
+                                   action=target.plan.action, from_release=previous,
+                                   to_release=target.desired.release, live_release=live,
+                                   error=why + ("; recovery: " + "; ".join(failures) if failures else ""),
+                                   steps=step_seconds(*target.answers, answer),
+                                   details={"marked_bad": target.desired.release, "database": plan.entry()["database"],
+                                            "recovery_failures": failures})
+        session.progress.update(target.host.name, "result", "rolled_back" if status == "rolled_back" else "failed")
+    session.progress.update(db.host.name, "result", "rolled_back" if restored_ok else "failed")
+
+
+# -- rollback ------------------------------------------------------------------------------------
+
+@dataclass
+class RollbackPlan:
+    db: Database
+    decision: RollbackDecision
+    target_version: str
+    cost: RestoreCost | None = None
+    schema_after: str | None = None
+    result: dict[str, Any] | None = None
+    error: str | None = None
+
+    def annotation(self) -> dict[str, Any]:
+        key = self.db.spec.health_key
+        after = self.schema_after if self.schema_after is not None else self.db.schema
+        entry = {"database": {"host": self.db.host.name, "path": self.decision.path,
+                              "schema_before": self.db.schema, "schema_after": after}}
+        if self.decision.backup:
+            entry["database"]["backup"] = self.decision.backup.get("id")
+        return {"expect": {key: after} if key and after else {}, "entry": entry,
+                "no_switch_back": self.decision.changes_database}
+
+    def as_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"host": self.db.host.name, "path": self.decision.path,
+                                "reason": self.decision.reason, "target": self.target_version,
+                                "schema_before": self.db.schema, "target_schema": self.decision.target_schema,
+                                "beyond": [a.id for a in self.decision.beyond]}
+        if self.cost is not None:
+            data["cost"] = self.cost.as_dict()
+        if self.decision.down:
+            data["down"] = [m.id for m in self.decision.down]
+        if self.error:
+            data["error"] = self.error
+        return data
+
+
+def _target_meta(state: Mapping[str, Any], version: str | None, force: bool) -> Mapping[str, Any] | None:
+    """The release a host would roll back to (the host agent's own rule: the newest good release
+    other than the live one, or the named one)."""
+    current = state.get("current")
+    candidates = [m for m in state.get("releases") or [] if m.get("id") != current]
+    if version:
+        named = [m for m in candidates if m.get("version") == version or m.get("id") == version]
+        good = [m for m in named if m.get("state") != "bad"]
+        return (good or (named if force else []) or [None])[0]
+    good = [m for m in candidates if m.get("state") == "good"]
+    return good[0] if good else None
+
+
+def plan_rollback(session: HostSession, ws: Workspace, db: Database, hosts: Sequence[Host],
+                  connected: Mapping[str, Connected], *, to_version: str | None, force: bool, restore_db: bool,
+                  down: bool, serial: bool, only: list[str] | None) -> RollbackPlan:
+    """Decide, before anything changes, what a rollback does with the database; refuse (BadInput,
+    with the cost of a restore stated) what must not happen."""
+    probe(session, db)
+    requests = {h.name: (connected[h.name], {"steps": [steps.read_state(ws.app)]}) for h in hosts
+                if connected[h.name].ok}
+    answers = session.call_all(requests, PROBE_TIMEOUT)
+    targets, currents = {}, {}
+    for name, answer in answers.items():
+        if not answer.ok:
+            continue
+        state = answer.data("state")
+        currents[name] = state.get("current_meta") or {}
+        targets[name] = _target_meta(state, to_version, force)
+    chosen = {name: meta for name, meta in targets.items() if meta}
+    if not chosen:
+        raise BadInput(Problem("rollback", "no host has a release to roll back to"
+                                           + (f" ({to_version})" if to_version else "")))
+    versions = {str(m.get("version")) for m in chosen.values()}
+    if len(versions) > 1:
+        raise BadInput(Problem("rollback", f"the hosts would roll back to different versions "
+                                           f"({', '.join(sorted(versions))}), on one database: name one with --to"))
+    version = versions.pop()
+    meta = next(iter(chosen.values()))
+    target_schema = meta.get("schema_version")
+    if target_schema is None and "schema_version" not in meta:
+        try:
+            target_schema = schema_version(release_migrations(ws, ws.artifact(version)))
+        except BadInput:
+            target_schema = None
+    current_version = next((str(m.get("version")) for m in currents.values() if m.get("version")), None)
+    down_files: dict[str, Migration] = {}
+    if current_version:
+        try:
+            down_files = {m.version: m for m in release_migrations(ws, ws.artifact(current_version)) if m.reversible}
+        except BadInput:
+            down_files = {}
+    want = "restore" if restore_db else "down" if down else "auto"
+    decision = rollback_decision(db.applied, target_schema, target=version, down=down_files, backups=db.backups,
+                                 want=want)
+    plan = RollbackPlan(db, decision, version)
+    if decision.backup is not None:
+        rehearsals = [r for b in db.backups for r in b.get("restores") or [] if r]
+        plan.cost = restore_cost(decision.backup, db.state.get("stats") or {}, rehearsals, datetime.now(UTC))
+    if decision.path == "refused":
+        problems = [Problem("rollback", decision.reason)]
+        if plan.cost is not None:
+            problems.append(Problem("rollback", "what --restore-db would cost: " + describe_cost(plan.cost)
+                                    .replace("\n", "; ")))
+        problems += [Problem("rollback", f"option: {o}") for o in decision.options]
+        problems.append(Problem("rollback", "nothing was changed"))
+        raise BadInput(problems)
+    if decision.changes_database and (serial or only):
+        raise BadInput(Problem("--serial" if serial else "--host",
+                               f"this rollback changes the database ({decision.path}): every host of "
+                               f"{db.environment} goes back together, or old and new code would share it"))
+    if decision.path == "down":
+        plan.schema_after = schema_version([a for a in db.applied if a.version not in {m.version for m in
+                                                                                          decision.down}])
+    elif decision.path == "restore" and decision.backup is not None:
+        plan.schema_after = decision.backup.get("schema_version")
+    return plan
+
+
+def apply_rollback(session: HostSession, run: steps.RunContext, plan: RollbackPlan, hosts: Sequence[Host],
+                   connected: Mapping[str, Connected]) -> str | None:
+    """Before the hosts roll back: for a restore or down-migrations, stop every host, then change the
+    database. The error, when it could not (then the hosts are started again on what they ran)."""
+    if not plan.decision.changes_database:
+        return None
+    db = plan.db
+    if plan.cost is not None:
+        session.progress.note(f"{db.environment}: {describe_cost(plan.cost)}")
+    reachable = [_Reach(h, connected[h.name]) for h in hosts if connected[h.name].ok]
+    errors = stop_hosts(session, reachable, column="lock")
+    error = None
+    if errors:
+        error = f"stop: {errors[0]}"
+    elif plan.decision.path == "restore" and plan.decision.backup is not None:
+        result, error = restore(session, run, db, str(plan.decision.backup.get("id")),
+                                reason=f"rollback to {plan.target_version}", column="choose")
+        plan.result = result
+    else:
+        migrations = [{"version": m.version, "name": m.name, "down_sql": m.down_sql} for m in plan.decision.down]
+        answer = call(session, db, [{"op": "db_down", "name": "db_down", "migrations": migrations}],
+                      db.spec.timeouts.migrate,
+                      always=[steps.record(_db_entry(run, db, action="down", release=plan.target_version,
+                                                     migrations=[m.id for m in plan.decision.down]))])
+        if not answer.ok:
+            error = f"down-migrations: {answer.error}"
+        plan.result = answer.data("db_down")
+    if error:
+        plan.error = error
+        start_hosts(session, reachable, {})
+    return error
+
+
+@dataclass
+class _Reach:
+    host: Host
+    connected: Connected
+
+
+# -- backups verb --------------------------------------------------------------------------------
+
+def describe_backup(backup: Mapping[str, Any]) -> str:
+    restores = backup.get("restores") or []
+    last = max(restores, key=lambda r: str(r.get("at", ""))) if restores else None
+    rehearsed = f", last restored {str(last.get('at', ''))[:16]} in {last.get('seconds')} s ({last.get('kind')})" \
+        if last else ", never restored"
+    return (f"{backup.get('id')}: {str(backup.get('created_at', ''))[:19]} schema {backup.get('schema_version') or '-'}"
+            f" release {backup.get('release') or '-'} {int(backup.get('size') or 0) / 1048576:.1f} MB"
+            f"{'' if backup.get('present', True) else ' FILE MISSING'}{rehearsed}")
