@@ -163,3 +163,126 @@ def test_hosts_subsets_and_batches_cannot_leave_old_code_on_a_migrated_schema(db
     assert snapshot_difference(before, snapshot_hosts(test_hosts)) == []
     # Without a migration pending, batches and subsets are as before.
     deploy(db_workspace, "production", "1.1", 0, "--serial", "1")
+
+
+def wait_for_statistics(database, table: str, inserted: int) -> None:
+    """PostgreSQL counts a closed session's writes a moment after it ends: wait until it has."""
+    import time
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        rows = database.rows(f"SELECT n_tup_ins FROM pg_stat_user_tables WHERE relname = '{table}'")
+        if rows and int(rows[0][0]) >= inserted:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"the statistics never showed {inserted} rows inserted into {table}")
+
+
+def test_rollback_after_additive_migrations_is_code_only(db_workspace, databases, test_hosts):
+    (staging,) = databases.start("manufacturer", "staging")
+    deploy(db_workspace, "staging", "1.0")
+    deploy(db_workspace, "staging", "1.1")
+    assert work_orders(STG, order={"plant": "SH01", "product": "gear", "quantity": 1, "priority": 2})[0] == 201
+    backups_before = backups(test_hosts, DB_STG)
+    result = run_golive(db_workspace, "rollback", "manufacturer", "staging", check=0)
+    assert "code-only" in result.stdout and "additive" in result.stdout, result.output
+    assert staging.history() == ["0001", "0002"] and "priority" in staging.columns()
+    report = health(STG)
+    assert (report["version"], report["schema_version"], report["status"]) == ("1.0", "0002", "ok"), report
+    assert work_orders(STG, order={"plant": "SH01", "product": "bolt", "quantity": 3})[0] == 201  # 1.0 code writes
+    assert backups(test_hosts, DB_STG) == backups_before  # nothing restored, nothing taken
+    assert [e["action"] for e in ledger(test_hosts, DB_STG)][-1] == "migrate"
+
+
+def test_rollback_over_a_contract_migration_states_its_cost_and_needs_restore_db(db_workspace, databases,
+                                                                                 test_hosts):
+    from tests.conftest import snapshot_difference, snapshot_hosts
+
+    (production,) = databases.start("manufacturer", "production")
+    deploy(db_workspace, "production", "1.1")
+    deploy(db_workspace, "production", "1.2")
+    assert "item_code" in production.columns()
+    for plant in ("SH01", "SH02", "SZ02"):
+        assert work_orders(PROD2, order={"plant": plant, "item_code": "GX-1", "quantity": 5})[0] == 201
+    wait_for_statistics(production, "work_orders", 3)
+
+    before = snapshot_hosts(test_hosts)
+    refused = run_golive(db_workspace, "rollback", "manufacturer", "production", check=2)
+    assert "cannot run on the database as it is: 0003_item_codes (contract)" in refused.stderr, refused.stderr
+    assert "what --restore-db would cost" in refused.stderr
+    assert "3 inserted" in refused.stderr, refused.stderr
+    assert "expected restore time: unknown (never rehearsed" in refused.stderr
+    assert "--down: run the live release's down-migrations" in refused.stderr
+    assert snapshot_difference(before, snapshot_hosts(test_hosts)) == []
+    assert production.history() == ["0001", "0002", "0003"]
+
+    restored = run_golive(db_workspace, "rollback", "manufacturer", "production", "--restore-db", check=0)
+    assert "rows written since:" in restored.output and "3 inserted" in restored.output, restored.output
+    # The cost was said before anything happened: it is on stderr (progress) ahead of the restore.
+    assert restored.stderr.index("rows written since") < restored.stderr.index("mfg-db-prod:"), restored.stderr
+    assert production.history() == ["0001", "0002"] and "product" in production.columns()
+    for address in (PROD1, PROD2):
+        report = health(address)
+        assert (report["version"], report["schema_version"]) == ("1.1", "0002"), report
+    status, body = work_orders(PROD1)
+    assert status == 200 and body["work_orders"] == [], body  # the rows written after the backup are gone ...
+    kept = production.server.query("SELECT datname FROM pg_database WHERE datname LIKE "
+                                   "'northwind\\_\\_golive\\_replaced%'", "postgres")
+    assert len(kept) == 1
+    assert production.server.query("SELECT count(*) FROM work_orders", kept[0][0]) == [["3"]]  # ... but kept aside
+
+
+def test_rollback_with_down_migrations_keeps_the_rows(db_workspace, databases, test_hosts):
+    (production,) = databases.start("manufacturer", "production")
+    deploy(db_workspace, "production", "1.1")
+    deploy(db_workspace, "production", "1.2")
+    assert work_orders(PROD1, order={"plant": "SH01", "item_code": "GX-2", "quantity": 7})[0] == 201
+    result = run_golive(db_workspace, "rollback", "manufacturer", "production", "--down", check=0)
+    assert "undone: 0003_item_codes" in result.stdout, result.output
+    assert production.history() == ["0001", "0002"] and "product" in production.columns()
+    status, body = work_orders(PROD2)
+    assert status == 200 and [o["product"] for o in body["work_orders"]] == ["GX-2"], body
+    assert health(PROD2)["version"] == "1.1"
+    assert [e["action"] for e in ledger(test_hosts, DB_PROD)][-1] == "down"
+
+
+def test_plan_lists_pending_migrations_and_the_backup_it_would_take(db_workspace, databases, test_hosts):
+    from tests.conftest import snapshot_difference, snapshot_hosts
+
+    databases.start("manufacturer", "production")
+    deploy(db_workspace, "production", "1.0")
+    before = snapshot_hosts(test_hosts)
+    plan = run_golive(db_workspace, "plan", "manufacturer", "production", "--release", "1.2", "--json", check=0).json()
+    pending = plan["database"]["pending"]
+    assert [(m["version"], m["kind"], m["reversible"], m["compatible_with_previous"]) for m in pending] == [
+        ("0002", "expand", True, True), ("0003", "contract", True, False)], pending
+    assert plan["database"]["stops_hosts"] and not plan["database"]["compatible_with_previous"]
+    assert plan["database"]["backup"]["location"].endswith("/.golive/backups")
+    text = run_golive(db_workspace, "plan", "manufacturer", "production", "--release", "1.2", check=0).stdout
+    assert "backup first: pg_dump -Fc" in text and "rollback afterwards: needs --restore-db" in text, text
+    assert snapshot_difference(before, snapshot_hosts(test_hosts)) == []
+    # The plan is exact: the deploy applies what it listed, and backs up where it said.
+    deploy(db_workspace, "production", "1.2")
+    assert databases.started[("manufacturer", "production")].history() == ["0001", "0002", "0003"]
+
+
+def test_backups_are_listed_rehearsed_on_staging_and_that_time_is_the_estimate(db_workspace, databases, test_hosts):
+    databases.start("manufacturer", "staging", "production")
+    for environment in ("staging", "production"):
+        deploy(db_workspace, environment, "1.1")
+        deploy(db_workspace, environment, "1.2")
+    listed = run_golive(db_workspace, "backups", "manufacturer", "staging", "--json", check=0).json()
+    assert [b["schema_version"] for b in listed["backups"]] == ["0002", None], listed
+    rehearsed = run_golive(db_workspace, "backups", "manufacturer", "staging", "--rehearse", check=0)
+    assert "nothing live changed" in rehearsed.stdout, rehearsed.output
+    again = run_golive(db_workspace, "backups", "manufacturer", "staging", "--json", check=0).json()
+    newest = again["backups"][0]
+    assert newest["restores"] and newest["restores"][0]["kind"] == "rehearsal", newest
+    assert databases.started[("manufacturer", "staging")].history() == ["0001", "0002", "0003"]  # untouched
+    refused = run_golive(db_workspace, "rollback", "manufacturer", "production", check=2)
+    assert "expected restore time: about" in refused.stderr and "staging restored a" in refused.stderr, \
+        refused.stderr
+    # A restore by id under the live release is refused when that release does not run on its schema.
+    wrong = run_golive(db_workspace, "backups", "manufacturer", "production", "--restore", newest["id"].replace(
+        "staging", "production"), "--reason", "test", check=2)
+    assert "no backup" in wrong.stderr or "golive rollback --restore-db" in wrong.stderr, wrong.stderr

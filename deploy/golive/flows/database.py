@@ -33,6 +33,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from golive.adapters import faultpoints
+from golive.adapters.progress import Progress
 from golive.adapters.remote import AgentAnswer
 from golive.adapters.transport import Connected
 from golive.core.database import DatabaseConnection, DatabaseSpec
@@ -53,6 +54,7 @@ from golive.core.migrations import (
     schema_version,
 )
 from golive.core.model import Host
+from golive.core.outcome import Outcome
 from golive.core.plan import INSTALL
 from golive.core.release import Artifact
 from golive.flows import steps
@@ -729,6 +731,20 @@ class RollbackPlan:
         return {"expect": {key: after} if key and after else {}, "entry": entry,
                 "no_switch_back": self.decision.changes_database}
 
+    def describe(self) -> list[str]:
+        d = self.decision
+        lines = [f"database {self.db.describe()}: {d.path} - {d.reason}"]
+        if self.cost is not None and d.path == "restore":
+            lines += ["  " + line for line in describe_cost(self.cost).splitlines()]
+        if self.result and d.path == "restore":
+            lines.append(f"  restored in {self.result.get('seconds')} s; what the database held is kept as "
+                         f"{self.result.get('replaced_database')}")
+        if self.result and d.path == "down":
+            lines.append(f"  undone: {', '.join(self.result.get('undone') or [])} (log {self.result.get('log')})")
+        if self.error:
+            lines.append(f"  FAILED: {self.error}")
+        return lines
+
     def as_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"host": self.db.host.name, "path": self.decision.path,
                                 "reason": self.decision.reason, "target": self.target_version,
@@ -800,8 +816,8 @@ def plan_rollback(session: HostSession, ws: Workspace, db: Database, hosts: Sequ
                                  want=want)
     plan = RollbackPlan(db, decision, version)
     if decision.backup is not None:
-        rehearsals = [r for b in db.backups for r in b.get("restores") or [] if r]
-        plan.cost = restore_cost(decision.backup, db.state.get("stats") or {}, rehearsals, datetime.now(UTC))
+        plan.cost = restore_cost(decision.backup, db.state.get("stats") or {},
+                                 rehearsals(ws, db, session.progress), datetime.now(UTC))
     if decision.path == "refused":
         problems = [Problem("rollback", decision.reason)]
         if plan.cost is not None:
@@ -820,6 +836,28 @@ def plan_rollback(session: HostSession, ws: Workspace, db: Database, hosts: Sequ
     elif decision.path == "restore" and decision.backup is not None:
         plan.schema_after = decision.backup.get("schema_version")
     return plan
+
+
+def rehearsals(ws: Workspace, db: Database, progress: Progress) -> list[dict[str, Any]]:
+    """Every measured restore of this environment's backups and of its source environment's (staging
+    rehearses what production would have to do): what a restore's expected time is based on."""
+    found = [r for b in db.backups for r in b.get("restores") or [] if r]
+    spec = ws.app.environment(db.environment)
+    if spec is not None and spec.promote_from:
+        try:
+            source = for_environment(ws, db.customer, spec.promote_from)
+        except BadInput:
+            source = None
+        if source is not None:
+            session = HostSession([source.host], progress, ws.app)
+            try:
+                probe(session, source)
+                found += [r for b in source.backups for r in b.get("restores") or [] if r]
+            except BadInput:
+                pass  # no estimate from there; the cost says so
+            finally:
+                session.close()
+    return found
 
 
 def apply_rollback(session: HostSession, run: steps.RunContext, plan: RollbackPlan, hosts: Sequence[Host],
@@ -852,6 +890,7 @@ def apply_rollback(session: HostSession, run: steps.RunContext, plan: RollbackPl
     if error:
         plan.error = error
         start_hosts(session, reachable, {})
+    session.progress.update(db.host.name, "result", "failed" if error else "ok", plan.decision.path)
     return error
 
 
@@ -871,3 +910,135 @@ def describe_backup(backup: Mapping[str, Any]) -> str:
     return (f"{backup.get('id')}: {str(backup.get('created_at', ''))[:19]} schema {backup.get('schema_version') or '-'}"
             f" release {backup.get('release') or '-'} {int(backup.get('size') or 0) / 1048576:.1f} MB"
             f"{'' if backup.get('present', True) else ' FILE MISSING'}{rehearsed}")
+
+
+def backups_verb(ws: Workspace, customer: str, environment: str, *, restore_id: str | None = None,
+                 rehearse: str | None = None, reason: str = "", operator: str | None = None,
+                 progress: Progress) -> Outcome:
+    """golive backups: list an environment's backups; --rehearse restores one into a scratch database
+    and measures it (nothing live changes); --restore ID puts one back under the live release (every
+    host stopped first, restarted and verified after), when that release runs on its schema."""
+    from golive.flows.session import lock_report, run_context
+
+    db = for_environment(ws, customer, environment)
+    if db is None:
+        raise BadInput("golive.yml declares no database: there are no backups")
+    if restore_id and rehearse:
+        raise BadInput("--restore and --rehearse: one at a time")
+    if restore_id and not reason.strip():
+        raise BadInput("--restore needs --reason, recorded in the history")
+    hosts = list(ws.hosts(customer, environment))
+    action = "restore" if restore_id else "rehearse" if rehearse else "backups"
+    run = run_context(action, customer, environment, operator, reason=reason)
+    session = HostSession(hosts + [db.host], progress, ws.app, run.token)
+    try:
+        state = probe(session, db)
+        if not restore_id and not rehearse:
+            return _list_backups(db, state)
+        chosen = _choose_backup(db, restore_id or rehearse)
+        connected = session.connect(hosts)
+        unreachable = [h.name for h in hosts if not connected[h.name].ok]
+        if unreachable:
+            raise BadInput(Problem(environment, f"unreachable: {', '.join(unreachable)}; nothing was changed"))
+        reachable = [_Reach(h, connected[h.name]) for h in hosts]
+        if restore_id:
+            _check_restorable(session, ws, db, chosen, reachable)
+        leader = reachable[0]
+        locked = session.call(leader.connected, steps.lock_batch(run), timeout=PROBE_TIMEOUT)
+        if not locked.ok:
+            _, sentence = lock_report(locked.holder)
+            raise BadInput(Problem(environment, f"{leader.host.name}: {sentence if locked.holder else locked.error}"))
+        progress.start(f"{action} backup {chosen.get('id')} of {customer}/{environment}",
+                       [h.name for h in hosts] + [db.host.name], ("stop", "restore", "restart", "verify", "result"))
+        try:
+            return _restore_or_rehearse(session, run, ws, db, chosen, reachable, rehearsal=bool(rehearse))
+        finally:
+            session.call(leader.connected, steps.release_batch(), timeout=PROBE_TIMEOUT)
+            progress.stop()
+    finally:
+        session.close()
+
+
+def _list_backups(db: Database, state: Mapping[str, Any]) -> Outcome:
+    listed = sorted(db.backups, key=lambda b: str(b.get("created_at", "")), reverse=True)
+    free = state.get("disk_free")
+    lines = [f"backups of {db.customer}/{db.environment} on {db.host.name} in {state.get('backup_dir')}"
+             + (f" ({free / 1048576:.0f} MB free)" if free is not None else "")]
+    lines += [f"  {describe_backup(b)}" for b in listed] or ["  none"]
+    replaced = [d for d in state.get("databases") or [] if "__golive_replaced_" in d]
+    if replaced:
+        lines.append(f"  databases replaced by restores (their rows kept): {', '.join(replaced)}")
+    data = {"customer": db.customer, "environment": db.environment, "host": db.host.name,
+            "backup_dir": state.get("backup_dir"), "disk_free": free, "schema_version": db.schema,
+            "backups": listed, "replaced_databases": replaced}
+    return Outcome(data, "\n".join(lines))
+
+
+def _choose_backup(db: Database, wanted: str) -> dict[str, Any]:
+    verified = [b for b in db.backups if b.get("verified") and b.get("present", True)]
+    if wanted in ("", "latest"):
+        if not verified:
+            raise BadInput(Problem(db.environment, f"no verified backup on {db.host.name}"))
+        return max(verified, key=lambda b: str(b.get("created_at", "")))
+    found = next((b for b in db.backups if b.get("id") == wanted), None)
+    if found is None:
+        known = ", ".join(str(b.get("id")) for b in db.backups) or "none"
+        raise BadInput(Problem(db.environment, f"no backup {wanted!r} on {db.host.name} (kept: {known})"))
+    if not found.get("present", True):
+        raise BadInput(Problem(db.environment, f"backup {wanted}: its file is missing on {db.host.name}"))
+    return found
+
+
+def _check_restorable(session: HostSession, ws: Workspace, db: Database, backup_meta: Mapping[str, Any],
+                      reachable: Sequence[_Reach]) -> None:
+    """A restore under the live release needs that release's code to run on the backup's schema."""
+    answers = session.call_all({r.host.name: (r.connected, {"steps": [steps.read_state(ws.app)]})
+                                for r in reachable}, PROBE_TIMEOUT)
+    wanted = {str((a.data("state").get("current_meta") or {}).get("schema_version")) for a in answers.values()}
+    schema = str(backup_meta.get("schema_version"))
+    if wanted != {schema}:
+        raise BadInput(Problem(db.environment, f"backup {backup_meta.get('id')} is at schema {schema}, but the live "
+                                               f"release runs on {', '.join(sorted(wanted))}: to go back with its "
+                                               f"code, use golive rollback --restore-db; nothing was changed"))
+
+
+def _restore_or_rehearse(session: HostSession, run: steps.RunContext, ws: Workspace, db: Database,
+                         backup_meta: Mapping[str, Any], reachable: Sequence[_Reach], *, rehearsal: bool) -> Outcome:
+    backup_id = str(backup_meta.get("id"))
+    data: dict[str, Any] = {"customer": db.customer, "environment": db.environment, "backup": backup_id,
+                            "action": "rehearse" if rehearsal else "restore"}
+    if rehearsal:
+        result, error = restore(session, run, db, backup_id, reason=run.reason or "rehearsal", column="restore",
+                                rehearsal=True)
+        session.progress.update(db.host.name, "result", "ok" if result else "failed")
+        data.update(result or {}, error=error)
+        text = (f"rehearsed backup {backup_id} on {db.host.name}: restored into a scratch database in "
+                f"{result.get('seconds')} s, checked, dropped; nothing live changed" if result else
+                f"rehearsal of backup {backup_id} FAILED: {error}")
+        return Outcome(data, text, failed=result is None)
+    cost = restore_cost(backup_meta, db.state.get("stats") or {}, rehearsals(ws, db, session.progress),
+                        datetime.now(UTC))
+    session.progress.note(f"{db.environment}: {describe_cost(cost)}")
+    data["cost"] = cost.as_dict()
+    errors = stop_hosts(session, reachable)
+    result, error = (None, f"stop: {errors[0]}") if errors else restore(session, run, db, backup_id,
+                                                                       reason=run.reason, column="restore")
+    expect = {db.spec.health_key: backup_meta.get("schema_version")} if db.spec.health_key else {}
+    answers = start_hosts(session, reachable, expect)
+    failed = [f"{name}: {a.error}" for name, a in answers.items() if not a.ok]
+    for name, answer in answers.items():
+        session.progress.update(name, "result", "ok" if answer.ok else "failed")
+    session.progress.update(db.host.name, "result", "ok" if result else "failed")
+    record = {r.host.name: (r.connected, {"steps": [steps.record(run.entry(r.host.name, backup=backup_id,
+                                                                           result="ok" if result and answers[
+                                                                               r.host.name].ok else "failed",
+                                                                           detail=error or ""))]})
+              for r in reachable}
+    session.call_all(record, PROBE_TIMEOUT)
+    data.update(result or {}, error=error, hosts=failed)
+    lines = [describe_cost(cost)]
+    lines.append(f"restored backup {backup_id} in {result.get('seconds')} s; the database it replaced is kept as "
+                 f"{result.get('replaced_database')}" if result else f"restore FAILED: {error}; the live database "
+                                                                     f"is untouched")
+    lines += [f"  {line}" for line in failed]
+    return Outcome(data, "\n".join(lines), failed=bool(error or failed))

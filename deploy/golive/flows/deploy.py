@@ -390,8 +390,12 @@ def plan(ws: Workspace, customer: str, environment: str, version: str, *, only: 
          progress: Progress) -> Outcome:
     artifact, targets = prepare(ws, customer, environment, version, only)
     source, promotion = promotion_problems(ws, customer, environment, artifact, progress)
-    session = HostSession([t.host for t in targets], progress, ws.app)
+    db = database.for_environment(ws, customer, environment)
+    session = HostSession([t.host for t in targets] + ([db.host] if db else []), progress, ws.app)
+    db_plan = None
     try:
+        if db is not None:  # what the deploy would do with the database: the same decision, read-only
+            db_plan = database.plan_deploy(session, ws, db, artifact, serial=False, hosts=[t.host for t in targets])
         connected = session.connect()
         requests = {}
         for target in targets:
@@ -442,6 +446,9 @@ def plan(ws: Workspace, customer: str, environment: str, version: str, *, only: 
     data = {"customer": customer, "environment": environment, "release": artifact.version,
             "artifact_sha256": artifact.sha256, "promotion": {"source": source, "problems": promotion},
             "hosts": host_plans}
+    if db_plan is not None:
+        data["database"] = db_plan.as_dict()
+        lines += database.describe_plan(db_plan)
     return Outcome(data, "\n".join(lines), failed=unreachable)
 
 
@@ -449,25 +456,45 @@ def plan(ws: Workspace, customer: str, environment: str, version: str, *, only: 
 
 def rollback(ws: Workspace, customer: str, environment: str, to_version: str | None, *, force: bool = False,
              serial: str | None = None, max_fail: str | None = None, only: list[str] | None = None,
-             operator: str | None = None, progress: Progress) -> Outcome:
+             operator: str | None = None, restore_db: bool = False, down: bool = False,
+             progress: Progress) -> Outcome:
     """The leader's lock first (the environment's, held to the end), then every host locks and rolls
-    back in one round trip: a rollback during a cutover costs little more than one round trip."""
+    back in one round trip: a rollback during a cutover costs little more than one round trip. With
+    a database, flows/database.py decides first (code only, --restore-db, --down, or refused)."""
     threshold = max_fail_threshold(max_fail)
     hosts = list(ws.hosts(customer, environment, only))
     planned_batches = batches(hosts, serial)
+    db = database.for_environment(ws, customer, environment)
+    if db is None and (restore_db or down):
+        raise BadInput("--restore-db and --down need a database: golive.yml has no database section")
+    if restore_db and down:
+        raise BadInput("--restore-db and --down are two ways back: choose one")
     run = run_context("rollback", customer, environment, operator)
-    session = HostSession(hosts, progress, ws.app, run.token)
+    session = HostSession(hosts + ([db.host] if db else []), progress, ws.app, run.token)
     reports: dict[str, HostReport] = {}
     leader: Host | None = None
+    db_plan = None
     progress.start(f"rollback {customer}/{environment}" + (f" to {to_version}" if to_version else ""),
-                   [h.name for h in hosts], steps.ROLLBACK_COLUMNS)
+                   [h.name for h in hosts] + ([db.host.name] if db else []), steps.ROLLBACK_COLUMNS)
     try:
-        connected = session.connect()
+        connected = session.connect(hosts)
         for host in hosts:
             if not connected[host.name].ok:
                 reports[host.name] = HostReport(host=host.name, environment=environment, status="unreachable",
                                                 error=connected[host.name].error)
+        if db is not None:  # decided before any lock: a refusal touches nothing
+            db_plan = database.plan_rollback(session, ws, db, hosts, connected, to_version=to_version, force=force,
+                                             restore_db=restore_db, down=down, serial=len(planned_batches) > 1,
+                                             only=only)
         leader = take_environment_lock(session, run, [h for h in hosts if h.name not in reports], connected, reports)
+        if leader is not None and db_plan is not None and db_plan.decision.changes_database:
+            error = database.apply_rollback(session, run, db_plan, [h for h in hosts if h.name not in reports],
+                                            connected)
+            if error:
+                for host in hosts:
+                    reports.setdefault(host.name, HostReport(
+                        host=host.name, environment=environment, status="failed", action="rollback",
+                        error=f"{error}; not rolled back: every host was started again on the release it ran"))
         for index, batch in enumerate(planned_batches if leader else []):
             failed = sum(1 for r in reports.values() if r.failed)
             if crossed(failed, len(hosts), threshold):
@@ -475,9 +502,9 @@ def rollback(ws: Workspace, customer: str, environment: str, to_version: str | N
                     reports.setdefault(host.name, HostReport(host=host.name, environment=environment, status="skipped",
                                                              error="not rolled back: over --max-fail"))
                 break
-            requests = {h.name: (connected[h.name], steps.rollback_batch(run, ws.app, to_version, force, h.name,
-                                                                         keep_lock=h is leader))
-                        for h in batch if h.name not in reports}
+            requests = {h.name: (connected[h.name], steps.with_database(
+                steps.rollback_batch(run, ws.app, to_version, force, h.name, keep_lock=h is leader),
+                db_plan.annotation() if db_plan else None)) for h in batch if h.name not in reports}
             for name, answer in session.call_all(requests, ACTIVATE_TIMEOUT).items():
                 reports[name] = rollback_report(environment, name, answer)
                 for step in answer.steps:
@@ -493,7 +520,11 @@ def rollback(ws: Workspace, customer: str, environment: str, to_version: str | N
         session.close()
         progress.stop()
     targets = [Target(h, None, {}, report=reports.get(h.name)) for h in hosts]  # type: ignore[arg-type]
-    return deploy_outcome("rollback", customer, environment, to_version, targets, {"to": to_version, "force": force})
+    extra = {"to": to_version, "force": force, **({"database": db_plan.as_dict()} if db_plan else {})}
+    outcome = deploy_outcome("rollback", customer, environment, to_version, targets, extra)
+    if db_plan is not None:
+        outcome.text += "\n" + "\n".join(db_plan.describe())
+    return outcome
 
 
 def take_environment_lock(session: HostSession, run: steps.RunContext, hosts: list[Host],
