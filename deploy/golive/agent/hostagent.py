@@ -264,6 +264,26 @@ class Agent:
             return -1, text + "\n(timed out after %ss)" % timeout
         return code, text
 
+    def run_logged(self, command, what, cwd=None, timeout=120, env_extra=None, fault_point=None):
+        """run_command, the whole output kept (secret values masked) in a 0600 file under
+        .golive/logs/; (exit code, output tail, log path)."""
+        logs = os.path.join(self.state_dir, "logs")
+        if not os.path.isdir(logs):
+            os.makedirs(logs, 0o700)
+        log = os.path.join(logs, "%s-%s.log" % (time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()), what))
+        raw = "%s.raw-%d" % (log, os.getpid())
+        os.close(os.open(raw, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
+        env = dict(env_extra or {}, GOLIVE_OUTPUT=raw)
+        code, note = self.run_command('exec >>"$GOLIVE_OUTPUT" 2>&1\n' + command, cwd=cwd, timeout=timeout,
+                                      env_extra=env, fault_point=fault_point)
+        try:
+            with open(raw, "rb") as handle:
+                text = self.masked(handle.read().decode("utf-8", "replace"))
+        finally:
+            os.unlink(raw)
+        write_atomic(log, text.encode("utf-8"), 0o600)
+        return code, text[-OUTPUT_LIMIT:] + (note if code in (-1, 127) else ""), log
+
     def command_env(self, release):
         return {
             "GOLIVE_RELEASE": release or "",
@@ -371,7 +391,19 @@ class Agent:
             "hostname": os.uname()[1],
             "live_since": self.live_since(current) if args.get("history") else None,
             "last_check": self.last_check(current) if args.get("history") else None,
+            "health": self.live_health(current, meta) if args.get("health") else None,
         }
+
+    def live_health(self, release, meta):
+        """What the service answers now (one attempt): status shows this, not the stored state."""
+        if not release or not meta:
+            return None
+        health = meta.get("health") or {}
+        if not (health.get("url") or health.get("command")):
+            return None
+        expected = {"version": meta.get("version"), "config_hash": meta.get("config_hash")}
+        ok, detail = self.health_once(health, expected, float(health.get("timeout", 2)), release)
+        return {"ok": ok, "detail": detail}
 
     def desired_live_problems(self, release, args):
         """Why the desired release is not simply live and healthy here (empty: nothing to do)."""
@@ -539,17 +571,24 @@ class Agent:
         return {"release": release}
 
     def step_hook(self, args):
+        """A hook of golive.yml, in the directory of the release it concerns, with the documented
+        GOLIVE_* context (README "Hooks"), its timeout, and its whole output in a 0600 log."""
         command = args.get("command")
         if args.get("meta_of"):
             command = ((self.meta(self.resolve(args["meta_of"])) or {}).get("hooks") or {}).get(args["name"])
         if not command:
             return {"skipped": True}
         release = self.resolve(args.get("release"))
-        code, output = self.run_command(command, cwd=os.path.join(self.releases_dir, release or ""),
-                                        timeout=args.get("timeout", 600), env_extra=self.command_env(release))
+        env = self.command_env(release)
+        for key, value in (args.get("env") or {}).items():
+            env[key] = self.resolve(value) or ""
+        code, output, log = self.run_logged(command, args["name"], cwd=os.path.join(self.releases_dir, release or ""),
+                                            timeout=args.get("timeout", 600), env_extra=env)
+        self.vars.setdefault("logs", {})[args["name"]] = log  # the ledger links it, failed or not
         if code != 0:
-            raise StepError("%s hook failed (exit %d): %s" % (args["name"], code, output.strip()[-500:]))
-        return {"output": output[-500:]}
+            raise StepError("%s hook failed (exit %d): %s (whole output: %s)"
+                            % (args["name"], code, output.strip()[-500:], log))
+        return {"output": output[-500:], "log": log}
 
     def step_cutover(self, args):
         release = self.resolve(args["release"])
@@ -699,6 +738,11 @@ class Agent:
         entry = dict(args["entry"])
         entry.setdefault("time", utc_now())
         entry["steps"] = dict(entry.get("steps") or {}, **dict((s["name"], s["seconds"]) for s in self.steps))
+        logs = dict((s["name"], s["data"]["log"]) for s in self.steps if isinstance(s.get("data"), dict)
+                    and s["data"].get("log"))
+        logs.update(self.vars.get("logs") or {})
+        if logs:
+            entry["logs"] = dict(entry.get("logs") or {}, **logs)
         entry["result"] = self.vars.get("result", entry.get("result", "ok"))
         if self.vars.get("error") and "detail" not in entry:
             entry["detail"] = self.vars["error"]

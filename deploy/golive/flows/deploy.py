@@ -267,12 +267,16 @@ def activate(session: HostSession, run: steps.RunContext, ws: Workspace, target:
         session.progress.update(name, "result", "failed")
         return
     rolled_back = answer.result == "rolled_back"
+    # Every recovery step ran; the ones that failed (an on_rollback hook, the old release's health) are said.
+    recovery = [f"{s.name}: {s.error}" for s in answer.steps if not s.ok and s.name != answer.failed_step]
     target.report = HostReport(
         host=name, environment=run.environment, status="rolled_back" if rolled_back else "failed",
         action=plan.action, from_release=plan.from_release, to_release=target.desired.release,
         live_release=answer.current,
-        error=f"{answer.failed_step}: {answer.error}", steps=seconds,
-        details={"marked_bad": target.desired.release} if answer.step("mark_bad") else {})
+        error=f"{answer.failed_step}: {answer.error}" + (f"; recovery: {'; '.join(recovery)}" if recovery else ""),
+        steps=seconds,
+        details={**({"marked_bad": target.desired.release} if answer.step("mark_bad") else {}),
+                 **({"recovery_failures": recovery} if recovery else {})})
     session.progress.update(name, "result", "rolled_back" if rolled_back else "failed")
 
 

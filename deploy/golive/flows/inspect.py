@@ -47,6 +47,11 @@ def _host_status(ws: Workspace, host: Host, result: dict) -> dict[str, Any]:
     last = state.get("live_since") or {}
     row.update(deployed_at=last.get("time") or meta.get("created_at"), deployed_by=last.get("operator"),
                deployed_with=last.get("engine"))
+    live = state.get("health")
+    if live is not None:  # what the service answers now, not the state stored when it was verified
+        row["serving"] = bool(live.get("ok"))
+        if not live.get("ok"):
+            row["health"] = live.get("detail")
     if state.get("lock"):
         row["lock"], row["lock_detail"] = lock_report(state["lock"])
     if meta.get("version"):
@@ -65,7 +70,7 @@ def status(ws: Workspace, customer: str | None, environment: str | None, *, prog
         hosts = list(ws.customer(customer).hosts)
     else:
         hosts = list(ws.hosts(customer, environment))
-    results = _read(ws, hosts, progress, {"steps": [steps.read_state(ws.app, history=True)]})
+    results = _read(ws, hosts, progress, {"steps": [steps.read_state(ws.app, history=True, health=True)]})
     rows = [_host_status(ws, h, results[h.name]) for h in hosts]
     environments = _environment_summary(ws, rows)
     lines = []
@@ -86,6 +91,8 @@ def status(ws: Workspace, customer: str | None, environment: str | None, *, prog
                          f"{row.get('state') or '-':<11} {(row.get('artifact_sha256') or '-')[:12]:<13} "
                          f"{(row.get('config_hash') or '-')[:12]:<13} {row.get('deployed_at') or '-':<25} "
                          f"{row.get('deployed_by') or '-':<10} {match}")
+            if row.get("serving") is False:
+                lines.append(f"{'':<14} NOT SERVING: {row.get('health')}")
             if row.get("lock"):
                 lines.append(f"{'':<14} {row['lock_detail']}")
         for env in environments:
@@ -104,8 +111,11 @@ def _environment_summary(ws: Workspace, rows: list[dict]) -> list[dict]:
         # Release ids differ per host (each host's config differs); the version and artifact must not.
         versions = sorted({f"{r.get('version')} ({(r.get('artifact_sha256') or '')[:8]})"
                            for r in env_rows if r.get("release")})
-        verified = all(r.get("state") == "good" for r in env_rows)
+        verified = all(r.get("state") == "good" and r.get("serving") is not False for r in env_rows)
         notes = []
+        down = [r["host"] for r in env_rows if r.get("serving") is False]
+        if down:
+            notes.append("not serving now: " + ", ".join(down))
         if len(versions) > 1:
             notes.append("hosts run different versions: " + ", ".join(versions))
         if any("error" in r for r in env_rows):

@@ -79,9 +79,11 @@ def lock(run: RunContext) -> dict[str, Any]:
 
 
 def read_state(app: AppDefinition, desired: DesiredRelease | None = None, with_text: bool = False,
-               history: bool = False) -> dict[str, Any]:
-    """The host's facts; `history` adds the ledger entry that made the live release live."""
-    step: dict[str, Any] = {"op": "state", "name": "state", "config_dir": app.config_dir, "history": history}
+               history: bool = False, health: bool = False) -> dict[str, Any]:
+    """The host's facts; `history` adds the ledger entry that made the live release live, `health`
+    the service's answer now."""
+    step: dict[str, Any] = {"op": "state", "name": "state", "config_dir": app.config_dir, "history": history,
+                            "health": health}
     if desired is not None:
         step.update(_desired_fields(app, desired))
         step["artifact"] = {"name": desired.artifact_name, "sha256": desired.artifact_sha256}
@@ -123,8 +125,17 @@ def configure(app: AppDefinition, desired: DesiredRelease, release_meta: Mapping
             "meta": dict(release_meta), "in_place": in_place}
 
 
-def hook(name: str, command: str, release: str) -> dict[str, Any]:
-    return {"op": "hook", "name": name, "command": command, "release": release}
+def hook(name: str, command: str, release: str, *, run: RunContext | None = None, direction: str = "deploy",
+         previous: str | None = None, timeout: float = 600) -> dict[str, Any]:
+    """A hook runs in the directory of `release` with GOLIVE_RELEASE (the release it concerns),
+    GOLIVE_PREVIOUS_RELEASE (the one live before the step that calls it: for on_rollback the one being
+    left), GOLIVE_DIRECTION, GOLIVE_ENVIRONMENT and GOLIVE_CUSTOMER; "$name" values are the agent's."""
+    env = {"GOLIVE_DIRECTION": direction}
+    if previous is not None:
+        env["GOLIVE_PREVIOUS_RELEASE"] = previous
+    if run is not None:
+        env.update(GOLIVE_ENVIRONMENT=run.environment, GOLIVE_CUSTOMER=run.customer)
+    return {"op": "hook", "name": name, "command": command, "release": release, "env": env, "timeout": timeout}
 
 
 def cutover(app: AppDefinition, release: str, name: str = "cutover") -> dict[str, Any]:
@@ -217,19 +228,29 @@ def activate_batch(run: RunContext, app: AppDefinition, plan: HostPlan, desired:
     steps: list[dict[str, Any]] = []
     if plan.action == REPAIR and plan.file_changes:
         steps.append({**configure(app, desired, {}, in_place=True), "name": "configure"})
+    previous = plan.from_release or ""
+    timeout = float(hooks.get("timeout") or app.hooks.timeout)
     if plan.action != REPAIR:
-        steps.append(hook("before_cutover", hooks.get("before_cutover", ""), target))
+        steps.append(hook("before_cutover", hooks.get("before_cutover", ""), target, run=run, previous=previous,
+                          timeout=timeout))
     steps += [cutover(app, target), restart(target), verify(target)]
     if plan.action != REPAIR:
-        steps.append(hook("after_cutover", hooks.get("after_cutover", ""), target))
+        steps.append(hook("after_cutover", hooks.get("after_cutover", ""), target, run=run, previous=previous,
+                          timeout=timeout))
     steps.append(mark(target, "good", "mark_good"))
+    # on_rollback concerns the release that is live again (named here: after a before_cutover failure
+    # no cutover has set $previous), and the service is verified again once it ran.
     on_failure = [
         after(mark(target, "bad", "mark_bad"), ACTIVATE_FAILURES),
         after(cutover(app, "$previous", "switch_back"), SWITCHED_FAILURES),
         after(restart("$previous", "restart_previous"), SWITCHED_FAILURES),
         after(verify("$previous", "verify_previous"), SWITCHED_FAILURES),
-        after(hook("on_rollback", hooks.get("on_rollback", ""), "$previous"), ACTIVATE_FAILURES),
+        after(hook("on_rollback", hooks.get("on_rollback", ""), previous or "$previous", run=run,
+                   direction="rollback", previous=target, timeout=timeout), ACTIVATE_FAILURES),
+        after(verify(previous or "$previous", "verify_after_hook"), ACTIVATE_FAILURES)
+        if hooks.get("on_rollback") and previous else None,
     ] if plan.action != REPAIR else []
+    on_failure = [step for step in on_failure if step]
     entry = run.entry(host, previous_release=plan.from_release, steps=dict(earlier_steps), **_release_fields(desired))
     return {"steps": steps, "on_failure": on_failure,
             "always": [record(entry), prune(app, [plan.from_release or ""]), *_unlock_unless(keep_lock)]}
@@ -240,7 +261,8 @@ def rollback_batch(run: RunContext, app: AppDefinition, version: str | None, for
     entry = run.entry(host, release="$target", previous_release="$previous")
     return {
         "steps": [lock(run), choose_rollback_target(version, force),
-                  {"op": "hook", "name": "on_rollback", "meta_of": "$previous", "release": "$target"},
+                  {**hook("on_rollback", "", "$target", run=run, direction="rollback", previous="$previous",
+                          timeout=app.hooks.timeout), "meta_of": "$previous"},
                   cutover(app, "$target"), restart("$target"), verify("$target"), mark("$target", "good", "mark_good")],
         "on_failure": [
             after(mark("$target", "bad", "mark_bad"), ("verify",)),
