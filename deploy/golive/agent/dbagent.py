@@ -419,9 +419,8 @@ class DatabaseAgent(Agent):
                     script += ["\\echo golive: %s_%s" % (m["version"], m["name"]), m["sql"], ";",
                                self.history_insert(table, m, args, "coalesce(extract(epoch FROM clock_timestamp() - "
                                                                    "now()), 0)")]
-                script.append("COMMIT;")
-                code, output = self.psql("\n".join(script) + "\n", timeout=self.timeout("migrate"),
-                                         application="golive-migrate", fault_point="db_migrate:running")
+                code, output = self.commit_while_wanted("\n".join(script) + "\n", self.timeout("migrate"),
+                                                        "golive-migrate", "db_migrate:running")
             else:
                 code, output = self.psql(members[0]["sql"] + "\n;\n", timeout=self.timeout("migrate"),
                                          application="golive-migrate", fault_point="db_migrate:running",
@@ -443,6 +442,68 @@ class DatabaseAgent(Agent):
         history = self.history()
         return {"applied": done, "schema_version": history[-1]["version"] if history else None, "log": log,
                 "history": history}
+
+    def commit_while_wanted(self, script, timeout, application, fault_point):
+        """Run a transaction's statements, then COMMIT only if the controller that asked for it is
+        still there: a controller killed while a migration runs leaves the database as it was, like
+        its application hosts, which it never switched. (exit code, output)"""
+        import subprocess
+        import tempfile
+
+        marker = "golive-statements-done-%d" % os.getpid()
+        with tempfile.TemporaryFile() as output:
+            try:
+                process = subprocess.Popen([self.program("psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-f", "-"],
+                                           stdin=subprocess.PIPE, stdout=output, stderr=subprocess.STDOUT,
+                                           env=self.pg_env(application), close_fds=True, cwd="/")
+            except OSError as error:
+                return 127, "psql: %s" % (error.strerror or error)
+            try:
+                process.stdin.write((script + "\\echo %s\n" % marker).encode("utf-8"))
+                process.stdin.flush()
+            except OSError:
+                pass  # psql stopped at an error; its output says which
+            self.fault_point(fault_point)
+            deadline = time.time() + timeout
+            note = ""
+            while process.poll() is None:
+                output.seek(0)  # psql's output so far: small, a migration's notices
+                if marker.encode() in output.read():
+                    wanted = self.controller_present()
+                    if not wanted:
+                        note = "\n(the controller went away before the migration committed: rolled back)"
+                    try:
+                        process.stdin.write(b"COMMIT;\n" if wanted else b"ROLLBACK;\n")
+                        process.stdin.close()
+                    except OSError:
+                        pass
+                    remaining = max(1.0, deadline - time.time())
+                    if wait_status(process.pid, remaining) is None:
+                        process.kill()
+                    process.wait()
+                    break
+                if time.time() > deadline:
+                    process.kill()
+                    process.wait()
+                    self.end_sessions(application)
+                    note = "\n(timed out after %ss: stopped, and its database session ended)" % timeout
+                    break
+                time.sleep(0.02)
+            output.seek(0)
+            text = output.read().decode("utf-8", "replace").replace(marker + "\n", "")
+        code = process.returncode if process.returncode is not None else -1
+        if note and code == 0:
+            code = 75  # rolled back on purpose
+        return (-1 if "timed out" in note else code), self.masked(text + note)
+
+    def controller_present(self):
+        """Whether the controller still reads this batch's output (a write fails once sshd lost it)."""
+        try:
+            sys.stdout.buffer.write(b"\n")
+            sys.stdout.buffer.flush()
+            return True
+        except OSError:
+            return False
 
     def history_insert(self, table, migration, args, seconds):
         values = [quote_literal(migration["version"]), quote_literal(migration["name"]),

@@ -562,7 +562,7 @@ def roll_out(session: HostSession, run: steps.RunContext, ws: Workspace, artifac
                          taken_for=working[0].desired.release)
     if meta is None:
         _give_back(session, run, ws, working, plan, f"{error}; the database was not touched", restore_db=False,
-                   restart=stopped)
+                   stopped=stopped)
         return
     plan.backup_id, plan.backup = meta.get("id"), meta
     faultpoints.reached("backup:done")
@@ -572,7 +572,7 @@ def roll_out(session: HostSession, run: steps.RunContext, ws: Workspace, artifac
         # A failed transaction left the database as it was; anything committed before the failure, or
         # run outside a transaction, is undone from the backup.
         partial = bool(plan.migrated) or any(not m.transactional for m in plan.decision.pending) or plan.command
-        _give_back(session, run, ws, working, plan, error or "migrate failed", restore_db=partial, restart=stopped)
+        _give_back(session, run, ws, working, plan, error or "migrate failed", restore_db=partial, stopped=stopped)
         return
     for target in working:
         target.database = plan.annotation(keep_locks=True)
@@ -594,7 +594,7 @@ def roll_out(session: HostSession, run: steps.RunContext, ws: Workspace, artifac
         return
     first = failed[0]
     _give_back(session, run, ws, working, plan,
-               f"{first.host.name} failed after the migration ({first.report.error})", restore_db=True)
+               f"{first.host.name} failed after the migration ({first.report.error})", restore_db=True, activated=True)
 
 
 def _activate_migrated(session: HostSession, run: steps.RunContext, ws: Workspace, target: Any,
@@ -638,16 +638,30 @@ def _activate_migrated(session: HostSession, run: steps.RunContext, ws: Workspac
 
 
 def _give_back(session: HostSession, run: steps.RunContext, ws: Workspace, targets: list[Any], plan: DeployPlan,
-               reason: str, *, restore_db: bool, restart: bool = True) -> None:
-    """The environment goes back to where it was: every host stopped, the database restored from
-    this run's backup (when it changed), then every host on its previous release, restarted and
-    verified. Every step runs even when an earlier one failed, except one: the previous code is
-    never started on a database that could not be restored."""
+               reason: str, *, restore_db: bool, stopped: bool = True, activated: bool = False) -> None:
+    """The environment goes back to where it was, in three steps over all hosts:
+    1. every host stops what it runs and points `current` at its previous release again (not started:
+       a controller killed from here on leaves code and database consistent once step 2 finishes);
+    2. the database is restored from this run's backup (when it changed);
+    3. every host starts its previous release and verifies it (then on_rollback, verified again).
+    Every step runs even when an earlier one failed, except one: the previous code is never started on
+    a database that could not be restored."""
     db = plan.db
     session.progress.note(f"{db.environment}: {reason}; putting the environment back")
-    if restore_db:
-        stop_errors = stop_hosts(session, targets, column="stop")
-        plan.events += [f"stop failed: {e}" for e in stop_errors]
+    first: dict[str, tuple[Connected, dict[str, Any]]] = {}
+    for target in targets:
+        previous, new = target.plan.from_release, target.desired.release
+        batch: list[dict[str, Any]] = []
+        if stopped or activated:
+            batch.append({"op": "stop", "name": "stop"})
+        if activated:
+            batch.append(steps.mark(new, "bad", "mark_bad"))
+            if previous:
+                batch.append(steps.cutover(ws.app, previous, "switch_back"))
+        if batch:
+            first[target.host.name] = (target.connected, {"steps": [], "always": batch})
+    answers = {name: [a] for name, a in (session.call_all(first, STOP_TIMEOUT, module="dbagent") if first else {})
+               .items()}
     restored_ok = True
     if restore_db and plan.backup_id:
         result, error = restore(session, run, db, plan.backup_id, reason=f"failed deploy of {plan.version}: {reason}")
@@ -659,52 +673,52 @@ def _give_back(session: HostSession, run: steps.RunContext, ws: Workspace, targe
                                f"held is kept as {result.get('replaced_database')}")
         else:
             plan.events.append(str(error))
-    else:
-        plan.schema_after = plan.decision.schema_before if not plan.migrated else plan.schema_after
+    elif not plan.migrated:
+        plan.schema_after = plan.decision.schema_before
     expect_key = db.spec.health_key
     expect = {expect_key: plan.schema_after} if expect_key and plan.schema_after else {}
-    requests = {}
+    second = {}
     for target in targets:
-        previous = target.plan.from_release
-        new = target.desired.release
+        previous, new = target.plan.from_release, target.desired.release
         entry = run.entry(target.host.name, previous_release=new, release=previous, result="rolled_back",
                           detail=reason, **plan.entry())
-        recovery: list[dict[str, Any]] = [steps.mark(new, "bad", "mark_bad")]
-        if restored_ok and restart and previous:
-            recovery += [steps.cutover(ws.app, previous, "switch_back"),
-                         steps.restart(previous, "restart_previous"),
-                         {**steps.verify(previous, "verify_previous"), "expect": expect},
-                         {**steps.hook("on_rollback", "", previous), "meta_of": new},
-                         {**steps.verify(previous, "verify_after_hook"), "expect": expect}]
-        elif restored_ok and restart and not previous:
-            recovery += [{"op": "stop", "name": "stop_new", "release": new}]
-        recovery += [{"op": "settle", "name": "settle", "result": "rolled_back" if restored_ok else "failed",
-                      "detail": reason if restored_ok else
-                      f"{reason}; the database could not be restored: the previous release was not started"},
-                     steps.record(entry)]
-        requests[target.host.name] = (target.connected, {"steps": [], "always": recovery})
-    answers = session.call_all(requests, 3600, module="dbagent") if requests else {}
+        batch = []
+        if restored_ok and previous and (stopped or activated):
+            batch += [steps.cutover(ws.app, previous, "switch_back"), steps.restart(previous, "restart_previous"),
+                      {**steps.verify(previous, "verify_previous"), "expect": expect}]
+            if activated:
+                batch += [{**steps.hook("on_rollback", "", previous, run=run, direction="rollback", previous=new,
+                                        timeout=ws.app.hooks.timeout), "meta_of": new},
+                          {**steps.verify(previous, "verify_after_hook"), "expect": expect}]
+        failed_before = [f"{s.name}: {s.error}" for a in answers.get(target.host.name, []) for s in a.steps
+                         if not s.ok]
+        detail = reason if restored_ok else (f"{reason}; the database could not be restored: the previous release "
+                                             f"was not started")
+        if failed_before:
+            detail += "; " + "; ".join(failed_before)
+        batch += [{"op": "settle", "name": "settle", "result": "rolled_back" if restored_ok and not failed_before
+                   else "failed", "detail": detail}, steps.record({**entry, "detail": detail})]
+        second[target.host.name] = (target.connected, {"steps": [], "always": batch})
+    for name, answer in (session.call_all(second, 3600, module="dbagent") if second else {}).items():
+        answers.setdefault(name, []).append(answer)
     for target in targets:
-        answer = answers.get(target.host.name)
-        failures = [f"{s.name}: {s.error}" for s in (answer.steps if answer else []) if not s.ok]
+        replies = answers.get(target.host.name, [])
+        failures = [f"{s.name}: {s.error}" for a in replies for s in a.steps if not s.ok]
+        failures += [a.error or "no answer" for a in replies if not a.ok and a.transport_error]
         previous = target.plan.from_release
-        if answer is not None and not answer.ok and answer.transport_error:
-            failures.append(answer.error or "no answer")
         if restored_ok and not failures:
-            status = "rolled_back"
-            live = previous
+            status, live = "rolled_back", previous
         else:
-            status = "failed"
-            live = answer.current if answer else None
+            status, live = "failed", (replies[-1].current if replies else None)
         why = reason if restored_ok else f"{reason}; the database could not be restored, so the previous release " \
                                          f"was not started again (hosts are stopped)"
         target.report = HostReport(host=target.host.name, environment=run.environment, status=status,
                                    action=target.plan.action, from_release=previous,
                                    to_release=target.desired.release, live_release=live,
                                    error=why + ("; recovery: " + "; ".join(failures) if failures else ""),
-                                   steps=step_seconds(*target.answers, answer),
-                                   details={"marked_bad": target.desired.release, "database": plan.entry()["database"],
-                                            "recovery_failures": failures})
+                                   steps=step_seconds(*target.answers, *replies),
+                                   details={**({"marked_bad": target.desired.release} if activated else {}),
+                                            "database": plan.entry()["database"], "recovery_failures": failures})
         session.progress.update(target.host.name, "result", "rolled_back" if status == "rolled_back" else "failed")
     session.progress.update(db.host.name, "result", "rolled_back" if restored_ok else "failed")
 
@@ -716,6 +730,8 @@ class RollbackPlan:
     db: Database
     decision: RollbackDecision
     target_version: str
+    targets: dict[str, str] = field(default_factory=dict)  # host -> the release it rolls back to
+    currents: dict[str, str] = field(default_factory=dict)  # host -> the release it leaves
     cost: RestoreCost | None = None
     schema_after: str | None = None
     result: dict[str, Any] | None = None
@@ -799,12 +815,18 @@ def plan_rollback(session: HostSession, ws: Workspace, db: Database, hosts: Sequ
     version = versions.pop()
     meta = next(iter(chosen.values()))
     target_schema = meta.get("schema_version")
-    if target_schema is None and "schema_version" not in meta:
+    current_version = next((str(m.get("version")) for m in currents.values() if m.get("version")), None)
+    if db.spec.migrations.kind == "command":
+        # What the vendor's command left is known only once it ran: the history says which release
+        # applied what, so the target runs on the newest version its own deploy (or an earlier one) left.
+        own = [a.version for a in db.applied if a.release == version]
+        earlier = [a.version for a in db.applied if a.release != current_version]
+        target_schema = max(own) if own else (max(earlier) if earlier else None)
+    elif target_schema is None and "schema_version" not in meta:
         try:
             target_schema = schema_version(release_migrations(ws, ws.artifact(version)))
         except BadInput:
             target_schema = None
-    current_version = next((str(m.get("version")) for m in currents.values() if m.get("version")), None)
     down_files: dict[str, Migration] = {}
     if current_version:
         try:
@@ -814,7 +836,8 @@ def plan_rollback(session: HostSession, ws: Workspace, db: Database, hosts: Sequ
     want = "restore" if restore_db else "down" if down else "auto"
     decision = rollback_decision(db.applied, target_schema, target=version, down=down_files, backups=db.backups,
                                  want=want)
-    plan = RollbackPlan(db, decision, version)
+    plan = RollbackPlan(db, decision, version, targets={n: str(m.get("id")) for n, m in chosen.items()},
+                        currents={n: str(m.get("id")) for n, m in currents.items() if m.get("id")})
     if decision.backup is not None:
         plan.cost = restore_cost(decision.backup, db.state.get("stats") or {},
                                  rehearsals(ws, db, session.progress), datetime.now(UTC))
@@ -860,26 +883,41 @@ def rehearsals(ws: Workspace, db: Database, progress: Progress) -> list[dict[str
     return found
 
 
-def apply_rollback(session: HostSession, run: steps.RunContext, plan: RollbackPlan, hosts: Sequence[Host],
-                   connected: Mapping[str, Connected]) -> str | None:
-    """Before the hosts roll back: for a restore or down-migrations, stop every host, then change the
-    database. The error, when it could not (then the hosts are started again on what they ran)."""
-    if not plan.decision.changes_database:
-        return None
+def apply_rollback(session: HostSession, run: steps.RunContext, ws: Workspace, plan: RollbackPlan,
+                   hosts: Sequence[Host], connected: Mapping[str, Connected], leader: Host) -> dict[str, HostReport]:
+    """A rollback that changes the database (a restore, down-migrations), for the whole environment:
+    1. every host stops and points `current` at the release it goes back to (not started yet);
+    2. the database is restored, or the down-migrations run;
+    3. every host starts that release and verifies it on the database as it now is.
+    When step 2 fails the database is as it was, and every host goes back to what it ran. The cost
+    of a restore is said first. Returns every host's report."""
     db = plan.db
     if plan.cost is not None:
         session.progress.note(f"{db.environment}: {describe_cost(plan.cost)}")
-    reachable = [_Reach(h, connected[h.name]) for h in hosts if connected[h.name].ok]
-    errors = stop_hosts(session, reachable, column="lock")
-    error = None
-    if errors:
-        error = f"stop: {errors[0]}"
-    elif plan.decision.path == "restore" and plan.decision.backup is not None:
+    reachable = [h for h in hosts if connected[h.name].ok and h.name in plan.targets]
+    others = [h for h in reachable if h.name != leader.name]
+    locked = session.call_all({h.name: (connected[h.name], steps.lock_batch(run)) for h in others}, STOP_TIMEOUT)
+    refused = {name: answer for name, answer in locked.items() if not answer.ok}
+    if refused:
+        session.call_all({n: (connected[n], steps.release_batch()) for n, a in locked.items() if a.ok}, STOP_TIMEOUT)
+        name, answer = next(iter(refused.items()))
+        why = f"{name} is locked by another run" if answer.holder is not None else f"{name}: {answer.error}"
+        plan.error = f"{why}: the database was not touched, no host was rolled back"
+        return {h.name: HostReport(host=h.name, environment=run.environment, status="locked" if h.name in refused
+                                   else "skipped", action="rollback", error=plan.error) for h in reachable}
+    first = {h.name: (connected[h.name], {"steps": [], "always": [
+        {"op": "stop", "name": "stop"}, steps.cutover(ws.app, plan.targets[h.name])]}) for h in reachable}
+    answers = {name: [a] for name, a in session.call_all(first, STOP_TIMEOUT, module="dbagent").items()}
+    for name, replies in answers.items():
+        session.progress.update(name, "cutover", "ok" if replies[0].ok else "failed")
+    error = next((f"{n}: {a[0].error}" for n, a in answers.items() if not a[0].ok), None)
+    if error is None and plan.decision.path == "restore" and plan.decision.backup is not None:
         result, error = restore(session, run, db, str(plan.decision.backup.get("id")),
                                 reason=f"rollback to {plan.target_version}", column="choose")
         plan.result = result
-    else:
+    elif error is None:
         migrations = [{"version": m.version, "name": m.name, "down_sql": m.down_sql} for m in plan.decision.down]
+        session.progress.update(db.host.name, "choose", "running", "down-migrations")
         answer = call(session, db, [{"op": "db_down", "name": "db_down", "migrations": migrations}],
                       db.spec.timeouts.migrate,
                       always=[steps.record(_db_entry(run, db, action="down", release=plan.target_version,
@@ -887,11 +925,48 @@ def apply_rollback(session: HostSession, run: steps.RunContext, plan: RollbackPl
         if not answer.ok:
             error = f"down-migrations: {answer.error}"
         plan.result = answer.data("db_down")
-    if error:
-        plan.error = error
-        start_hosts(session, reachable, {})
+        session.progress.update(db.host.name, "choose", "ok" if answer.ok else "failed")
+    plan.error = error
+    annotation = plan.annotation()
+    expect = annotation["expect"] if not error else {}
+    second = {}
+    for host in reachable:
+        target, current = plan.targets[host.name], plan.currents.get(host.name)
+        live = current if error else target
+        entry = run.entry(host.name, release=live, previous_release=current, **annotation["entry"],
+                          **({"detail": f"{error}; not rolled back"} if error else {}))
+        batch = [steps.cutover(ws.app, live), steps.restart(live), {**steps.verify(live), "expect": expect}]
+        if not error:
+            batch += [{**steps.hook("on_rollback", "", target, run=run, direction="rollback", previous=current or "",
+                                    timeout=ws.app.hooks.timeout), "meta_of": current},
+                      steps.mark(target, "good", "mark_good")]
+        batch += [{"op": "settle", "name": "settle", "result": "failed" if error else "ok", "detail": error or ""},
+                  steps.record(entry)]
+        if host.name != leader.name:  # the leader's lock is the environment's: the run gives it back last
+            batch.append(steps.unlock())
+        second[host.name] = (connected[host.name], {"steps": [], "always": batch})
+    for name, answer in session.call_all(second, 3600, module="dbagent").items():
+        answers.setdefault(name, []).append(answer)
+    reports = {}
+    for host in reachable:
+        replies = answers.get(host.name, [])
+        failures = [f"{s.name}: {s.error}" for a in replies for s in a.steps if not s.ok]
+        failures += [a.error or "no answer" for a in replies if not a.ok and a.transport_error]
+        target, current = plan.targets[host.name], plan.currents.get(host.name)
+        for step in (replies[-1].steps if replies else []):
+            if step.name in ("restart", "verify"):
+                session.progress.update(host.name, step.name, "ok" if step.ok else "failed", f"{step.seconds:.2f}s")
+        ok = not error and not failures
+        reports[host.name] = HostReport(
+            host=host.name, environment=run.environment, status="deployed" if ok else "failed", action="rollback",
+            from_release=current, to_release=target, live_release=target if ok else (replies[-1].current
+                                                                                     if replies else None),
+            error=None if ok else "; ".join(([error] if error else []) + failures + (
+                ["not rolled back: every host is back on the release it ran"] if error else [])),
+            steps=step_seconds(*replies))
+        session.progress.update(host.name, "result", "ok" if ok else "failed")
     session.progress.update(db.host.name, "result", "failed" if error else "ok", plan.decision.path)
-    return error
+    return reports
 
 
 @dataclass

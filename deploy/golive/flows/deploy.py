@@ -492,13 +492,9 @@ def rollback(ws: Workspace, customer: str, environment: str, to_version: str | N
                                              only=only)
         leader = take_environment_lock(session, run, [h for h in hosts if h.name not in reports], connected, reports)
         if leader is not None and db_plan is not None and db_plan.decision.changes_database:
-            error = database.apply_rollback(session, run, db_plan, [h for h in hosts if h.name not in reports],
-                                            connected)
-            if error:
-                for host in hosts:
-                    reports.setdefault(host.name, HostReport(
-                        host=host.name, environment=environment, status="failed", action="rollback",
-                        error=f"{error}; not rolled back: every host was started again on the release it ran"))
+            # The database changes: the environment goes back together (flows/database.py), not host by host.
+            reports.update(database.apply_rollback(session, run, ws, db_plan,
+                                                   [h for h in hosts if h.name not in reports], connected, leader))
         for index, batch in enumerate(planned_batches if leader else []):
             failed = sum(1 for r in reports.values() if r.failed)
             if crossed(failed, len(hosts), threshold):
