@@ -302,12 +302,61 @@ class DatabaseAgent(Agent):
         info["disk_free"] = self.disk_free(self.backup_dir)
         info["backups"] = self.backups()
         if args.get("schema"):
-            code, output = self.spawn([self.program("pg_dump"), "--schema-only", "--no-owner", "--no-privileges"],
-                                      self.timeout("backup"))
-            if code != 0:
-                raise StepError("pg_dump --schema-only: %s" % explain(output, self.connection))
-            info["schema_dump"] = output
+            info["schema_dump"] = self.schema_dump()
+            recorded = os.path.join(self.state_dir, "schema.sql")
+            if os.path.isfile(recorded):
+                with open(recorded, "rb") as handle:
+                    info["schema_recorded"] = handle.read().decode("utf-8", "replace")
+                info["schema_recorded_meta"] = read_json(recorded + ".json")
+        if args.get("verify_backup"):
+            info["backup_check"] = self.verify_newest_backup(info["backups"])
         return info
+
+    def schema_dump(self):
+        code, output = self.spawn([self.program("pg_dump"), "--schema-only", "--no-owner", "--no-privileges"],
+                                  self.timeout("backup"))
+        if code != 0:
+            raise StepError("pg_dump --schema-only: %s" % explain(output, self.connection))
+        return output
+
+    def record_schema(self, action, release):
+        """The schema as golive left it (drift compares the live one with it: a change by hand shows).
+        Best effort: a step that changed the database has done so whether or not this works."""
+        try:
+            self.write_schema(action, release)
+        except (StepError, OSError) as error:
+            self.vars["schema_record_error"] = str(error)
+
+    def write_schema(self, action, release):
+        text = self.schema_dump()
+        if not os.path.isdir(self.state_dir):
+            os.makedirs(self.state_dir, 0o755)
+        path = os.path.join(self.state_dir, "schema.sql")
+        write_atomic(path, text.encode("utf-8"), 0o600)
+        history = self.history()
+        write_atomic(path + ".json", to_json({"at": utc_now(), "action": action, "release": release,
+                                             "schema_version": history[-1]["version"] if history else None,
+                                             "applied": [[h["version"], h["checksum"]] for h in history]}).encode(),
+                     0o600)
+
+    def verify_newest_backup(self, backups):
+        """The newest backup exists, matches its recorded sha256 and reads back (pg_restore --list)."""
+        verified = sorted((b for b in backups if b.get("verified")), key=lambda b: b.get("created_at", ""))
+        if not verified:
+            return {"ok": False, "detail": "no backup in %s" % self.backup_dir}
+        newest = verified[-1]
+        path = os.path.join(self.backup_dir, newest.get("file", ""))
+        if not os.path.isfile(path):
+            return {"ok": False, "backup": newest["id"], "detail": "backup %s: %s is missing" % (newest["id"], path)}
+        if sha256_file(path, fast_sha256()) != newest.get("sha256"):
+            return {"ok": False, "backup": newest["id"], "detail": "backup %s: %s does not match its sha256"
+                    % (newest["id"], path)}
+        code, listing = self.spawn([self.program("pg_restore"), "--list", path], self.timeout("backup"))
+        if code != 0 or "; Archive created at" not in listing:
+            return {"ok": False, "backup": newest["id"], "detail": "backup %s does not read back: %s"
+                    % (newest["id"], _error_line(listing))}
+        return {"ok": True, "backup": newest["id"], "detail": "backup %s (%s) reads back" % (newest["id"],
+                                                                                           newest.get("created_at"))}
 
     # -- backup --------------------------------------------------------------------------
 
@@ -439,6 +488,7 @@ class DatabaseAgent(Agent):
                                    "; applied before it: %s" % ", ".join(done) if done else "", log))
             done.extend("%s_%s" % (m["version"], m["name"]) for m in members)
             self.append_log(log, "-- applied %s in %.2f s\n" % (names, time.time() - started))
+        self.record_schema("migrate", args.get("release"))
         history = self.history()
         return {"applied": done, "schema_version": history[-1]["version"] if history else None, "log": log,
                 "history": history}
@@ -532,6 +582,7 @@ class DatabaseAgent(Agent):
         if code != 0:
             raise StepError("down-migrations failed, the transaction rolled back (nothing undone): %s (log: %s)"
                             % (explain(output, self.connection), log))
+        self.record_schema("down", args.get("release"))
         history = self.history()
         return {"undone": ["%s_%s" % (m["version"], m["name"]) for m in args.get("migrations", [])],
                 "schema_version": history[-1]["version"] if history else None, "log": log}
@@ -593,6 +644,7 @@ class DatabaseAgent(Agent):
         else:
             self.fault_point("db_restore:swap")
             replaced = self.swap(name, scratch, log)
+            self.record_schema("restore", meta.get("release"))
         record = {"at": utc_now(), "seconds": seconds, "size": meta.get("size"), "kind":
                   "rehearsal" if rehearsal else "restore", "environment": self.db.get("environment"),
                   "operator": args.get("operator")}
@@ -758,6 +810,7 @@ class DatabaseAgent(Agent):
                                         args.get("seconds") or 0))), application="golive-migrate")
         if code != 0:
             raise StepError("recording the migration failed: %s" % explain(output, self.connection))
+        self.record_schema("migrate", args.get("release"))
         history = self.history()
         return {"schema_version": history[-1]["version"] if history else None, "history": history}
 

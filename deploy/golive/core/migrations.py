@@ -643,3 +643,80 @@ def fingerprint(objects: Mapping[str, str]) -> str:
     for name in sorted(objects):
         digest.update(f"{name}\0{objects[name]}\n".encode())
     return digest.hexdigest()
+
+
+# -- drift -----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class DatabaseView:
+    """One environment's database as drift sees it (what the probe read, normalised)."""
+
+    environment: str
+    host: str
+    applied: tuple[tuple[str, str], ...] = ()  # (version_name, checksum)
+    objects: Mapping[str, str] = field(default_factory=dict)  # the live schema, normalised
+    recorded: Mapping[str, str] | None = None  # the schema as golive left it
+    recorded_meta: Mapping[str, Any] = field(default_factory=dict)
+    expects: tuple[str, ...] = ()  # schema versions the live releases of its application hosts run on
+    error: str = ""
+
+    @property
+    def version(self) -> str | None:
+        return max((a[0][:4] for a in self.applied), default=None)
+
+
+def _changed(before: Mapping[str, str], after: Mapping[str, str]) -> list[str]:
+    names = sorted(set(before) | set(after))
+    out = []
+    for name in names:
+        if name not in after:
+            out.append(f"{name} (gone)")
+        elif name not in before:
+            out.append(f"{name} (added)")
+        elif before[name] != after[name]:
+            out.append(f"{name} (changed)")
+    return out
+
+
+def database_findings(target: DatabaseView, source: DatabaseView | None) -> list[Any]:
+    """Drift of one environment's database (host scope: against what golive left and what its live
+    release runs on) and against the source environment's (environment scope)."""
+    from golive.core.drift import ENVIRONMENT, HOST, Finding
+
+    found = []
+    for view in (v for v in (source, target) if v is not None and not v.error):
+        if view.recorded is not None:
+            changed = _changed(view.recorded, view.objects)
+            if changed:
+                meta = view.recorded_meta
+                found.append(Finding(HOST, "database", "schema", (view.host,),
+                                     f"as golive left it ({meta.get('action', 'migrate')} of {meta.get('release')},"
+                                     f" schema {meta.get('schema_version')})", "; ".join(changed[:8]), "high", False,
+                                     f"the {view.environment} database's schema was changed outside golive: "
+                                     + ", ".join(changed[:8])))
+        for wanted in sorted(set(view.expects)):
+            if wanted and (view.version or "") < wanted[:4]:
+                found.append(Finding(HOST, "database", "schema version", (view.host,), wanted, view.version or "none",
+                                     "high", False, f"the {view.environment} database is at "
+                                                    f"{view.version or 'no schema'}, but its live release runs on "
+                                                    f"{wanted}: its migrations were undone or never ran"))
+    if source is not None and not source.error and not target.error:
+        if list(source.applied) != list(target.applied):
+            mine = {a[0]: a[1] for a in target.applied}
+            theirs = {a[0]: a[1] for a in source.applied}
+            differing = sorted(k for k in set(mine) & set(theirs) if mine[k] != theirs[k])
+            only_target = ", ".join(sorted(set(mine) - set(theirs))) or "nothing more"
+            only_source = ", ".join(sorted(set(theirs) - set(mine))) or "nothing more"
+            reason = (f"the same migrations have other checksums: {', '.join(differing)}" if differing else
+                      f"{target.environment} has applied {only_target}, {source.environment} {only_source}")
+            found.append(Finding(ENVIRONMENT, "database", "migrations", (target.host,),
+                                 ", ".join(a[0] for a in source.applied) or "none",
+                                 ", ".join(a[0] for a in target.applied) or "none", "high" if differing else "medium",
+                                 False, reason, counterparts=(source.host,)))
+        elif fingerprint(source.objects) != fingerprint(target.objects):
+            changed = _changed(source.objects, target.objects)
+            found.append(Finding(ENVIRONMENT, "database", "schema", (target.host,), f"{source.environment}'s schema",
+                                 "; ".join(changed[:8]), "high", False,
+                                 f"the same migrations left different schemas: {', '.join(changed[:8])}",
+                                 counterparts=(source.host,)))
+    return found

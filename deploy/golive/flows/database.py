@@ -40,6 +40,7 @@ from golive.core.database import DatabaseConnection, DatabaseSpec
 from golive.core.errors import BadInput, Problem
 from golive.core.migrations import (
     Applied,
+    DatabaseView,
     DeployDecision,
     HistoryCheck,
     Migration,
@@ -1117,3 +1118,167 @@ def _restore_or_rehearse(session: HostSession, run: steps.RunContext, ws: Worksp
                                                                      f"is untouched")
     lines += [f"  {line}" for line in failed]
     return Outcome(data, "\n".join(lines), failed=bool(error or failed))
+
+
+# -- drift, checks, preflight ----------------------------------------------------------------------
+
+def view(session: HostSession, db: Database, expects: Sequence[str] = ()) -> DatabaseView:
+    """The database as drift compares it: applied migrations, the live schema and the one golive left."""
+    from golive.core.migrations import DatabaseView, schema_objects
+
+    try:
+        state = probe(session, db, schema=True)
+    except BadInput as error:
+        return DatabaseView(db.environment, db.host.name, error="; ".join(p.message for p in error.problems))
+    recorded = state.get("schema_recorded")
+    return DatabaseView(db.environment, db.host.name,
+                        applied=tuple((f"{a.version}_{a.name}", a.checksum) for a in db.applied),
+                        objects=schema_objects(state.get("schema_dump") or ""),
+                        recorded=schema_objects(recorded) if recorded is not None else None,
+                        recorded_meta=state.get("schema_recorded_meta") or {},
+                        expects=tuple(e for e in expects if e))
+
+
+def drift_findings(ws: Workspace, customer: str, source: str, target: str,
+                   live_schemas: Mapping[str, Sequence[str]], progress: Progress) -> tuple[list[Any], dict[str, str]]:
+    """(findings, unreachable) for the two environments' databases; `live_schemas` gives, per
+    environment, the schema versions its application hosts' live releases run on."""
+    from golive.core.migrations import database_findings
+
+    dbs = {env: for_environment(ws, customer, env) for env in (source, target)}
+    if not any(dbs.values()):
+        return [], {}
+    hosts = [d.host for d in dbs.values() if d is not None]
+    session = HostSession(hosts, progress, ws.app)
+    try:
+        views = {env: view(session, d, live_schemas.get(env, ())) if d else None for env, d in dbs.items()}
+    finally:
+        session.close()
+    unreachable = {v.host: v.error for v in views.values() if v is not None and v.error}
+    if views[target] is None:
+        return [], unreachable
+    return database_findings(views[target], views[source]), unreachable
+
+
+def preflight_items(ws: Workspace, customer: str, target: str, version: str | None,
+                    progress: Progress) -> tuple[Any, list[str]]:
+    """(the gate of the target environment's database host, "if we must roll back" in plain words):
+    reachable with the rendered credentials, the pending migrations and their kind, space for the
+    backup, a restore rehearsed on staging with its measured time."""
+    from golive.core.gate import HostGate, Item
+
+    db = for_environment(ws, customer, target)
+    if db is None:
+        return None, []
+    gate = HostGate(db.host.name, target, db.host.connection.address)
+    session = HostSession([db.host], progress, ws.app)
+    try:
+        try:
+            probe(session, db)
+        except BadInput as error:
+            detail = "; ".join(p.message for p in error.problems)
+            gate.items.append(Item("database", False, detail, "The database server must answer golive with the "
+                                   "rendered credentials: check that it runs, the address and port in the inventory, "
+                                   "and the password in the vault."))
+            return gate, ["We cannot say what a rollback would cost: the database did not answer."]
+    finally:
+        session.close()
+    gate.items.append(Item("database", True, f"{db.connection.describe()} answers; schema {db.schema or '(none)'}"))
+    lines: list[str] = []
+    decision = None
+    if version:
+        try:
+            migrations = release_migrations(ws, ws.artifact(version))
+            check = check_history(migrations, db.applied, f"{version}:{db.spec.migrations.dir}")
+            decision = deploy_decision(check, online=db.spec.migrations.online, serial=False, subset=False,
+                                       environment=target, release=version)
+        except BadInput as error:
+            gate.items.append(Item("migrations", False, "; ".join(str(p) for p in error.problems),
+                                   "Fix the release's migrations (a migration that ran must not change) and build it "
+                                   "again."))
+    if decision is not None:
+        pending = ", ".join(f"{m.id} ({m.kind}{', reversible' if m.reversible else ''})" for m in decision.pending)
+        gate.items.append(Item("migrations", not decision.problems,
+                               (f"pending: {pending}" if decision.pending else "no pending migration")
+                               + ("; " + "; ".join(str(p) for p in decision.problems) if decision.problems else ""),
+                               "Fix what the migrations check says before the go-live."))
+        lines = _rollback_words(db, decision, rehearsals(ws, db, progress))
+    problems = _space_problems(db)
+    free = db.state.get("disk_free")
+    gate.items.append(Item("backup space", not problems, problems[0].message if problems else
+                           f"{(free or 0) / 1048576:.0f} MB free in {db.state.get('backup_dir')} for a backup of "
+                           f"{int(db.state.get('size') or 0) / 1048576:.1f} MB",
+                           "Free disk space on the database host (or set database.backup.dir elsewhere)."))
+    measured = rehearsals(ws, db, progress)
+    if measured:
+        last = max(measured, key=lambda r: str(r.get("at", "")))
+        detail = (f"{last.get('environment')} restored a {int(last.get('size') or 0) / 1048576:.1f} MB backup in "
+                  f"{last.get('seconds')} s on {str(last.get('at', ''))[:16]}")
+    else:
+        detail = "no restore has been rehearsed"
+    gate.items.append(Item("restore rehearsed", bool(measured), detail,
+                           f"Rehearse a restore on staging: golive backups {customer} staging --rehearse (it restores "
+                           f"the newest backup into a scratch database, measures it, and changes nothing live)."))
+    return gate, lines
+
+
+def _rollback_words(db: Database, decision: DeployDecision, measured: Sequence[Mapping[str, Any]]) -> list[str]:
+    if not decision.pending:
+        return ["If we must roll back after the go-live, the previous release goes back on every server in seconds: "
+                "this release does not change the database, so nothing written meanwhile is lost."]
+    if decision.compatible:
+        return [f"This release adds to the database ({', '.join(m.id for m in decision.pending)}) without changing "
+                f"what the previous release uses. If we must roll back, the previous release goes back in seconds and "
+                f"runs on the database as it is: nothing written meanwhile is lost."]
+    estimate = ""
+    if measured:
+        last = max(measured, key=lambda r: str(r.get("at", "")))
+        estimate = (f" Restoring takes about {float(last.get('seconds') or 0):.0f} s at the size "
+                    f"{last.get('environment')} rehearsed ({int(last.get('size') or 0) / 1048576:.1f} MB).")
+    contract = [m.id for m in decision.pending if m.kind != "expand"]
+    lines = [f"This release changes the database in a way the previous release cannot run on ({', '.join(contract)}). "
+             f"Before it does, golive takes a backup. If a server fails its check during the go-live, golive restores "
+             f"that backup by itself before the previous release starts again.",
+             f"If we decide to roll back later, the database is restored from that backup: everything written after "
+             f"the go-live started (the moment the backup is taken) is lost, and golive says how many rows before it "
+             f"does anything.{estimate}"]
+    if all(m.reversible for m in decision.pending):
+        lines.append("Every change has an undo script: a rollback can also undo the changes and keep what was "
+                     "written meanwhile (golive rollback --down).")
+    return lines
+
+
+def with_database_checks(ws: Workspace, customer: str, environment: str, outcome: Outcome,
+                         progress: Progress) -> Outcome:
+    """`golive check` on the environment's database host too: it answers golive with the rendered
+    credentials, and its newest backup exists, matches its checksum and reads back (pg_restore --list).
+    (The application hosts' own view, from their rendered config, is checks/test_database.py.)"""
+    db = for_environment(ws, customer, environment)
+    if db is None:
+        return outcome
+    session = HostSession([db.host], progress, ws.app)
+    failed: list[dict[str, str]] = []
+    passed: list[str] = []
+    try:
+        probe(session, db)
+        passed.append("database answers with the rendered credentials")
+        answer = call(session, db, [{"op": "db_probe", "name": "db_probe", "verify_backup": True}], PROBE_TIMEOUT)
+        backup_check = answer.data("db_probe").get("backup_check") or {"ok": False, "detail": answer.error}
+        if backup_check.get("ok"):
+            passed.append(str(backup_check.get("detail")))
+        else:
+            failed.append({"check": "database: last backup", "reason": str(backup_check.get("detail"))})
+    except BadInput as error:
+        failed.append({"check": "database: reachable", "reason": "; ".join(p.message for p in error.problems)})
+    finally:
+        session.close()
+    row = {"host": db.host.name, "result": "passed" if not failed else "failed", "passed": passed, "failed": failed}
+    data = {**outcome.data, "hosts": [*outcome.data.get("hosts", []), row],
+            "passed": outcome.data.get("passed", True) and not failed}
+    lines = outcome.text.splitlines()
+    verdict = lines.pop() if lines else ""
+    summary = ("database checks passed: " + "; ".join(passed)) if not failed else "database checks FAILED"
+    lines.append(f"  {db.host.name}: {summary}")
+    lines.extend(f"    {f['check']}: {f['reason']}" for f in failed)
+    lines.append(verdict)
+    return Outcome(data, "\n".join(lines), finding=outcome.finding or bool(failed), failed=outcome.failed)
