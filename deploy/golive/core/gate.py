@@ -44,6 +44,7 @@ class Gate:
     started: str
     operator: str
     seconds: float = 0.0
+    rollback: list[str] = field(default_factory=list)  # "if we must roll back", in plain words
 
     @property
     def go(self) -> bool:

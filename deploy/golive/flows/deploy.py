@@ -7,7 +7,11 @@ under one --max-fail rule, the leader's release last. A Rollout says what each v
 
 from __future__ import annotations
 
+<<<<<<< HEAD
 from collections.abc import Callable, Mapping
+=======
+from collections.abc import Mapping
+>>>>>>> database
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,7 +27,7 @@ from golive.core.plan import INSTALL, UNCHANGED, DesiredRelease, HostFacts, Host
 from golive.core.release import Artifact
 from golive.core.rollback import Choice, RollbackFacts, choose, next_sequence
 from golive.core.rollout import batches, crossed, max_fail_threshold
-from golive.flows import steps
+from golive.flows import database, steps
 from golive.flows.desired import check_artifact_archive, desired_release
 from golive.flows.session import HostReport, HostSession, chunks, lock_report, run_context, step_seconds
 from golive.workspace import Workspace
@@ -43,8 +47,12 @@ class Target:
     report: HostReport | None = None
     answers: tuple[AgentAnswer, ...] = ()
     leads: bool = False  # the run's leader: its lock is the environment's, held until the run ends
+<<<<<<< HEAD
     run: dict[str, Any] = field(default_factory=dict)  # its service, health and hooks (steps.release_run)
     takeover: dict[str, Any] | None = None  # the stale lock this run took over on the host
+=======
+    database: dict[str, Any] = field(default_factory=dict)  # steps.with_database: what verify expects, ...
+>>>>>>> database
 
 
 # -- promotion gate -------------------------------------------------------------------------
@@ -259,6 +267,7 @@ def holds_lock(target: Target) -> bool:
     return bool(lock_step and lock_step.ok)
 
 
+<<<<<<< HEAD
 def roll_out(rollout: Rollout, planned_batches: list[list[Target]], threshold: float, total: int) -> None:
     """Batch after batch; --max-fail counts the failed hosts of the whole run, before each batch."""
     for index, batch in enumerate(planned_batches):
@@ -289,6 +298,18 @@ def stop_remaining(rollout: Rollout, targets: list[Target], reason: str) -> None
 
 
 def release_leader(rollout: Rollout, targets: list[Target]) -> None:
+=======
+def release_locks(session: HostSession, targets: list[Target]) -> None:
+    """The end of a run: a migrating deploy kept every host's lock (its recovery is the environment's),
+    then the leader's goes back last."""
+    held = [t for t in targets if not t.leads and t.database.get("keep_locks") and holds_lock(t)]
+    if held:
+        session.call_all({t.host.name: (t.connected, steps.release_batch()) for t in held}, BEGIN_TIMEOUT)
+    release_leader(session, targets)
+
+
+def release_leader(session: HostSession, targets: list[Target]) -> None:
+>>>>>>> database
     """The last round trip of a run: free the environment lock the leader held throughout."""
     leader = next((t for t in targets if t.leads and holds_lock(t)), None)
     if leader is None:
@@ -408,6 +429,7 @@ class Deploy(Rollout):
                                        steps=seconds)
             session.progress.update(name, "result", "ok")
             return
+<<<<<<< HEAD
         if answer.transport_error:
             # The agent goes on without us: it finishes the batch or rolls it back, and records which.
             target.report = HostReport(host=name, environment=run.environment, status="unknown", action=plan.action,
@@ -425,6 +447,75 @@ class Deploy(Rollout):
             error=f"{answer.failed_step}: {answer.error}", steps=seconds,
             details={"marked_bad": target.desired.release} if answer.step("mark_bad") else {})
         session.progress.update(name, "result", "rolled_back" if rolled_back else "failed")
+=======
+        target.report = HostReport(host=name, environment=run.environment, status="unchanged", action=UNCHANGED,
+                                   from_release=facts.current, to_release=target.desired.release,
+                                   live_release=facts.current, steps=step_seconds(answer))
+        session.progress.update(name, "result", "unchanged")
+
+
+def install(session: HostSession, run: steps.RunContext, ws: Workspace, artifact: Artifact, target: Target) -> None:
+    name = target.host.name
+    request = steps.install_batch(run, ws.app, target.plan, target.desired, artifact, target.meta, name,
+                                  keep_lock=target.leads)
+    uploading = "upload" in target.plan.steps
+    session.progress.update(name, "upload" if uploading else "unpack", "running")
+    answer = session.call(target.connected, request, chunks(artifact.path) if uploading else (), INSTALL_TIMEOUT)
+    target.answers += (answer,)
+    for step in answer.steps:
+        if step.name in ("upload", "unpack", "configure"):
+            session.progress.update(name, step.name, "ok" if step.ok else "failed", f"{step.seconds:.2f}s")
+    if not answer.ok:
+        target.report = HostReport(host=name, environment=run.environment, status="failed", action=target.plan.action,
+                                   from_release=target.plan.from_release,
+                                   to_release=target.desired.release, live_release=target.plan.from_release,
+                                   error=f"{answer.failed_step or 'install'}: {answer.error}",
+                                   steps=step_seconds(*target.answers))
+
+
+def activate(session: HostSession, run: steps.RunContext, ws: Workspace, target: Target) -> None:
+    name = target.host.name
+    hooks = target.meta.get("hooks", {})
+    earlier = step_seconds(*target.answers)
+    request = steps.with_database(steps.activate_batch(run, ws.app, target.plan, target.desired, hooks, earlier, name,
+                                                       keep_lock=target.leads), target.database)
+    session.progress.update(name, "cutover", "running")
+    answer = session.call(target.connected, request, timeout=ACTIVATE_TIMEOUT)
+    target.answers += (answer,)
+    for step in answer.steps:
+        if step.name in ("cutover", "restart", "verify", "switch_back"):
+            session.progress.update(name, step.name if step.name != "switch_back" else "cutover",
+                                    "ok" if step.ok else "failed", f"{step.seconds:.2f}s")
+    seconds = step_seconds(*target.answers)
+    plan = target.plan
+    if answer.ok:
+        target.report = HostReport(host=name, environment=run.environment, status="deployed", action=plan.action,
+                                   from_release=plan.from_release, to_release=target.desired.release,
+                                   live_release=target.desired.release, steps=seconds)
+        session.progress.update(name, "result", "ok")
+        return
+    if answer.transport_error:
+        # The agent goes on without us: it finishes the batch or rolls it back, and records which.
+        target.report = HostReport(host=name, environment=run.environment, status="unknown", action=plan.action,
+                                   from_release=plan.from_release, to_release=target.desired.release,
+                                   live_release=None, steps=seconds,
+                                   error=f"{answer.error}; the host finishes or rolls back the cutover on its "
+                                         f"own and records the outcome: see `golive status` once it is reachable")
+        session.progress.update(name, "result", "failed")
+        return
+    rolled_back = answer.result == "rolled_back"
+    # Every recovery step ran; the ones that failed (an on_rollback hook, the old release's health) are said.
+    recovery = [f"{s.name}: {s.error}" for s in answer.steps if not s.ok and s.name != answer.failed_step]
+    target.report = HostReport(
+        host=name, environment=run.environment, status="rolled_back" if rolled_back else "failed",
+        action=plan.action, from_release=plan.from_release, to_release=target.desired.release,
+        live_release=answer.current,
+        error=f"{answer.failed_step}: {answer.error}" + (f"; recovery: {'; '.join(recovery)}" if recovery else ""),
+        steps=seconds,
+        details={**({"marked_bad": target.desired.release} if answer.step("mark_bad") else {}),
+                 **({"recovery_failures": recovery} if recovery else {})})
+    session.progress.update(name, "result", "rolled_back" if rolled_back else "failed")
+>>>>>>> database
 
 
 def deploy(ws: Workspace, customer: str, environment: str, version: str, *, serial: str | None = None,
@@ -433,13 +524,49 @@ def deploy(ws: Workspace, customer: str, environment: str, version: str, *, seri
     threshold = max_fail_threshold(max_fail)
     artifact, targets = prepare(ws, customer, environment, version, only)
     planned_batches = batches(targets, serial)
+    db = database.for_environment(ws, customer, environment)
     promotion = enforce_promotion(ws, customer, environment, artifact, override_promotion, progress)
     run = run_context("deploy", customer, environment, operator, reason=override_promotion or "")
-    session = HostSession([t.host for t in targets], progress, ws.app, run.token)
+    session = HostSession([t.host for t in targets] + ([db.host] if db else []), progress, ws.app, run.token)
     progress.start(f"deploy {artifact.version} to {customer}/{environment}",
+<<<<<<< HEAD
                    [t.host.name for t in targets], steps.DEPLOY_COLUMNS)
     run_rollout(Deploy(session, run, ws, artifact), targets, planned_batches, threshold)
     return deploy_outcome("deploy", customer, environment, artifact.version, targets, promotion)
+=======
+                   [t.host.name for t in targets] + ([db.host.name] if db else []),
+                   steps.DATABASE_DEPLOY_COLUMNS if db else steps.DEPLOY_COLUMNS)
+    db_plan = None
+    try:
+        if db is not None:  # read before any host is locked: what it refuses touches nothing
+            db_plan = database.plan_deploy(session, ws, db, artifact, serial=len(planned_batches) > 1,
+                                           hosts=[t.host for t in targets])
+            for target in targets:
+                target.meta["schema_version"] = db_plan.release_schema
+                target.database = db_plan.annotation()
+        blocked_by = begin(session, run, ws, targets)
+        faultpoints.reached("begin:done")
+        if blocked_by is not None:
+            held = f"{blocked_by.host.name}: {blocked_by.report.error}"
+            for target in targets:
+                if target.report is None:
+                    target.report = HostReport(host=target.host.name, environment=environment, status="skipped",
+                                               error=f"not touched: the environment is locked ({held})")
+        elif db_plan is not None and db_plan.decision.migrates:
+            database.roll_out(session, run, ws, artifact, targets, db_plan,
+                              database.Hooks(install=install, activate=activate, abort=stop_remaining))
+        else:
+            roll_out(session, run, ws, artifact, planned_batches, threshold, len(targets))
+    finally:
+        release_locks(session, targets)
+        session.close()
+        progress.stop()
+    extra = {**promotion, **({"database": db_plan.outcome()} if db_plan else {})}
+    outcome = deploy_outcome("deploy", customer, environment, artifact.version, targets, extra)
+    if db_plan is not None:
+        outcome.text += "\n" + "\n".join(db_plan.describe_outcome())
+    return outcome
+>>>>>>> database
 
 
 def deploy_outcome(verb: str, customer: str, environment: str, version: str | None, targets: list[Target],
@@ -491,8 +618,12 @@ def plan(ws: Workspace, customer: str, environment: str, version: str, *, only: 
          progress: Progress) -> Outcome:
     artifact, targets = prepare(ws, customer, environment, version, only)
     source, promotion = promotion_problems(ws, customer, environment, artifact, progress)
-    session = HostSession([t.host for t in targets], progress, ws.app)
+    db = database.for_environment(ws, customer, environment)
+    session = HostSession([t.host for t in targets] + ([db.host] if db else []), progress, ws.app)
+    db_plan = None
     try:
+        if db is not None:  # what the deploy would do with the database: the same decision, read-only
+            db_plan = database.plan_deploy(session, ws, db, artifact, serial=False, hosts=[t.host for t in targets])
         connected = session.connect()
         requests = {}
         for target in targets:
@@ -546,6 +677,9 @@ def plan(ws: Workspace, customer: str, environment: str, version: str, *, only: 
     data = {"customer": customer, "environment": environment, "release": artifact.version,
             "artifact_sha256": artifact.sha256, "promotion": {"source": source, "problems": promotion},
             "hosts": host_plans}
+    if db_plan is not None:
+        data["database"] = db_plan.as_dict()
+        lines += database.describe_plan(db_plan)
     return Outcome(data, "\n".join(lines), failed=unreachable)
 
 
@@ -630,6 +764,7 @@ class Rollback(Rollout):
 
 def rollback(ws: Workspace, customer: str, environment: str, to_version: str | None, *, force: bool = False,
              serial: str | None = None, max_fail: str | None = None, only: list[str] | None = None,
+<<<<<<< HEAD
              operator: str | None = None, progress: Progress) -> Outcome:
     """The leader's lock and state first (the environment's lock, held to the end; its releases
     decide the target), then every host locks and rolls back in one round trip: a rollback during a
@@ -658,6 +793,73 @@ def rollback(ws: Workspace, customer: str, environment: str, to_version: str | N
              "target": {"release": chosen.id, "version": chosen.version, "reason": rollout.choice.reason,
                         "chosen_on": rollout.leader.host.name if rollout.leader else None} if chosen else None}
     return deploy_outcome("rollback", customer, environment, to_version, targets, extra, notes)
+=======
+             operator: str | None = None, restore_db: bool = False, down: bool = False,
+             progress: Progress) -> Outcome:
+    """The leader's lock first (the environment's, held to the end), then every host locks and rolls
+    back in one round trip: a rollback during a cutover costs little more than one round trip. With
+    a database, flows/database.py decides first (code only, --restore-db, --down, or refused)."""
+    threshold = max_fail_threshold(max_fail)
+    hosts = list(ws.hosts(customer, environment, only))
+    planned_batches = batches(hosts, serial)
+    db = database.for_environment(ws, customer, environment)
+    if db is None and (restore_db or down):
+        raise BadInput("--restore-db and --down need a database: golive.yml has no database section")
+    if restore_db and down:
+        raise BadInput("--restore-db and --down are two ways back: choose one")
+    run = run_context("rollback", customer, environment, operator)
+    session = HostSession(hosts + ([db.host] if db else []), progress, ws.app, run.token)
+    reports: dict[str, HostReport] = {}
+    leader: Host | None = None
+    db_plan = None
+    progress.start(f"rollback {customer}/{environment}" + (f" to {to_version}" if to_version else ""),
+                   [h.name for h in hosts] + ([db.host.name] if db else []), steps.ROLLBACK_COLUMNS)
+    try:
+        connected = session.connect(hosts)
+        for host in hosts:
+            if not connected[host.name].ok:
+                reports[host.name] = HostReport(host=host.name, environment=environment, status="unreachable",
+                                                error=connected[host.name].error)
+        if db is not None:  # decided before any lock: a refusal touches nothing
+            db_plan = database.plan_rollback(session, ws, db, hosts, connected, to_version=to_version, force=force,
+                                             restore_db=restore_db, down=down, serial=len(planned_batches) > 1,
+                                             only=only)
+        leader = take_environment_lock(session, run, [h for h in hosts if h.name not in reports], connected, reports)
+        if leader is not None and db_plan is not None and db_plan.decision.changes_database:
+            # The database changes: the environment goes back together (flows/database.py), not host by host.
+            reports.update(database.apply_rollback(session, run, ws, db_plan,
+                                                   [h for h in hosts if h.name not in reports], connected, leader))
+        for index, batch in enumerate(planned_batches if leader else []):
+            failed = sum(1 for r in reports.values() if r.failed)
+            if crossed(failed, len(hosts), threshold):
+                for host in (h for b in planned_batches[index:] for h in b):
+                    reports.setdefault(host.name, HostReport(host=host.name, environment=environment, status="skipped",
+                                                             error="not rolled back: over --max-fail"))
+                break
+            requests = {h.name: (connected[h.name], steps.with_database(
+                steps.rollback_batch(run, ws.app, to_version, force, h.name, keep_lock=h is leader),
+                db_plan.annotation() if db_plan else None)) for h in batch if h.name not in reports}
+            for name, answer in session.call_all(requests, ACTIVATE_TIMEOUT).items():
+                reports[name] = rollback_report(environment, name, answer)
+                for step in answer.steps:
+                    if step.name in steps.ROLLBACK_COLUMNS:
+                        progress.update(name, step.name, "ok" if step.ok else "failed", f"{step.seconds:.2f}s")
+                progress.update(name, "result", "ok" if answer.ok else "failed")
+    finally:
+        if leader is not None:
+            answer = session.call(connected[leader.name], steps.release_batch(), timeout=BEGIN_TIMEOUT)
+            if not answer.ok:
+                progress.note(f"{leader.name}: could not release the environment lock ({answer.error}); "
+                              f"`golive unlock` clears it")
+        session.close()
+        progress.stop()
+    targets = [Target(h, None, {}, report=reports.get(h.name)) for h in hosts]  # type: ignore[arg-type]
+    extra = {"to": to_version, "force": force, **({"database": db_plan.as_dict()} if db_plan else {})}
+    outcome = deploy_outcome("rollback", customer, environment, to_version, targets, extra)
+    if db_plan is not None:
+        outcome.text += "\n" + "\n".join(db_plan.describe())
+    return outcome
+>>>>>>> database
 
 
 def refuse_unkept(session: HostSession, ws: Workspace, targets: list[Target], named: str) -> None:

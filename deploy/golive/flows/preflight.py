@@ -157,8 +157,11 @@ ACTIONS = {
     "service": "The application service is set up differently than on staging (its service definition or its "
                "systemd unit). Align them.",
     "port": "A network port differs from staging. Check what listens there and whether it should.",
-    "permission": "File permissions or owners differ between staging and production. Align them (a deploy "
-                  "as the same user does) and find out who changed them.",
+    "permission": "File permissions or owners differ from what golive sets (or between staging and production). "
+                  "Restore them (a deploy does) and find out who changed them; a readable secret file may mean the "
+                  "password must be changed.",
+    "database": "The database's schema differs from what golive's migrations left (or from staging's). Ask who "
+                "changed it and why; ship the change as a migration through staging, or undo it.",
 }
 
 
@@ -186,6 +189,9 @@ def _pending_go_live(report: core.DriftReport, version: str | None, target: str,
             (f.expected_value or "").startswith(f"{version} ")
         not_deployed = f.scope == core.HOST and f.kind == "config" and "not deployed yet" in f.reason and \
             set(f.hosts) <= target_hosts
+        if _migrations_behind(f):  # production has applied a prefix of what staging has: the go-live migrates it
+            pending.append(replace(f, severity="info", reason=f"the go-live migrates {target}'s database"))
+            continue
         if going:
             pending.append(replace(f, severity="info", reason=f"the go-live moves {target} to {version}"))
         elif not_deployed:
@@ -193,6 +199,16 @@ def _pending_go_live(report: core.DriftReport, version: str | None, target: str,
         else:
             unexpected.append(f)
     return unexpected, pending
+
+
+def _migrations_behind(f: core.Finding) -> bool:
+    """Production's database has applied the first of staging's migrations, no other: the go-live
+    applies the rest (the reason is then 'has applied nothing more')."""
+    if f.scope != core.ENVIRONMENT or f.kind != "database" or f.subject != "migrations":
+        return False
+    theirs = [v.strip() for v in (f.expected_value or "").split(",") if v.strip() and v.strip() != "none"]
+    mine = [v.strip() for v in (f.actual_value or "").split(",") if v.strip() and v.strip() != "none"]
+    return mine == theirs[:len(mine)]
 
 
 # -- the gate ---------------------------------------------------------------------------------------
@@ -220,7 +236,8 @@ def evaluate(ws: Workspace, customer: str, release: str | None, progress: Progre
     staging_versions = {(((prints[h.name].data or {}).get("release") or {}).get("meta") or {}).get("version")
                         for h in hosts if h.environment == source and prints[h.name].ok}
     version = release or (staging_versions.pop() if len(staging_versions) == 1 else None)
-    report = drift_flow.report(ws, plan, prints, today) if plan else None
+    report = drift_flow.with_database(ws, plan, drift_flow.report(ws, plan, prints, today), prints, progress) \
+        if plan else None
     target_names = {h.name for h in hosts if h.environment == TARGET}
     unexpected, pending = _pending_go_live(report, version, TARGET, target_names) if report else ([], [])
     gates = []
@@ -239,9 +256,15 @@ def evaluate(ws: Workspace, customer: str, release: str | None, progress: Progre
                               Item("drift", False, "not compared: the workspace does not render",
                                    workspace.action))
         gates.append(gate)
+    from golive.flows import database
+
+    db_gate, rollback = database.preflight_items(ws, customer, TARGET, version, progress)
+    if db_gate is not None:
+        db_gate.items.append(_drift_item(db_gate.host, unexpected))
+        gates.append(db_gate)
     return Gate(customer, source, TARGET, version, workspace, gates, unexpected,
                 list(report.expected) if report else [], pending, stamp, operator_name(),
-                round(time.monotonic() - started, 3))
+                round(time.monotonic() - started, 3), rollback)
 
 
 def preflight(ws: Workspace, customer: str, *, release: str | None = None, report_dir: str | None = None,

@@ -38,6 +38,7 @@ def as_data(gate: Gate) -> dict[str, Any]:
                   "changed_by_go_live": [_finding_data(f) for f in gate.pending]},
         "red": [{"where": where, "item": item.name, "detail": item.detail, "action": item.action}
                 for where, item in gate.red()],
+        "rollback": list(gate.rollback),
     }
 
 
@@ -61,6 +62,9 @@ def text(gate: Gate) -> list[str]:
     if gate.expected:
         lines.append(f"expected differences ({len(gate.expected)}, declared in golive.yml):")
         lines.extend(f"  {f.subject}: {f.expected_value} -> {f.actual_value} - {f.reason}" for f in gate.expected)
+    if gate.rollback:
+        lines.append("if we must roll back:")
+        lines.extend(f"  {line}" for line in gate.rollback)
     return lines
 
 
@@ -105,6 +109,8 @@ def markdown(gate: Gate) -> str:
         out.append("None.")
     out += ["", "### Changed by this go-live", ""]
     out += _md_findings(gate.pending, "Nothing else.")
+    if gate.rollback:
+        out += ["", "## If we must roll back", ""] + [f"{_md(line)}\n" for line in gate.rollback]
     return "\n".join(out) + "\n"
 
 
@@ -234,6 +240,9 @@ def html_report(gate: Gate) -> str:
     parts.append("<h3 id=\"go-live-changes\">Changed by this go-live</h3>"
                  + _html_findings(gate.pending, "Nothing else."))
     parts.append("</section>")
+    if gate.rollback:
+        parts.append("<section id=\"rollback\"><h2>If we must roll back</h2>"
+                     + "".join(f"<p>{_h(line)}</p>" for line in gate.rollback) + "</section>")
     parts.append(f"<footer>golive preflight · {_h(gate.customer)} · {_h(gate.started)} · {gate.seconds:.1f}s</footer>")
     parts.append("</main></body></html>")
     return "\n".join(parts) + "\n"
