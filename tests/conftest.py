@@ -6,7 +6,7 @@ state under /tmp/golive-tests-<net> (or GOLIVE_TEST_DIR/<net>). Several engineer
 run the suite at once on one machine by choosing different nets. Tests that need real Debian
 servers booting systemd ask for `systemd_hosts` (.131-.133 of the same net, booted on first use).
 
-Addresses on each worker's net: .11-.16 the session's light hosts, .111-.129 tests of the light
+Addresses on each worker's net: .11-.19 the session's light hosts, .111-.129 tests of the light
 harness, .131-.133 the session's systemd hosts, .141-.149 tests of the systemd harness.
 """
 
@@ -39,18 +39,13 @@ def worker_net(net: str) -> str:
 
 
 TEST_NET = worker_net(os.environ.get("GOLIVE_TEST_NET", "127.0.50"))
-<<<<<<< HEAD
 # One directory per worker net: xdist workers must never share a state directory.
 TEST_DIR = (os.path.join(os.environ["GOLIVE_TEST_DIR"], TEST_NET) if os.environ.get("GOLIVE_TEST_DIR")
             else f"/tmp/golive-tests-{TEST_NET}")
-HOST_COUNT = 6  # the example customers use 5 (127.0.0.11-15); one spare
-SYSTEMD_HOST_COUNT = 3
-SYSTEMD_FIRST = 131
-=======
-TEST_DIR = os.environ.get("GOLIVE_TEST_DIR", f"/tmp/golive-tests-{TEST_NET}")
 # The example customers' application hosts are 127.0.0.11-15, their database hosts 127.0.0.16-19.
 HOST_COUNT = 9
->>>>>>> database
+SYSTEMD_HOST_COUNT = 3
+SYSTEMD_FIRST = 131
 EXAMPLE_NET = "127.0.0"
 EXAMPLE_KEYS = "/tmp/golive-testhosts"
 WORKSPACE_FILES = ("golive.yml", "ansible.cfg", "vault-password.example", "inventories", "config_templates",
@@ -127,7 +122,6 @@ def test_hosts():
     hosts.down()
 
 
-<<<<<<< HEAD
 @pytest.fixture(scope="session")
 def systemd_hosts():
     """Three real Debian 12 servers booting systemd (golive.testing.systemd) on this worker's net,
@@ -142,15 +136,11 @@ def systemd_hosts():
     hosts.down()
 
 
-def copy_workspace(destination: Path, hosts: TestHosts, releases: Path | None) -> Path:
-    """The example workspace, its inventories pointed at these test hosts."""
-=======
 def copy_workspace(destination: Path, hosts: TestHosts, releases: Path | None, database: bool = False) -> Path:
     """The example workspace, its inventories pointed at these test hosts. Without `database` it is
     the example product without its database (no `database:` section, no database hosts), as a
     product that only reports its version is deployed: the tests that claim a database step works
     ask for the database and get real PostgreSQL servers (the `databases` fixture)."""
->>>>>>> database
     destination.mkdir(parents=True, exist_ok=True)
     for name in WORKSPACE_FILES:
         source = REPO / name

@@ -362,7 +362,7 @@ def _seconds(reader: _Reader, section: YamlMap, key: str, default: float, name: 
 
 _DATABASE_KEYS = {"server_group", "connection", "client_bin", "migrations", "timeouts", "backup", "health_key"}
 _MIGRATION_KEYS = {"kind", "dir", "history_table", "online", "command", "version_command", "pre_sql", "compatible"}
-_TIMEOUT_KEYS = {"connect", "lock", "migrate", "backup", "restore"}
+_DATABASE_TIMEOUT_KEYS = {"connect", "lock", "migrate", "backup", "restore"}
 _BACKUP_KEYS = {"dir", "keep", "min_free_mb", "jobs"}
 
 
@@ -437,10 +437,10 @@ def _database(reader: _Reader, data: YamlMap) -> DatabaseSpec | None:
                                online=online, command=commands, version_command=version_command, pre_sql=pre_sql,
                                compatible=reader.get(raw, "compatible", bool, False, "database.migrations.compatible"))
 
-    timeouts = reader.section(section, "timeouts", _TIMEOUT_KEYS)
+    timeouts = reader.section(section, "timeouts", _DATABASE_TIMEOUT_KEYS)
     defaults = DatabaseTimeouts()
     limits = DatabaseTimeouts(**{key: _seconds(reader, timeouts, key, getattr(defaults, key),
-                                               f"database.timeouts.{key}") for key in _TIMEOUT_KEYS})
+                                               f"database.timeouts.{key}") for key in _DATABASE_TIMEOUT_KEYS})
     backup = reader.section(section, "backup", _BACKUP_KEYS)
     backup_dir = reader.get(backup, "dir", str, "", "database.backup.dir")
     if backup_dir and not backup_dir.startswith("/"):

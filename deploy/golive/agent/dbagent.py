@@ -178,10 +178,14 @@ class DatabaseAgent(Agent):
                 process.returncode = os.WEXITSTATUS(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
                 code = process.returncode
             output.seek(0)
-            text = output.read().decode("utf-8", "replace")
+            raw = output.read()
+            text = self.masker.tail_bytes(raw, len(raw))  # masked on the raw bytes, then decoded
         if code == -1:
             text += "\n(timed out after %ss: stopped, and its database session ended)" % timeout
-        return code, self.masked(text)
+        return code, text
+
+    def masked(self, text):
+        return self.masker.text(text)
 
     def end_sessions(self, application):
         """End the server sessions a killed client left (a statement runs on until it next talks to
@@ -540,11 +544,12 @@ class DatabaseAgent(Agent):
                     break
                 time.sleep(0.02)
             output.seek(0)
-            text = output.read().decode("utf-8", "replace").replace(marker + "\n", "")
+            raw = output.read()
+            text = self.masker.tail_bytes(raw, len(raw)).replace(marker + "\n", "")  # masked on the raw bytes
         code = process.returncode if process.returncode is not None else -1
         if note and code == 0:
             code = 75  # rolled back on purpose
-        return (-1 if "timed out" in note else code), self.masked(text + note)
+        return (-1 if "timed out" in note else code), text + note
 
     def controller_present(self):
         """Whether the controller still reads this batch's output (a write fails once sshd lost it)."""
@@ -743,10 +748,11 @@ class DatabaseAgent(Agent):
         if not command:
             raise StepError("release %s declares no stop command" % release)
         code, output = self.run_command(command, cwd=os.path.join(self.releases_dir, release),
-                                        timeout=args.get("timeout", 120), env_extra=self.command_env(release),
+                                        timeout=args.get("timeout", 120),
+                                        env_extra=self.command_env(release, args.get("direction")),
                                         fault_point="%s:running" % args.get("name", "stop"))
         if code != 0:
-            raise StepError("stop failed (exit %d): %s" % (code, output.strip()[-500:]))
+            raise StepError("stop failed (exit %d): %s" % (code, self.masker.tail(output.strip(), 500)))
         return {"release": release}
 
     def step_db_command(self, args):
@@ -758,7 +764,7 @@ class DatabaseAgent(Agent):
             raise StepError("release %s is not on this host" % release)
         log = self.log_file("migrate")
         self.vars["migration_log"] = log
-        env = self.command_env(release)
+        env = self.command_env(release, "deploy")
         env.update(args.get("env") or {})
         before = self.version_of(args, cwd, env, log)
         outputs = []

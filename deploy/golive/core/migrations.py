@@ -236,8 +236,8 @@ def read_migrations(files: Mapping[str, bytes], where: str) -> tuple[list[Migrat
                 problems.append(Problem(f"{where}/{name}", "a migration file is named NNNN_name.sql (four digits, "
                                                            "then letters, digits or _), or NNNN_name.down.sql"))
             continue
-        version, label, down = match.groups()
-        target = downs if down else ups
+        version, label, is_down = match.groups()
+        target = downs if is_down else ups
         if version in target:
             problems.append(Problem(f"{where}/{name}", f"two migrations numbered {version} "
                                                        f"({target[version][0]} and {label})"))

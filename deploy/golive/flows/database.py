@@ -54,16 +54,15 @@ from golive.core.migrations import (
     rollback_decision,
     schema_version,
 )
-from golive.core.model import Host
+from golive.core.model import AppDefinition, Host
 from golive.core.outcome import Outcome
 from golive.core.plan import INSTALL
 from golive.core.release import Artifact
+from golive.core.rollback import RollbackFacts, choose
 from golive.flows import steps
 from golive.flows.session import HostReport, HostSession, step_seconds
 from golive.workspace import Workspace
 
-PROBE_TIMEOUT = 300
-STOP_TIMEOUT = 300
 MARGIN = 120  # seconds the controller waits beyond a step's own timeout
 
 
@@ -134,7 +133,7 @@ def probe(session: HostSession, db: Database, *, schema: bool = False) -> dict[s
     where = f"database of {db.customer}/{db.environment}"
     if not db.connected.ok:
         raise BadInput(Problem(where, f"its host is unreachable: {db.connected.error}; nothing was changed"))
-    answer = call(session, db, [{"op": "db_probe", "name": "db_probe", "schema": schema}], PROBE_TIMEOUT)
+    answer = call(session, db, [{"op": "db_probe", "name": "db_probe", "schema": schema}], session.timeouts.begin)
     if not answer.ok:
         raise BadInput(Problem(where, f"{db.describe()}: {answer.error}; nothing was changed"))
     db.state = answer.data("db_probe")
@@ -382,11 +381,11 @@ def backup(session: HostSession, run: steps.RunContext, db: Database, *, release
     return meta, None
 
 
-def stop_hosts(session: HostSession, targets: Sequence[Any], column: str = "stop") -> list[str]:
+def stop_hosts(session: HostSession, app: AppDefinition, targets: Sequence[Any], column: str = "stop") -> list[str]:
     """Stop every application host's service (the release live there); the errors, per host."""
     def stop(target: Any) -> AgentAnswer:
         session.progress.update(target.host.name, column, "running")
-        answer = session.call(target.connected, {"steps": [{"op": "stop", "name": "stop"}]}, timeout=STOP_TIMEOUT,
+        answer = session.call(target.connected, {"steps": [steps.stop(app)]}, timeout=app.timeouts.restart + MARGIN,
                               module="dbagent")
         session.progress.update(target.host.name, column, "ok" if answer.ok else "failed")
         return answer
@@ -396,11 +395,13 @@ def stop_hosts(session: HostSession, targets: Sequence[Any], column: str = "stop
             if not isinstance(a, AgentAnswer) or not a.ok]
 
 
-def start_hosts(session: HostSession, targets: Sequence[Any], expect: Mapping[str, Any]) -> dict[str, AgentAnswer]:
-    """Restart the release live on each host and verify it (after a migration that did not happen)."""
-    requests = {t.host.name: (t.connected, {"steps": [steps.restart(""), {**steps.verify(""), "expect": dict(expect)}]})
+def start_hosts(session: HostSession, app: AppDefinition, targets: Sequence[Any],
+                expect: Mapping[str, Any]) -> dict[str, AgentAnswer]:
+    """Restart the release live on each host and verify it (after a restore under the live release)."""
+    requests = {t.host.name: (t.connected, {"steps": [steps.restart(app, ""),
+                                                      {**steps.verify(""), "expect": dict(expect)}]})
                 for t in targets}
-    return session.call_all(requests, STOP_TIMEOUT)
+    return session.call_all(requests, app.timeouts.activate)
 
 
 def migrate(session: HostSession, run: steps.RunContext, ws: Workspace, plan: DeployPlan, targets: Sequence[Any],
@@ -512,7 +513,7 @@ def prune(session: HostSession, run: steps.RunContext, db: Database, protect: Se
                                                                                   "__golive_rehearsal"))]
     if removed or drop:
         call(session, db, [{"op": "db_prune", "name": "db_prune", "backups": removed, "databases": drop}],
-             PROBE_TIMEOUT)
+             session.timeouts.begin)
 
 
 def probe_quietly(session: HostSession, db: Database) -> dict[str, Any] | None:
@@ -524,11 +525,14 @@ def probe_quietly(session: HostSession, db: Database) -> dict[str, Any] | None:
 
 @dataclass
 class Hooks:
-    """What flows/deploy.py lends this module (it cannot import deploy.py: deploy.py imports it)."""
+    """What the deploy rollout (flows/deploy.py Deploy) lends this module (it cannot import deploy.py:
+    deploy.py imports it): install and activate one target, stop the pending ones with a reason
+    (stop_remaining), and the deploy sequence the run gives what it makes live."""
 
-    install: Callable[..., None]
-    activate: Callable[..., None]
-    abort: Callable[..., None]
+    install: Callable[[Any], None]
+    activate: Callable[[Any], None]
+    abort: Callable[[list[Any], str], None]
+    seq: int | None = None
 
 
 def roll_out(session: HostSession, run: steps.RunContext, ws: Workspace, artifact: Artifact, targets: list[Any],
@@ -540,19 +544,18 @@ def roll_out(session: HostSession, run: steps.RunContext, ws: Workspace, artifac
     working = [t for t in targets if t.report is None and t.plan is not None]
     for target in working:  # every host stays locked until the environment's outcome is known
         target.database = {**target.database, "keep_locks": True}
-    session.fleet.map(lambda t: hooks.install(session, run, ws, artifact, t),
-                      [t for t in working if t.plan.action == INSTALL])
+    session.fleet.map(hooks.install, [t for t in working if t.plan.action == INSTALL])
     faultpoints.reached("install:done")
     broken = [t for t in working if t.report is not None]
     if broken:
-        hooks.abort(session, run, [t for t in working if t.report is None],
+        hooks.abort([t for t in working if t.report is None],
                     f"not deployed: {broken[0].host.name} could not install the release; the database was not "
                     f"migrated")
         session.progress.update(db.host.name, "result", "skipped")
         return
     stopped = False
     if plan.decision.stop_hosts:
-        errors = stop_hosts(session, working)
+        errors = stop_hosts(session, ws.app, working)
         stopped = True
         if errors:
             _give_back(session, run, ws, working, plan, f"stop: {errors[0]}; the database was not touched",
@@ -579,14 +582,14 @@ def roll_out(session: HostSession, run: steps.RunContext, ws: Workspace, artifac
         target.database = plan.annotation(keep_locks=True)
     if plan.decision.compatible:
         # Every migration is additive: a host that fails goes back to its previous release, code only.
-        session.fleet.map(lambda t: hooks.activate(session, run, ws, t), working)
+        session.fleet.map(hooks.activate, working)
         failed = [t for t in working if t.report is not None and t.report.failed]
         session.progress.update(db.host.name, "result", "ok" if not failed else "failed",
                                 "" if not failed else "hosts back on the previous code (schema kept: additive)")
         if not failed:
             prune(session, run, db, [plan.backup_id or ""])
         return
-    session.fleet.map(lambda t: _activate_migrated(session, run, ws, t, plan), working)
+    session.fleet.map(lambda t: _activate_migrated(session, run, ws, t, plan, hooks.seq), working)
     faultpoints.reached("activate:done")
     failed = [t for t in working if t.report is not None and t.report.status != "deployed"]
     if not failed:
@@ -599,18 +602,18 @@ def roll_out(session: HostSession, run: steps.RunContext, ws: Workspace, artifac
 
 
 def _activate_migrated(session: HostSession, run: steps.RunContext, ws: Workspace, target: Any,
-                       plan: DeployPlan) -> None:
+                       plan: DeployPlan, seq: int | None) -> None:
     """Cut over, start and verify one host on the migrated schema. On failure the release is marked
     bad and stopped, and nothing else: the previous code must not start before the database is
     restored (the environment's recovery does both)."""
-    name, hooks = target.host.name, target.meta.get("hooks", {})
+    app, name, hooks = ws.app, target.host.name, target.run.get("hooks", {})  # the run file's (release_run)
     release = target.desired.release
     earlier = step_seconds(*target.answers)
-    batch = [steps.hook("before_cutover", hooks.get("before_cutover", ""), release),
-             steps.cutover(ws.app, release), steps.restart(release),
+    batch = [steps.hook(app, "before_cutover", hooks.get("before_cutover", ""), release),
+             steps.cutover(app, release), steps.restart(app, release),
              {**steps.verify(release), "expect": plan.expectation()},
-             steps.hook("after_cutover", hooks.get("after_cutover", ""), release),
-             steps.mark(release, "good", "mark_good")]
+             steps.hook(app, "after_cutover", hooks.get("after_cutover", ""), release),
+             steps.mark(release, "good", "mark_good", seq=seq)]
     entry = run.entry(name, previous_release=target.plan.from_release, steps=dict(earlier),
                       release=release, version=target.desired.version,
                       artifact_sha256=target.desired.artifact_sha256, config_hash=target.desired.config.hash,
@@ -621,7 +624,7 @@ def _activate_migrated(session: HostSession, run: steps.RunContext, ws: Workspac
                                           steps.SWITCHED_FAILURES)],
                "always": [steps.record(entry)]}
     session.progress.update(name, "cutover", "running")
-    answer = session.call(target.connected, request, timeout=3600, module="dbagent")
+    answer = session.call(target.connected, request, timeout=app.timeouts.activate, module="dbagent")
     target.answers += (answer,)
     for step in answer.steps:
         if step.name in ("cutover", "restart", "verify"):
@@ -654,15 +657,15 @@ def _give_back(session: HostSession, run: steps.RunContext, ws: Workspace, targe
         previous, new = target.plan.from_release, target.desired.release
         batch: list[dict[str, Any]] = []
         if stopped or activated:
-            batch.append({"op": "stop", "name": "stop"})
+            batch.append(steps.stop(ws.app))
         if activated:
             batch.append(steps.mark(new, "bad", "mark_bad"))
             if previous:
                 batch.append(steps.cutover(ws.app, previous, "switch_back"))
         if batch:
             first[target.host.name] = (target.connected, {"steps": [], "always": batch})
-    answers = {name: [a] for name, a in (session.call_all(first, STOP_TIMEOUT, module="dbagent") if first else {})
-               .items()}
+    answers = {name: [a] for name, a in (session.call_all(first, ws.app.timeouts.restart + MARGIN, module="dbagent")
+                                         if first else {}).items()}
     restored_ok = True
     if restore_db and plan.backup_id:
         result, error = restore(session, run, db, plan.backup_id, reason=f"failed deploy of {plan.version}: {reason}")
@@ -685,12 +688,12 @@ def _give_back(session: HostSession, run: steps.RunContext, ws: Workspace, targe
                           detail=reason, **plan.entry())
         batch = []
         if restored_ok and previous and (stopped or activated):
-            batch += [steps.cutover(ws.app, previous, "switch_back"), steps.restart(previous, "restart_previous"),
-                      {**steps.verify(previous, "verify_previous"), "expect": expect}]
+            batch += [steps.cutover(ws.app, previous, "switch_back"),
+                      steps.restart(ws.app, previous, "restart_previous", "rollback"),
+                      {**steps.verify(previous, "verify_previous", "rollback"), "expect": expect}]
             if activated:
-                batch += [{**steps.hook("on_rollback", "", previous, run=run, direction="rollback", previous=new,
-                                        timeout=ws.app.timeouts.hook), "meta_of": new},
-                          {**steps.verify(previous, "verify_after_hook"), "expect": expect}]
+                batch += [{**steps.hook(ws.app, "on_rollback", "", previous, "rollback", previous=new), "meta_of": new},
+                          {**steps.verify(previous, "verify_after_hook", "rollback"), "expect": expect}]
         failed_before = [f"{s.name}: {s.error}" for a in answers.get(target.host.name, []) for s in a.steps
                          if not s.ok]
         detail = reason if restored_ok else (f"{reason}; the database could not be restored: the previous release "
@@ -700,7 +703,8 @@ def _give_back(session: HostSession, run: steps.RunContext, ws: Workspace, targe
         batch += [{"op": "settle", "name": "settle", "result": "rolled_back" if restored_ok and not failed_before
                    else "failed", "detail": detail}, steps.record({**entry, "detail": detail})]
         second[target.host.name] = (target.connected, {"steps": [], "always": batch})
-    for name, answer in (session.call_all(second, 3600, module="dbagent") if second else {}).items():
+    for name, answer in (session.call_all(second, ws.app.timeouts.activate, module="dbagent")
+                         if second else {}).items():
         answers.setdefault(name, []).append(answer)
     for target in targets:
         replies = answers.get(target.host.name, [])
@@ -777,16 +781,12 @@ class RollbackPlan:
 
 
 def _target_meta(state: Mapping[str, Any], version: str | None, force: bool) -> Mapping[str, Any] | None:
-    """The release a host would roll back to (the host agent's own rule: the newest good release
-    other than the live one, or the named one)."""
-    current = state.get("current")
-    candidates = [m for m in state.get("releases") or [] if m.get("id") != current]
-    if version:
-        named = [m for m in candidates if m.get("version") == version or m.get("id") == version]
-        good = [m for m in named if m.get("state") != "bad"]
-        return (good or (named if force else []) or [None])[0]
-    good = [m for m in candidates if m.get("state") == "good"]
-    return good[0] if good else None
+    """The metadata of the release a host would roll back to, by the rule the rollback's leader
+    applies (golive.core.rollback.choose); None: none, or the host is already on it."""
+    choice = choose(RollbackFacts.from_agent(state), to=version, force=force)
+    if choice.release is None or choice.already:
+        return None
+    return next((m for m in state.get("releases") or [] if m.get("id") == choice.release.id), None)
 
 
 def plan_rollback(session: HostSession, ws: Workspace, db: Database, hosts: Sequence[Host],
@@ -797,7 +797,7 @@ def plan_rollback(session: HostSession, ws: Workspace, db: Database, hosts: Sequ
     probe(session, db)
     requests = {h.name: (connected[h.name], {"steps": [steps.read_state(ws.app)]}) for h in hosts
                 if connected[h.name].ok}
-    answers = session.call_all(requests, PROBE_TIMEOUT)
+    answers = session.call_all(requests, ws.app.timeouts.begin)
     targets, currents = {}, {}
     for name, answer in answers.items():
         if not answer.ok:
@@ -897,18 +897,20 @@ def apply_rollback(session: HostSession, run: steps.RunContext, ws: Workspace, p
         session.progress.note(f"{db.environment}: {describe_cost(plan.cost)}")
     reachable = [h for h in hosts if connected[h.name].ok and h.name in plan.targets]
     others = [h for h in reachable if h.name != leader.name]
-    locked = session.call_all({h.name: (connected[h.name], steps.lock_batch(run)) for h in others}, STOP_TIMEOUT)
+    begin = session.timeouts.begin
+    locked = session.call_all({h.name: (connected[h.name], steps.lock_batch(run)) for h in others}, begin)
     refused = {name: answer for name, answer in locked.items() if not answer.ok}
     if refused:
-        session.call_all({n: (connected[n], steps.release_batch()) for n, a in locked.items() if a.ok}, STOP_TIMEOUT)
+        session.call_all({n: (connected[n], steps.release_batch()) for n, a in locked.items() if a.ok}, begin)
         name, answer = next(iter(refused.items()))
         why = f"{name} is locked by another run" if answer.holder is not None else f"{name}: {answer.error}"
         plan.error = f"{why}: the database was not touched, no host was rolled back"
         return {h.name: HostReport(host=h.name, environment=run.environment, status="locked" if h.name in refused
                                    else "skipped", action="rollback", error=plan.error) for h in reachable}
     first = {h.name: (connected[h.name], {"steps": [], "always": [
-        {"op": "stop", "name": "stop"}, steps.cutover(ws.app, plan.targets[h.name])]}) for h in reachable}
-    answers = {name: [a] for name, a in session.call_all(first, STOP_TIMEOUT, module="dbagent").items()}
+        steps.stop(ws.app), steps.cutover(ws.app, plan.targets[h.name])]}) for h in reachable}
+    answers = {name: [a] for name, a in session.call_all(first, ws.app.timeouts.restart + MARGIN,
+                                                          module="dbagent").items()}
     for name, replies in answers.items():
         session.progress.update(name, "cutover", "ok" if replies[0].ok else "failed")
     error = next((f"{n}: {a[0].error}" for n, a in answers.items() if not a[0].ok), None)
@@ -936,17 +938,22 @@ def apply_rollback(session: HostSession, run: steps.RunContext, ws: Workspace, p
         live = current if error else target
         entry = run.entry(host.name, release=live, previous_release=current, **annotation["entry"],
                           **({"detail": f"{error}; not rolled back"} if error else {}))
-        batch = [steps.cutover(ws.app, live), steps.restart(live), {**steps.verify(live), "expect": expect}]
+        batch = [steps.cutover(ws.app, live), steps.restart(ws.app, live, direction="rollback"),
+                 {**steps.verify(live, direction="rollback"), "expect": expect}]
         if not error:
-            batch += [{**steps.hook("on_rollback", "", target, run=run, direction="rollback", previous=current or "",
-                                    timeout=ws.app.timeouts.hook), "meta_of": current},
+            # the hook of the release being left, as a host-by-host rollback runs it; a plain
+            # rollback does not come back to what it left (mark_left)
+            batch += [{**steps.hook(ws.app, "on_rollback", "", target, "rollback", previous=current or ""),
+                       "meta_of": current},
                       steps.mark(target, "good", "mark_good")]
+            if current:
+                batch.append(steps.mark_left(current))
         batch += [{"op": "settle", "name": "settle", "result": "failed" if error else "ok", "detail": error or ""},
                   steps.record(entry)]
         if host.name != leader.name:  # the leader's lock is the environment's: the run gives it back last
             batch.append(steps.unlock())
         second[host.name] = (connected[host.name], {"steps": [], "always": batch})
-    for name, answer in session.call_all(second, 3600, module="dbagent").items():
+    for name, answer in session.call_all(second, ws.app.timeouts.activate, module="dbagent").items():
         answers.setdefault(name, []).append(answer)
     reports = {}
     for host in reachable:
@@ -1020,7 +1027,7 @@ def backups_verb(ws: Workspace, customer: str, environment: str, *, restore_id: 
         if restore_id:
             _check_restorable(session, ws, db, chosen, reachable)
         leader = reachable[0]
-        locked = session.call(leader.connected, steps.lock_batch(run), timeout=PROBE_TIMEOUT)
+        locked = session.call(leader.connected, steps.lock_batch(run), timeout=ws.app.timeouts.begin)
         if not locked.ok:
             _, sentence = lock_report(locked.holder)
             raise BadInput(Problem(environment, f"{leader.host.name}: {sentence if locked.holder else locked.error}"))
@@ -1029,7 +1036,7 @@ def backups_verb(ws: Workspace, customer: str, environment: str, *, restore_id: 
         try:
             return _restore_or_rehearse(session, run, ws, db, chosen, reachable, rehearsal=bool(rehearse))
         finally:
-            session.call(leader.connected, steps.release_batch(), timeout=PROBE_TIMEOUT)
+            session.call(leader.connected, steps.release_batch(), timeout=ws.app.timeouts.begin)
             progress.stop()
     finally:
         session.close()
@@ -1069,7 +1076,7 @@ def _check_restorable(session: HostSession, ws: Workspace, db: Database, backup_
                       reachable: Sequence[_Reach]) -> None:
     """A restore under the live release needs that release's code to run on the backup's schema."""
     answers = session.call_all({r.host.name: (r.connected, {"steps": [steps.read_state(ws.app)]})
-                                for r in reachable}, PROBE_TIMEOUT)
+                                for r in reachable}, ws.app.timeouts.begin)
     wanted = {str((a.data("state").get("current_meta") or {}).get("schema_version")) for a in answers.values()}
     schema = str(backup_meta.get("schema_version"))
     if wanted != {schema}:
@@ -1096,11 +1103,11 @@ def _restore_or_rehearse(session: HostSession, run: steps.RunContext, ws: Worksp
                         datetime.now(UTC))
     session.progress.note(f"{db.environment}: {describe_cost(cost)}")
     data["cost"] = cost.as_dict()
-    errors = stop_hosts(session, reachable)
+    errors = stop_hosts(session, ws.app, reachable)
     result, error = (None, f"stop: {errors[0]}") if errors else restore(session, run, db, backup_id,
                                                                        reason=run.reason, column="restore")
     expect = {db.spec.health_key: backup_meta.get("schema_version")} if db.spec.health_key else {}
-    answers = start_hosts(session, reachable, expect)
+    answers = start_hosts(session, ws.app, reachable, expect)
     failed = [f"{name}: {a.error}" for name, a in answers.items() if not a.ok]
     for name, answer in answers.items():
         session.progress.update(name, "result", "ok" if answer.ok else "failed")
@@ -1110,7 +1117,7 @@ def _restore_or_rehearse(session: HostSession, run: steps.RunContext, ws: Worksp
                                                                                r.host.name].ok else "failed",
                                                                            detail=error or ""))]})
               for r in reachable}
-    session.call_all(record, PROBE_TIMEOUT)
+    session.call_all(record, ws.app.timeouts.begin)
     data.update(result or {}, error=error, hosts=failed)
     lines = [describe_cost(cost)]
     lines.append(f"restored backup {backup_id} in {result.get('seconds')} s; the database it replaced is kept as "
@@ -1262,7 +1269,8 @@ def with_database_checks(ws: Workspace, customer: str, environment: str, outcome
     try:
         probe(session, db)
         passed.append("database answers with the rendered credentials")
-        answer = call(session, db, [{"op": "db_probe", "name": "db_probe", "verify_backup": True}], PROBE_TIMEOUT)
+        answer = call(session, db, [{"op": "db_probe", "name": "db_probe", "verify_backup": True}],
+                      session.timeouts.begin)
         backup_check = answer.data("db_probe").get("backup_check") or {"ok": False, "detail": answer.error}
         if backup_check.get("ok"):
             passed.append(str(backup_check.get("detail")))

@@ -112,7 +112,7 @@ def takeover_entry(run: RunContext, host: str, holder: Mapping[str, Any]) -> dic
 
 
 def read_state(app: AppDefinition, desired: DesiredRelease | None = None, with_text: bool = False,
-                history: bool = False) -> dict[str, Any]:
+               history: bool = False) -> dict[str, Any]:
     """The host's facts; `history` adds the ledger entry that made the live release live."""
     step: dict[str, Any] = {"op": "state", "name": "state", "config_dir": app.config_dir, "history": history,
                             "status_timeout": app.timeouts.status}
@@ -379,6 +379,18 @@ def abort_batch(run: RunContext, host: str, reason: str, keep_lock: bool = False
             "result": "skipped"}
 
 
+def lock_batch(run: RunContext) -> dict[str, Any]:
+    """Take a host's lock and nothing else (a rollback that changes the database takes every host's
+    lock before it changes anything)."""
+    return {"steps": [lock(run)]}
+
+
+def stop(app: AppDefinition, release: str = "", name: str = "stop") -> dict[str, Any]:
+    """Stop the service of a release (the live one by default): before a migration, a restore, or
+    the environment's recovery (golive.agent.dbagent)."""
+    return {"op": "stop", "name": name, "release": release, "timeout": app.timeouts.restart}
+
+
 def release_batch(finished_rollback: bool = False) -> dict[str, Any]:
     """Free a lock this run holds (the leader's, at the end of the run; or every one, when the run
     stops before changing anything because another run holds some host). A rollback whose every
@@ -396,7 +408,7 @@ def with_database(request: dict[str, Any], database: Mapping[str, Any] | None) -
     expect, extra = database.get("expect") or {}, database.get("entry") or {}
 
     def annotate(step: dict[str, Any]) -> dict[str, Any]:
-        if step.get("op") == "verify" and expect:
+        if step.get("op") in ("verify", "serve") and expect:
             return {**step, "expect": dict(expect)}
         if step.get("op") == "record" and extra:
             return {**step, "entry": {**step["entry"], **extra}}
