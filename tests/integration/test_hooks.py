@@ -87,7 +87,7 @@ def test_a_failed_on_rollback_is_reported_and_its_output_kept(workspace, test_ho
 
 def test_a_hook_runs_at_most_its_timeout_from_golive_yml(workspace, test_hosts):
     app = workspace / "golive.yml"
-    text, found = re.subn(r"^  timeout: 600 .*$", "  timeout: 1", app.read_text(), flags=re.MULTILINE)
+    text, found = re.subn(r"^  hook: 600\b.*$", "  hook: 1", app.read_text(), flags=re.MULTILINE)  # timeouts.hook
     assert found == 1
     app.write_text(text)
     deploy(workspace, "1.0")
@@ -100,10 +100,11 @@ def test_a_hook_runs_at_most_its_timeout_from_golive_yml(workspace, test_hosts):
 def test_status_says_what_a_host_serves_now(workspace, test_hosts):
     deploy(workspace, "1.0")
     test_hosts.exec(f"{TEST_NET}.{PROD1}", ["/opt/northwind/current/bin/northwind-ctl", "stop"], check=True)
-    status = run_golive(workspace, "status", "manufacturer", "production", "--json", check=0).json()
+    # a host that does not serve what it records is a finding (exit 1)
+    status = run_golive(workspace, "status", "manufacturer", "production", "--json", check=1).json()
     row = next(r for r in status["hosts"] if r["host"] == "mfg-prod-1")
     assert row["state"] == "good" and row["serving"] is False, row  # stored good, but not serving
     summary = next(e for e in status["environments"] if e["environment"] == "production")
     assert summary["verified"] is False and "not serving now: mfg-prod-1" in summary["note"], summary
-    text = run_golive(workspace, "status", "manufacturer", "production", check=0).stdout
-    assert "NOT SERVING" in text, text
+    text = run_golive(workspace, "status", "manufacturer", "production", check=1).stdout
+    assert "not serving now: mfg-prod-1" in text and "failing" in text, text

@@ -6,9 +6,6 @@ vendor-like tool of the tests' own (tests/fixtures/vendor/vendor-admin), not a r
 
 from __future__ import annotations
 
-import gzip
-import hashlib
-import io
 import json
 import re
 import subprocess
@@ -24,22 +21,22 @@ PRE_SQL = (b"CREATE TABLE IF NOT EXISTS vendor_pre (ran_at timestamptz DEFAULT n
 
 
 def vendor_release(store: Path, version: str, *extra: str) -> None:
-    """The example release (no SQL migrations of its own) plus the vendor's tool and pre-migration script."""
+    """The example release (no SQL migrations of its own) plus the vendor's tool and pre-migration
+    script, packaged again by golive's packager (so its manifest lists them, as a vendor's would)."""
+    from golive.adapters.package import Entry, write_artifact
+    from golive.agent.archive import MANIFEST
+
     subprocess.run([str(REPO / "scripts" / "build-release"), version, "--store", str(store), "--files", "5",
                     "--size-kb", "20", "--migrations", "0", *extra], check=True, capture_output=True)
     artifact = store / f"northwind-{version}.tar.gz"
-    buffer = io.BytesIO()
-    with tarfile.open(artifact, "r:gz") as original, tarfile.open(fileobj=buffer, mode="w") as archive:
+    entries = []
+    with tarfile.open(artifact, "r:gz") as original:
         for member in original.getmembers():
-            archive.addfile(member, original.extractfile(member) if member.isfile() else None)
-        for name, data, mode in (("bin/vendor-admin", VENDOR_ADMIN.read_bytes(), 0o755),
-                                 ("migrations/pre.sql", PRE_SQL, 0o644)):
-            info = tarfile.TarInfo(name)
-            info.size, info.mode, info.mtime = len(data), mode, 1704067200
-            archive.addfile(info, io.BytesIO(data))
-    data = gzip.compress(buffer.getvalue(), mtime=0)
-    artifact.write_bytes(data)
-    Path(f"{artifact}.sha256").write_text(f"{hashlib.sha256(data).hexdigest()}  {artifact.name}\n")
+            if member.isfile() and member.name != MANIFEST:
+                entries.append(Entry(member.name, "file", member.mode, original.extractfile(member).read()))
+    entries += [Entry("bin/vendor-admin", "file", 0o755, VENDOR_ADMIN.read_bytes()),
+                Entry("migrations/pre.sql", "file", 0o644, PRE_SQL)]
+    write_artifact(entries, "northwind", version, store, artifact.name)
 
 
 def use_vendor_command(workspace: Path, target: str) -> None:

@@ -609,10 +609,11 @@ def _activate_migrated(session: HostSession, run: steps.RunContext, ws: Workspac
     app, name, hooks = ws.app, target.host.name, target.run.get("hooks", {})  # the run file's (release_run)
     release = target.desired.release
     earlier = step_seconds(*target.answers)
-    batch = [steps.hook(app, "before_cutover", hooks.get("before_cutover", ""), release),
+    previous = target.plan.from_release or ""
+    batch = [steps.hook(app, "before_cutover", hooks.get("before_cutover", ""), release, previous=previous),
              steps.cutover(app, release), steps.restart(app, release),
              {**steps.verify(release), "expect": plan.expectation()},
-             steps.hook(app, "after_cutover", hooks.get("after_cutover", ""), release),
+             steps.hook(app, "after_cutover", hooks.get("after_cutover", ""), release, previous=previous),
              steps.mark(release, "good", "mark_good", seq=seq)]
     entry = run.entry(name, previous_release=target.plan.from_release, steps=dict(earlier),
                       release=release, version=target.desired.version,

@@ -180,6 +180,18 @@ def _drift_item(ws: Workspace, host: Host, prints: dict[str, drift_flow.Fingerpr
     return Item("drift", False, detail, action)
 
 
+def _database_drift_item(host: str, findings: list[core.Finding]) -> Item:
+    """The database host's drift: its schema against what golive's migrations left (no fingerprint
+    of its own, so no per-host advice: what to do depends on the kind)."""
+    mine = [f for f in findings if host in f.hosts]
+    if not mine:
+        return Item("drift", True, "no unexpected differences")
+    detail = "; ".join(f"{f.kind} {f.subject}: {f.reason}" for f in mine[:6]) + \
+        (f"; and {len(mine) - 6} more" if len(mine) > 6 else "")
+    action = " ".join(ACTIONS.get(k, "") for k in sorted({f.kind for f in mine})).strip() + " Then run preflight again."
+    return Item("drift", False, detail, action)
+
+
 def _pending_go_live(report: core.DriftReport, version: str | None, target: str,
                      target_hosts: set[str]) -> tuple[list[core.Finding], list[core.Finding]]:
     """(unexpected, pending): a production release or config that the go-live deploy replaces is pending."""
@@ -260,7 +272,7 @@ def evaluate(ws: Workspace, customer: str, release: str | None, progress: Progre
 
     db_gate, rollback = database.preflight_items(ws, customer, TARGET, version, progress)
     if db_gate is not None:
-        db_gate.items.append(_drift_item(db_gate.host, unexpected))
+        db_gate.items.append(_database_drift_item(db_gate.host, unexpected))
         gates.append(db_gate)
     return Gate(customer, source, TARGET, version, workspace, gates, unexpected,
                 list(report.expected) if report else [], pending, stamp, operator_name(),

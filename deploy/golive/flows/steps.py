@@ -321,11 +321,13 @@ def activate_batch(run: RunContext, app: AppDefinition, plan: HostPlan, desired:
     if plan.action == REPAIR and "repair" in plan.steps:
         steps.append(repair(app, desired))
     previous = plan.from_release or ""
+    # both hooks name the release live before the run (before_cutover runs before any cutover has
+    # set $previous)
     if plan.action != REPAIR:
-        steps.append(hook(app, "before_cutover", hooks.get("before_cutover", ""), target))
+        steps.append(hook(app, "before_cutover", hooks.get("before_cutover", ""), target, previous=previous))
     steps += [cutover(app, target), restart(app, target), verify(target)]
     if plan.action != REPAIR:
-        steps.append(hook(app, "after_cutover", hooks.get("after_cutover", ""), target))
+        steps.append(hook(app, "after_cutover", hooks.get("after_cutover", ""), target, previous=previous))
     steps.append(mark(target, "good", "mark_good", seq=seq))
     # on_rollback concerns the release that is live again (named here: after a before_cutover failure
     # no cutover has set $previous), and the service is verified again once it ran.
