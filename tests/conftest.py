@@ -6,7 +6,7 @@ state under /tmp/golive-tests-<net> (or GOLIVE_TEST_DIR/<net>). Several engineer
 run the suite at once on one machine by choosing different nets. Tests that need real Debian
 servers booting systemd ask for `systemd_hosts` (.131-.133 of the same net, booted on first use).
 
-Addresses on each worker's net: .11-.16 the session's light hosts, .111-.129 tests of the light
+Addresses on each worker's net: .11-.19 the session's light hosts, .111-.129 tests of the light
 harness, .131-.133 the session's systemd hosts, .141-.149 tests of the systemd harness.
 """
 
@@ -42,7 +42,8 @@ TEST_NET = worker_net(os.environ.get("GOLIVE_TEST_NET", "127.0.50"))
 # One directory per worker net: xdist workers must never share a state directory.
 TEST_DIR = (os.path.join(os.environ["GOLIVE_TEST_DIR"], TEST_NET) if os.environ.get("GOLIVE_TEST_DIR")
             else f"/tmp/golive-tests-{TEST_NET}")
-HOST_COUNT = 6  # the example customers use 5 (127.0.0.11-15); one spare
+# The example customers' application hosts are 127.0.0.11-15, their database hosts 127.0.0.16-19.
+HOST_COUNT = 9
 SYSTEMD_HOST_COUNT = 3
 SYSTEMD_FIRST = 131
 EXAMPLE_NET = "127.0.0"
@@ -136,8 +137,11 @@ def systemd_hosts():
     hosts.down()
 
 
-def copy_workspace(destination: Path, hosts: TestHosts, releases: Path | None) -> Path:
-    """The example workspace, its inventories pointed at these test hosts."""
+def copy_workspace(destination: Path, hosts: TestHosts, releases: Path | None, database: bool = False) -> Path:
+    """The example workspace, its inventories pointed at these test hosts. Without `database` it is
+    the example product without its database (no `database:` section, no database hosts), as a
+    product that only reports its version is deployed: the tests that claim a database step works
+    ask for the database and get real PostgreSQL servers (the `databases` fixture)."""
     destination.mkdir(parents=True, exist_ok=True)
     for name in WORKSPACE_FILES:
         source = REPO / name
@@ -154,12 +158,46 @@ def copy_workspace(destination: Path, hosts: TestHosts, releases: Path | None) -
         text = text.replace(EXAMPLE_KEYS + "/client_key", hosts.client_key)
         text = text.replace(EXAMPLE_KEYS + "/known_hosts", hosts.known_hosts)
         path.write_text(text)
+    if not database:
+        without_database(destination)
     if releases is not None:
         store = destination / "build" / "releases"
         store.mkdir(parents=True)
         for artifact in releases.iterdir():
             shutil.copy2(artifact, store / artifact.name)
     return destination
+
+
+def without_database(workspace: Path) -> None:
+    """Remove golive.yml's `database:` section (the last one) and the database hosts."""
+    import yaml
+
+    app = workspace / "golive.yml"
+    text = app.read_text()
+    head, found, _ = text.partition("\n# The client's database (PostgreSQL).")
+    assert found and "\ndatabase:" not in head, f"{app}: the database section is not the last one"
+    app.write_text(head.rstrip("\n") + "\n")
+    for inventory in (workspace / "inventories").iterdir():
+        path = inventory / "hosts.yml"
+        data = yaml.safe_load(path.read_text())
+        groups = data["all"]["children"]
+        database_hosts = set((groups.pop("database", None) or {}).get("hosts") or {})
+
+        for group in groups.values():
+            if group:
+                _remove_hosts(group, database_hosts)
+        dumped = yaml.safe_dump(data, sort_keys=False, default_flow_style=False, indent=2)
+        path.write_text(dumped.replace(": null\n", ":\n"))
+
+
+def _remove_hosts(group: dict, names: set[str]) -> None:
+    for name in names:
+        (group.get("hosts") or {}).pop(name, None)
+    if group.get("hosts") == {}:
+        del group["hosts"]
+    for child in (group.get("children") or {}).values():
+        if child:
+            _remove_hosts(child, names)
 
 
 @pytest.fixture
@@ -171,7 +209,7 @@ def workspace(tmp_path, test_hosts, release_store) -> Path:
 
 @pytest.fixture
 def offline_workspace(tmp_path) -> Path:
-    """The example workspace for tests that never reach a host."""
+    """The example workspace for tests that never reach a host (without its database, like `workspace`)."""
     destination = tmp_path / "ws"
     destination.mkdir()
     for name in WORKSPACE_FILES:
@@ -180,6 +218,7 @@ def offline_workspace(tmp_path) -> Path:
             shutil.copytree(source, destination / name, ignore=shutil.ignore_patterns("__pycache__"))
         elif source.exists():
             shutil.copy2(source, destination / name)
+    without_database(destination)
     return destination
 
 
@@ -329,3 +368,114 @@ def health_retries(workspace: Path, retries: int) -> None:
     text = app.read_text()
     assert text.count("retries: 25") == 1, f"{app}: no single `retries: 25` line"
     app.write_text(text.replace("retries: 25", f"retries: {retries}"))
+
+
+# -- real PostgreSQL servers: one per environment, on its database host's address ------------------
+
+PG_DIR = f"/tmp/golive-pg-{TEST_NET}"  # the postgres user must reach it (pytest's tmp_path is root's only)
+
+
+@dataclass
+class EnvironmentDatabase:
+    """The PostgreSQL server of one environment, started for one test, and what golive connects with."""
+
+    customer: str
+    environment: str
+    host: str  # its database host in the inventory
+    server: object  # golive.testing.postgres.PostgresServer
+    name: str
+    user: str
+    password: str
+
+    def sql(self, statement: str) -> str:
+        return self.server.psql(statement, self.name)
+
+    def rows(self, statement: str) -> list[list[str]]:
+        return self.server.query(statement, self.name)
+
+    def history(self) -> list[str]:
+        return [r[0] for r in self.rows("SELECT version FROM golive_schema_history ORDER BY version")]
+
+    def columns(self, table: str = "work_orders") -> list[str]:
+        return [r[0] for r in self.rows(f"SELECT column_name FROM information_schema.columns WHERE table_name = "
+                                        f"'{table}' ORDER BY ordinal_position")]
+
+
+class Databases:
+    """Starts the servers a test asks for (by customer and environment) and stops them all after it."""
+
+    def __init__(self, workspace: Path, directory: Path) -> None:
+        self.workspace = workspace
+        self.directory = directory
+        self.started: dict[tuple[str, str], EnvironmentDatabase] = {}
+
+    def start(self, customer: str = "manufacturer", *environments: str) -> list[EnvironmentDatabase]:
+        from golive.testing.postgres import PostgresServer
+        from golive.workspace import Workspace
+
+        ws = Workspace(self.workspace, str(self.workspace / "vault-password.example"))
+        found = []
+        for environment in environments or ("staging", "production"):
+            key = (customer, environment)
+            if key not in self.started:
+                host = ws.database_host(customer, environment)
+                connection = ws.database_connection(host)
+                server = PostgresServer(self.directory / f"{customer}-{environment}", connection.host,
+                                        connection.port).start()
+                server.create_database(connection.name, connection.user, connection.password)
+                self.started[key] = EnvironmentDatabase(customer, environment, host.name, server, connection.name,
+                                                        connection.user, connection.password)
+            found.append(self.started[key])
+        return found
+
+    def stop_all(self) -> None:
+        for database in self.started.values():
+            database.server.remove()
+            assert not database.server.running(), f"PostgreSQL of {database.environment} still runs"
+        self.started.clear()
+
+
+@pytest.fixture(scope="session")
+def db_release_store(tmp_path_factory) -> Path:
+    """Releases 1.0 (migration 0001), 1.1 (+0002, expand), 1.2 (+0003, contract) and 9.9, which is 1.2
+    whose /health answers 503: it fails its verification after its contract migration ran."""
+    store = tmp_path_factory.mktemp("db-releases")
+    for version, extra in (("1.0", []), ("1.1", []), ("1.2", []), ("9.9", ["--broken-health"])):
+        subprocess.run([str(REPO / "scripts" / "build-release"), version, "--store", str(store),
+                        "--files", RELEASE_FILES, "--size-kb", RELEASE_KB, *extra], check=True, capture_output=True)
+    return store
+
+
+@pytest.fixture
+def db_workspace(tmp_path, test_hosts, db_release_store) -> Path:
+    """The example workspace with its database, on freshly reset hosts (servers: the databases fixture)."""
+    test_hosts.reset()
+    return copy_workspace(tmp_path / "ws", test_hosts, db_release_store, database=True)
+
+
+@pytest.fixture
+def databases(db_workspace):
+    directory = Path(PG_DIR) / f"{os.getpid()}-{os.urandom(4).hex()}"
+    directory.parent.mkdir(mode=0o755, exist_ok=True)
+    os.chmod(directory.parent, 0o755)
+    started = Databases(db_workspace, directory)
+    try:
+        yield started
+    finally:
+        started.stop_all()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def work_orders(address: str, port: int = 8080, order: dict | None = None) -> tuple[int, dict]:
+    """GET (or POST `order` to) the service's /work-orders: (HTTP status, JSON body)."""
+    import urllib.error
+    import urllib.request
+
+    data = json.dumps(order).encode() if order is not None else None
+    request = urllib.request.Request(f"http://{address}:{port}/work-orders", data=data,
+                                     method="POST" if data else "GET", headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())

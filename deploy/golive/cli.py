@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 EXIT_OK, EXIT_FINDING, EXIT_BAD_INPUT, EXIT_HOST_FAILURE = 0, 1, 2, 3
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports it
-REMOTE_VERBS = {"plan", "deploy", "rollback", "status", "history", "check", "drift", "preflight", "unlock"}
+REMOTE_VERBS = {"plan", "deploy", "rollback", "status", "history", "check", "drift", "preflight", "unlock", "backups"}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -108,6 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("environment")
     p.add_argument("--to", dest="to_version", metavar="VERSION")
     p.add_argument("--force", action="store_true", help="allow a release marked bad")
+    p.add_argument("--restore-db", action="store_true",
+                   help="restore the database backup taken at the target's schema (its cost is shown first)")
+    p.add_argument("--down", action="store_true", help="run the live release's down-migrations instead")
     _rollout_options(p)
     p = verb("status", "live release per host; with no customer, every customer x environment")
     p.add_argument("customer", nargs="?")
@@ -136,6 +139,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", dest="release", required=True, metavar="V", help="the release version")
     p.add_argument("--name", help="the product name (default: golive.yml application.name)")
     p.add_argument("--out", metavar="STORE", help="where to write it (default: golive.yml release_store.path)")
+    p = verb("backups", "an environment's database backups; rehearse a restore, or restore one by id")
+    p.add_argument("customer")
+    p.add_argument("environment")
+    p.add_argument("--restore", metavar="ID", help="restore this backup under the live release (needs --reason)")
+    p.add_argument("--rehearse", metavar="ID", nargs="?", const="latest",
+                   help="restore a backup (default: the newest) into a scratch database and time it")
+    p.add_argument("--reason", default="")
+    p.add_argument("--operator", default=None)
     p = verb("unlock", "clear a deploy lock (recorded in history with the reason)")
     p.add_argument("customer")
     p.add_argument("environment")
@@ -212,7 +223,8 @@ def dispatch(ws: Workspace | None, args: argparse.Namespace, progress: Progress)
         if verb == "deploy":
             return engine.deploy(ws, args.customer, args.environment, args.release,
                                  override_promotion=args.override_promotion, **rollout)
-        return engine.rollback(ws, args.customer, args.environment, args.to_version, force=args.force, **rollout)
+        return engine.rollback(ws, args.customer, args.environment, args.to_version, force=args.force,
+                               restore_db=args.restore_db, down=args.down, **rollout)
     if verb in ("status", "history", "unlock"):
         from golive.flows import inspect
 
@@ -223,6 +235,11 @@ def dispatch(ws: Workspace | None, args: argparse.Namespace, progress: Progress)
                                    progress=progress)
         return inspect.unlock(ws, args.customer, args.environment, reason=args.reason, force=args.force,
                               only=args.hosts, progress=progress)
+    if verb == "backups":
+        from golive.flows.database import backups_verb
+
+        return backups_verb(ws, args.customer, args.environment, restore_id=args.restore, rehearse=args.rehearse,
+                            reason=args.reason, operator=args.operator, progress=progress)
     if verb == "check":
         from golive.flows.check import check
 

@@ -24,6 +24,7 @@ from golive.adapters.vault import (
     vault_password_file,
 )
 from golive.agent.shared import ignored
+from golive.core.database import CONNECTION_KEYS, DatabaseConnection
 from golive.core.drift import DIRECTORY_MODE, ReleaseTree, release_tree, unpacked_mode
 from golive.core.errors import BadInput, Problem
 from golive.core.model import AppDefinition, Customer, Environment, Host, name_problem
@@ -119,8 +120,16 @@ class Workspace:
             raise BadInput(f"environment {environment!r} of customer {customer!r} has no hosts in its inventory")
         return found
 
+    def is_database_host(self, host: Host) -> bool:
+        """The host runs the environment's database steps (it is in golive.yml's database.server_group)."""
+        return self.app.database is not None and self.app.database.server_group in host.groups
+
     def hosts(self, customer: str, environment: str, only: list[str] | None = None) -> tuple[Host, ...]:
-        hosts = self.environment(customer, environment).hosts
+        """The environment's application hosts (its database host is not one: database_host)."""
+        hosts = tuple(h for h in self.environment(customer, environment).hosts if not self.is_database_host(h))
+        if not hosts:
+            raise BadInput(f"environment {environment!r} of customer {customer!r} has no application hosts in its "
+                           f"inventory")
         if only:
             unknown = [n for n in only if n not in {h.name for h in hosts}]
             if unknown:
@@ -128,6 +137,46 @@ class Workspace:
                                f"(known: {', '.join(h.name for h in hosts)})")
             hosts = tuple(h for h in hosts if h.name in only)
         return hosts
+
+    def database_host(self, customer: str, environment: str) -> Host | None:
+        """The host of the environment in the database server group; None without a database section.
+        Exactly one per environment: the database steps run once per environment, there."""
+        spec = self.app.database
+        if spec is None:
+            return None
+        found = [h for h in self.environment(customer, environment).hosts if self.is_database_host(h)]
+        inventory = f"inventories/{customer}/hosts.yml"
+        if not found:
+            raise BadInput(Problem(inventory, f"environment {environment!r} has no host in the group "
+                                              f"{spec.server_group!r} (golive.yml database.server_group): golive "
+                                              f"runs the database steps there"))
+        if len(found) > 1:
+            names = ", ".join(h.name for h in found)
+            raise BadInput(Problem(inventory, f"environment {environment!r} has {len(found)} hosts in the group "
+                                              f"{spec.server_group!r} ({names}): the database steps run once per "
+                                              f"environment, on one host"))
+        return found[0]
+
+    def database_connection(self, host: Host) -> DatabaseConnection:
+        """database.connection rendered with the database host's variables."""
+        spec = self.app.database
+        assert spec is not None
+        values = {key: self.render_string(spec.template(key), host, "", f"database.connection.{key}").strip()
+                  for key in CONNECTION_KEYS}
+        try:
+            port = int(values["port"])
+        except ValueError:
+            port = 0
+        if not 0 < port < 65536:
+            raise BadInput(Problem(f"{self.app.source} database.connection.port",
+                                   f"renders to {values['port']!r} for host {host.name}, not a port number"))
+        for key in ("host", "name", "user", "password"):
+            if not values[key]:
+                raise BadInput(Problem(f"{self.app.source} database.connection.{key}",
+                                       f"renders to nothing for host {host.name}"))
+        self.redactor.add([values["password"]])
+        return DatabaseConnection(host=values["host"], port=port, name=values["name"], user=values["user"],
+                                  password=values["password"])
 
     def render(self, host: Host, version: str) -> RenderedConfig:
         """The host's config files; a variable that breaks the schema (a port that is not a number)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import configparser
 import hashlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 DEFAULT_CONFIG_DIR = "/etc/northwind"
@@ -17,6 +17,18 @@ class ConfigError(Exception):
 
 
 @dataclass(frozen=True)
+class DatabaseConfig:
+    """[database]: where the work orders live. The password comes from the secret file it names."""
+
+    host: str
+    port: int
+    name: str
+    user: str
+    password: str = field(repr=False)
+    schema_table: str = "golive_schema_history"
+
+
+@dataclass(frozen=True)
 class Config:
     directory: str
     hash: str
@@ -24,6 +36,7 @@ class Config:
     port: int
     company: dict[str, str]
     ini: configparser.ConfigParser
+    database: DatabaseConfig | None = None
 
 
 def read_config_files(directory: str) -> dict[str, bytes]:
@@ -75,4 +88,25 @@ def load(directory: str) -> Config:
         port=port,
         company=dict(ini.items("company")),
         ini=ini,
+        database=database_config(directory, ini, files),
     )
+
+
+def database_config(directory: str, ini: configparser.ConfigParser, files: dict[str, bytes]) -> DatabaseConfig | None:
+    """The [database] section, or None when it names no host (the service then runs without one)."""
+    host = ini.get("database", "host", fallback="").strip()
+    if not host:
+        return None
+    secrets_name = ini.get("database", "password_file", fallback="secrets.env").strip()
+    password = ""
+    for line in files.get(secrets_name, b"").decode("utf-8", "replace").splitlines():
+        key, _, value = line.partition("=")
+        if key.strip() == "NORTHWIND_DB_PASSWORD":
+            password = value.strip()
+    try:
+        port = ini.getint("database", "port", fallback=5432)
+    except ValueError:
+        raise ConfigError(f"{directory}/northwind.ini: [database] port must be a number") from None
+    return DatabaseConfig(host=host, port=port, name=ini.get("database", "name", fallback="northwind").strip(),
+                          user=ini.get("database", "user", fallback="northwind").strip(), password=password,
+                          schema_table=ini.get("database", "schema_table", fallback="golive_schema_history").strip())

@@ -1,4 +1,5 @@
-"""The northwind HTTP service: `GET /health` for deploy tools, `GET /` for people.
+"""The northwind HTTP service: `GET /health` for deploy tools, `GET /` for people, and the plant
+floor's work orders (`GET /work-orders`, `POST /work-orders` with a JSON body) in PostgreSQL.
 
 Run from a release directory as `python3 -m northwind.server [--config-dir DIR] [--pidfile FILE]`
 (bin/northwind-ctl does that). The pidfile is written only once the socket listens, so its
@@ -18,6 +19,7 @@ from pathlib import Path
 
 from northwind import config as configuration
 from northwind import plant
+from northwind.store import Store, StoreUnavailable
 
 # <release>/northwind/server.py, resolved: `current` is a symlink, the release is what it points to.
 RELEASE_ROOT = Path(__file__).resolve().parent.parent
@@ -32,17 +34,54 @@ class Service:
         self.version = (release_root / "VERSION").read_text().strip()
         # A release carrying this marker fails its health check (tests golive's automatic rollback).
         self.broken = (release_root / "BROKEN_HEALTH").exists()
+        self.store = Store(config.database, release_root) if config.database else None
 
     def health(self) -> tuple[int, dict]:
+        """Always the version, config hash and schema version; 503 when this code cannot serve: a
+        broken release, or a database schema it cannot run on. A database that does not answer is
+        reported, not fatal: the deploy tool compares the schema version it expects."""
+        schema, database = None, "not configured"
+        incompatible = False
+        if self.store is not None:
+            state, database = self.store.status()
+            schema = state.version
+            incompatible = database.startswith("incompatible")
+        failing = self.broken or incompatible
         body = {
-            "status": "failing" if self.broken else "ok",
+            "status": "failing" if failing else "ok",
             "version": self.version,
             "config_hash": self.config.hash,
             "release": self.release,
             "company": self.config.company,
             "pid": os.getpid(),
+            "schema_version": schema,
+            "code_schema": self.store.code_schema if self.store else None,
+            "database": database,
         }
-        return (503 if self.broken else 200), body
+        return (503 if failing else 200), body
+
+    def work_orders(self) -> tuple[int, dict]:
+        if self.store is None:
+            return 503, {"error": "no database configured"}
+        try:
+            return 200, {"work_orders": self.store.work_orders()}
+        except StoreUnavailable as error:
+            return 503, {"error": str(error)}
+
+    def add_work_order(self, body: bytes) -> tuple[int, dict]:
+        if self.store is None:
+            return 503, {"error": "no database configured"}
+        try:
+            order = json.loads(body or b"{}")
+            if not isinstance(order, dict):
+                raise ValueError("the body must be a JSON object")
+            return 201, {"id": self.store.add_work_order(order)}
+        except StoreUnavailable as error:
+            return 503, {"error": str(error)}
+        except ValueError as error:
+            return 400, {"error": str(error)}
+        except Exception as error:  # the database refused the write (a schema this code does not match)
+            return 500, {"error": f"{type(error).__name__}: {error}"}
 
     def home_page(self) -> str:
         company = html.escape(self.config.company["name"])
@@ -69,10 +108,21 @@ def handler_for(service: Service) -> type[BaseHTTPRequestHandler]:
             if self.path == "/health":
                 status, body = service.health()
                 self._send(status, "application/json", json.dumps(body, sort_keys=True) + "\n")
+            elif self.path == "/work-orders":
+                status, body = service.work_orders()
+                self._send(status, "application/json", json.dumps(body, sort_keys=True, default=str) + "\n")
             elif self.path == "/":
                 self._send(200, "text/html; charset=utf-8", service.home_page())
             else:
                 self._send(404, "text/plain; charset=utf-8", "not found\n")
+
+        def do_POST(self) -> None:
+            if self.path != "/work-orders":
+                self._send(404, "text/plain; charset=utf-8", "not found\n")
+                return
+            length = int(self.headers.get("Content-Length") or 0)
+            status, body = service.add_work_order(self.rfile.read(min(length, 65536)))
+            self._send(status, "application/json", json.dumps(body, sort_keys=True) + "\n")
 
         def _send(self, status: int, content_type: str, text: str) -> None:
             payload = text.encode()

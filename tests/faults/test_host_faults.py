@@ -130,9 +130,9 @@ def test_sshd_stopped_mid_deploy(production, test_hosts):
 
 
 def test_app_root_fills_up_during_upload(production, test_hosts, unmount_after):
-    tiny_app_root(test_hosts, "1m")
+    tiny_app_root(test_hosts, "4m")  # 1.0 takes ~2.5 MB (its driver, vendor/, included)
     deploy(production, "1.0", check=0)
-    result = deploy(production, "2.0")  # 1.5 MB: does not fit beside 1.0
+    result = deploy(production, "2.0")  # ~2.1 MB: does not fit beside 1.0
     faulty = assert_faulty_host_reported(result, "1.0", "upload", "No space left on device")
     assert faulty["live_release"].startswith("1.0-")
     assert_whole(test_hosts, "1.0")
@@ -142,7 +142,7 @@ def test_app_root_fills_up_during_upload(production, test_hosts, unmount_after):
 
 def test_app_root_fills_up_during_unpack(production, test_hosts, unmount_after):
     compressible_release(production / "build" / "releases", "3.0", unpacked_mb=3)
-    tiny_app_root(test_hosts, "1m")
+    tiny_app_root(test_hosts, "4m")  # 1.0 takes ~2.5 MB (its driver, vendor/, included)
     deploy(production, "1.0", check=0)
     result = deploy(production, "3.0")  # a few KB to upload, 3 MB once unpacked
     faulty = assert_faulty_host_reported(result, "1.0", "unpack", "No space left on device")

@@ -95,3 +95,43 @@ def test_bad_version_is_refused_and_writes_nothing(tmp_path):
     assert result.returncode == 2
     assert "bad version" in result.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_each_version_ships_its_own_and_earlier_migrations(tmp_path):
+    def shipped(version: str, *options: str) -> list[str]:
+        names = members(build(tmp_path / version, version, "--files", "1", "--size-kb", "1", *options))
+        return sorted(n.removeprefix("migrations/") for n in names
+                      if n.startswith("migrations/") and n.endswith(".sql"))
+
+    assert shipped("1.0") == ["0001_work_orders.down.sql", "0001_work_orders.sql"]
+    assert [n for n in shipped("1.1") if not n.endswith(".down.sql")] == ["0001_work_orders.sql",
+                                                                          "0002_work_order_priority.sql"]
+    assert [n for n in shipped("1.2") if not n.endswith(".down.sql")] == [
+        "0001_work_orders.sql", "0002_work_order_priority.sql", "0003_item_codes.sql"]
+    assert shipped("1.2", "--migrations", "0") == []
+    extra = tmp_path / "0004_extra.sql"
+    extra.write_text("SELECT 1;\n")
+    assert "0004_extra.sql" in shipped("1.3", "--add-migration", str(extra))
+
+
+def test_a_migration_file_must_be_named_by_number(tmp_path):
+    extra = tmp_path / "fix.sql"
+    extra.write_text("SELECT 1;\n")
+    result = subprocess.run([sys.executable, str(BUILD_RELEASE), "1.0", "--store", str(tmp_path),
+                             "--add-migration", str(extra)], capture_output=True, text=True)
+    assert result.returncode == 2, result.stderr
+    assert "NNNN_name.sql" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_the_release_ships_its_database_driver(tmp_path):
+    """pg8000 and its dependencies under vendor/, importable by the host's python3 from the release."""
+    artifact = build(tmp_path, "1.1", "--files", "1", "--size-kb", "1")
+    names = members(artifact)
+    assert {"vendor/pg8000/native.py", "vendor/scramp/core.py"} <= set(names)
+    unpacked = tmp_path / "release"
+    with tarfile.open(artifact) as archive:
+        archive.extractall(unpacked)  # noqa: S202 - built just above
+    probe = subprocess.run(["/usr/bin/python3", "-I", "-c", "import sys; sys.path.insert(0, 'vendor'); "
+                            "import pg8000.native, scramp, dateutil; print(pg8000.native.Connection.__name__)"],
+                           cwd=unpacked, capture_output=True, text=True)
+    assert probe.returncode == 0 and probe.stdout.strip() == "Connection", probe.stderr

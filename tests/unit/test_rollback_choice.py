@@ -142,3 +142,35 @@ def test_retention_keeps_what_an_unfinished_rollback_needs(tmp_path):
     assert prune(agent, keep=2) == []
     Path(agent.state_dir, "rollback.json").write_text(json.dumps({**intent, "finished_at": "2026-11-20T10:00:00Z"}))
     assert prune(agent, keep=2) == ["1.0-a"]  # finished: 1.0 is nobody's target any more
+
+
+# -- a rollback with a database decides on the same target ----------------------------------------
+
+@pytest.mark.parametrize("fixture", FIXTURES, ids=[f.stem for f in FIXTURES])
+def test_the_database_decision_rolls_back_to_the_release_the_leader_chooses(fixture):
+    """flows/database.py decides code-only, restore or down from the target's schema: that target is
+    the one the rollback's leader chooses (an unfinished rollback's, never one a rollback left)."""
+    from golive.flows.database import _target_meta
+
+    case = json.loads(fixture.read_text())
+    choice = choose(RollbackFacts.from_agent(case["facts"]), to=case["to"], force=case["force"])
+    meta = _target_meta(case["facts"], case["to"], case["force"])
+    wanted = choice.release.id if choice.release is not None and not choice.already else None
+    assert (meta or {}).get("id") == wanted
+
+
+def test_every_verification_of_a_rollback_expects_the_databases_schema():
+    """with_database: the verify steps and `serve` (a host already on the target) alike."""
+    from golive.core.model import AppDefinition
+    from golive.flows import steps
+    from golive.flows.session import run_context
+
+    app = AppDefinition(name="northwind", root="/opt/northwind", config_dir="/etc/northwind", environments=(),
+                        templates=())
+    run = run_context("rollback", "c", "e", "op")
+    batch = steps.rollback_batch(run, app, {"release": "r1", "version": "1.0", "seq": 1, "match": "version"},
+                                 False, "h")
+    annotated = steps.with_database(batch, {"expect": {"schema_version": "0002"}})
+    verifying = [s for key in ("steps", "on_failure") for s in annotated[key] if s["op"] in ("verify", "serve")]
+    assert {s["op"] for s in verifying} == {"verify", "serve"}
+    assert all(s.get("expect") == {"schema_version": "0002"} for s in verifying), verifying

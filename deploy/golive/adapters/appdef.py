@@ -10,6 +10,13 @@ from pathlib import Path
 from typing import Any
 
 from golive.adapters.yamlfile import YamlMap, load_yaml
+from golive.core.database import (
+    CONNECTION_KEYS,
+    BackupPolicy,
+    DatabaseSpec,
+    DatabaseTimeouts,
+    MigrationSpec,
+)
 from golive.core.errors import BadInput, Problem
 from golive.core.model import (
     GOLIVE_VARIABLES,
@@ -32,6 +39,7 @@ APP_FILE = "golive.yml"
 _TOP_KEYS = {
     "application", "environments", "release_store", "keep_releases", "templates", "shared",
     "service", "health", "hooks", "runtime_packages", "variables", "drift", "timeouts", "ansible", "connection",
+    "database",
 }
 _TIMEOUT_KEYS = ("hook", "restart", "status", "begin", "install", "activate")
 _VAR_KEYS = {"type", "required", "allowed", "secret", "differs_by", "reason", "expires"}
@@ -344,6 +352,120 @@ def _environments(reader: _Reader, data: YamlMap) -> tuple[EnvironmentSpec, ...]
     return tuple(specs)
 
 
+def _seconds(reader: _Reader, section: YamlMap, key: str, default: float, name: str) -> float:
+    value = float(reader.get(section, key, (int, float), default, name))
+    if value <= 0:
+        reader.problem(section, key, f"{name} must be a positive number of seconds, got {value:g}")
+        return default
+    return value
+
+
+_DATABASE_KEYS = {"server_group", "connection", "client_bin", "migrations", "timeouts", "backup", "health_key"}
+_MIGRATION_KEYS = {"kind", "dir", "history_table", "online", "command", "version_command", "pre_sql", "compatible"}
+_DATABASE_TIMEOUT_KEYS = {"connect", "lock", "migrate", "backup", "restore"}
+_BACKUP_KEYS = {"dir", "keep", "min_free_mb", "jobs"}
+
+
+def _database(reader: _Reader, data: YamlMap) -> DatabaseSpec | None:
+    """The `database:` section (None without one: a product without a database)."""
+    if data.get("database") is None:
+        return None
+    section = reader.section(data, "database", _DATABASE_KEYS)
+    group = reader.get(section, "server_group", str, "database", "database.server_group")
+    if not group.strip():
+        reader.problem(section, "server_group", "database.server_group must name an inventory group")
+    connection = reader.section(section, "connection", set(CONNECTION_KEYS))
+    templates = []
+    for key in CONNECTION_KEYS:
+        value = connection.get(key)
+        if value is None or (isinstance(value, str) and not value.strip()):
+            reader.problem(connection if key in connection else section, key if key in connection else "connection",
+                           f"database.connection.{key} is required (a value or a template such as "
+                           f"\"{{{{ db_{key} }}}}\")")
+            continue
+        if isinstance(value, bool) or not isinstance(value, (str, int)):
+            reader.problem(connection, key, f"database.connection.{key} must be a string, got {value!r}")
+            continue
+        templates.append((key, str(value)))
+    client_bin = reader.get(section, "client_bin", str, "", "database.client_bin")
+    if client_bin and not client_bin.startswith("/"):
+        reader.problem(section, "client_bin", f"database.client_bin must be an absolute path, got {client_bin!r}")
+
+    raw = reader.section(section, "migrations", _MIGRATION_KEYS)
+    kind = reader.get(raw, "kind", str, "sql", "database.migrations.kind")
+    if kind not in ("sql", "command"):
+        reader.problem(raw, "kind", f"database.migrations.kind must be 'sql' (migrations/NNNN_name.sql in the "
+                                    f"release) or 'command' (the vendor's migrate command), got {kind!r}")
+        kind = "sql"
+    online = reader.get(raw, "online", str, "never", "database.migrations.online")
+    if online not in ("never", "expand"):
+        reader.problem(raw, "online", f"database.migrations.online must be 'never' (stop every application host "
+                                      f"before migrating) or 'expand' (additive migrations run while the old "
+                                      f"code serves), got {online!r}")
+        online = "never"
+    table = reader.get(raw, "history_table", str, "golive_schema_history", "database.migrations.history_table")
+    if not _plain_identifier(table):
+        reader.problem(raw, "history_table", f"database.migrations.history_table must be a plain table name "
+                                             f"(letters, digits, _), got {table!r}")
+    directory = reader.get(raw, "dir", str, "migrations", "database.migrations.dir")
+    if directory.startswith("/") or ".." in directory.split("/"):
+        reader.problem(raw, "dir", f"database.migrations.dir is a directory of the release, got {directory!r}")
+    command = raw.get("command")
+    commands: tuple[str, ...] = ()
+    if isinstance(command, str):
+        commands = (command,) if command.strip() else ()
+    elif isinstance(command, list) and all(isinstance(c, str) and c.strip() for c in command):
+        commands = tuple(command)
+    elif command is not None:
+        reader.problem(raw, "command", "database.migrations.command must be a command line or a list of them "
+                                       "(a chain of intermediate versions)")
+    version_command = reader.get(raw, "version_command", str, "", "database.migrations.version_command")
+    pre_sql = reader.get(raw, "pre_sql", str, "", "database.migrations.pre_sql")
+    if kind == "command":
+        if not commands:
+            reader.problem(raw if "command" in raw else section, "command" if "command" in raw else "migrations",
+                           "database.migrations.kind command needs 'command' (the vendor's migrate command)")
+        if not version_command.strip():
+            reader.problem(raw, "kind", "database.migrations.kind command needs 'version_command' (prints the "
+                                        "schema version the database is at)")
+    elif commands or version_command or pre_sql:
+        reader.problem(raw, "command" if commands else "version_command" if version_command else "pre_sql",
+                       "database.migrations: command, version_command and pre_sql belong to kind: command")
+    if pre_sql and (pre_sql.startswith("/") or ".." in pre_sql.split("/")):
+        reader.problem(raw, "pre_sql", f"database.migrations.pre_sql is a file of the release, got {pre_sql!r}")
+    migrations = MigrationSpec(kind=kind, dir=directory.strip("/") or "migrations", history_table=table,
+                               online=online, command=commands, version_command=version_command, pre_sql=pre_sql,
+                               compatible=reader.get(raw, "compatible", bool, False, "database.migrations.compatible"))
+
+    timeouts = reader.section(section, "timeouts", _DATABASE_TIMEOUT_KEYS)
+    defaults = DatabaseTimeouts()
+    limits = DatabaseTimeouts(**{key: _seconds(reader, timeouts, key, getattr(defaults, key),
+                                               f"database.timeouts.{key}") for key in _DATABASE_TIMEOUT_KEYS})
+    backup = reader.section(section, "backup", _BACKUP_KEYS)
+    backup_dir = reader.get(backup, "dir", str, "", "database.backup.dir")
+    if backup_dir and not backup_dir.startswith("/"):
+        reader.problem(backup, "dir", f"database.backup.dir must be an absolute path on the database host, "
+                                      f"got {backup_dir!r}")
+    keep = reader.get(backup, "keep", int, 5, "database.backup.keep")
+    if keep < 1:
+        reader.problem(backup, "keep", "database.backup.keep must be at least 1")
+    jobs = reader.get(backup, "jobs", int, 1, "database.backup.jobs")
+    if jobs < 1:
+        reader.problem(backup, "jobs", "database.backup.jobs must be at least 1")
+    return DatabaseSpec(server_group=group.strip(), connection=tuple(templates), client_bin=client_bin.rstrip("/"),
+                        migrations=migrations, timeouts=limits,
+                        health_key=reader.get(section, "health_key", str, "schema_version", "database.health_key"),
+                        backup=BackupPolicy(dir=backup_dir.rstrip("/"), keep=max(1, keep),
+                                            min_free_mb=reader.get(backup, "min_free_mb", int, 0,
+                                                                   "database.backup.min_free_mb"),
+                                            jobs=max(1, jobs)))
+
+
+def _plain_identifier(name: str) -> bool:
+    return bool(name) and (name[0].isalpha() or name[0] == "_") and all(c.isalnum() or c == "_" for c in name) \
+        and name.isascii() and len(name) <= 63
+
+
 def load_app_definition(workspace: Path) -> AppDefinition:
     path = workspace / APP_FILE
     if not path.exists():
@@ -421,6 +543,7 @@ def load_app_definition(workspace: Path) -> AppDefinition:
         source=APP_FILE,
         drift_ignore=_drift_ignore(reader, data),
         ssh_config=reader.get(connection, "ssh_config", str, "", "connection.ssh_config"),
+        database=_database(reader, data),
     )
     if app.ssh_config and not (workspace / os.path.expanduser(app.ssh_config)).is_file():
         reader.problem(connection, "ssh_config", f"connection.ssh_config: {app.ssh_config} is not a file (a path "

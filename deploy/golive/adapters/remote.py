@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,14 +44,22 @@ class AgentAnswer:
         return step.data if step and step.data else {}
 
 
+PROGRESS = b"golive-progress "
+
+
 def call_agent(connected: Connected, request: dict[str, Any], payload: Iterable[bytes] = (),
-               timeout: float | None = 300, module: str = "hostagent") -> AgentAnswer:
+               timeout: float | None = 300, module: str = "hostagent",
+               on_progress: Callable[[str], None] | None = None) -> AgentAnswer:
+    """Run one agent batch. `on_progress` sees each progress line a long step writes (a migration
+    reporting what it applies) as it arrives."""
     host = connected.host
     command = command_line(host.connection.python, sudo=bool(host.vars.get("ansible_become")))
     watch = None
     if faultpoints.armed():  # test hook only: see golive.adapters.faultpoints
         request = {**request, "fault_point": faultpoints.armed()}
         watch = faultpoints.watch_agent_output
+    if on_progress is not None:
+        watch = _progress_watch(on_progress, watch)
     try:
         code, stdout, stderr = connected.pyinfra_host.connector.exec_stream(
             command, request_header(request, module), payload, timeout=timeout, on_output=watch)
@@ -75,3 +84,20 @@ def call_agent(connected: Connected, request: dict[str, Any], payload: Iterable[
     return AgentAnswer(answer["ok"], steps, answer.get("result", "ok"), answer.get("failed_step"),
                        answer.get("error"), answer.get("holder"), answer.get("vars") or {},
                        answer.get("current"))
+
+
+def _progress_watch(on_progress: Callable[[str], None],
+                    then: Callable[[bytes], None] | None) -> Callable[[bytes], None]:
+    seen = [0]
+
+    def watch(data: bytes) -> None:
+        lines = data.split(b"\n")
+        for line in lines[seen[0]:len(lines) - 1]:  # complete lines not seen yet
+            if line.startswith(PROGRESS):
+                with contextlib.suppress(ValueError):  # not a progress line after all
+                    on_progress(str(json.loads(line[len(PROGRESS):]).get("text", "")))
+        seen[0] = max(seen[0], len(lines) - 1)
+        if then is not None:
+            then(data)
+
+    return watch

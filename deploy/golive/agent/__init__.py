@@ -31,13 +31,17 @@ PYTHON_TAG = ("%d.%d" % sys.version_info[:2]).encode().ljust(8)
 
 # What travels for each program, in order, in one code object: the names of the earlier parts are
 # the program's own.
-PARTS = {"hostagent": ("shared", "archive", "hostagent"), "collector": ("shared", "collector")}
+# dbagent extends the host agent's program (its steps run in the same batch machinery); the host
+# agent's own entry point stays quiet in it (GOLIVE_EXTENDED).
+PARTS = {"hostagent": ("shared", "archive", "hostagent"), "collector": ("shared", "collector"),
+         "dbagent": ("shared", "archive", "hostagent", "dbagent")}
+EXTENDED = {"dbagent": b"GOLIVE_EXTENDED = True\n"}
 
 
 @cache
 def _agent(module: str) -> tuple[bytes, bytes]:
     here = Path(__file__).parent
-    source = b"\n\n".join((here / f"{part}.py").read_bytes() for part in PARTS[module])
+    source = EXTENDED.get(module, b"") + b"\n\n".join((here / f"{part}.py").read_bytes() for part in PARTS[module])
     compiled = marshal.dumps(compile(source, "golive-agent", "exec", dont_inherit=True))
     return zlib.compress(compiled, 6), zlib.compress(source, 9)
 

@@ -33,6 +33,7 @@ if __name__ != "golive_agent":  # on the controller; on a host golive.agent send
         Masker,
         fast_sha256,
         from_json,
+        health_expect,
         health_expected,
         health_problem,
         http_get,
@@ -330,6 +331,27 @@ class Agent:
         if code is None:
             return -1, text + "\n(timed out after %ss)" % timeout
         return code, text
+
+    def run_logged(self, command, what, cwd=None, timeout=120, env_extra=None, fault_point=None):
+        """run_command, the whole output kept (secret values masked) in a 0600 file under
+        .golive/logs/; (exit code, output tail, log path)."""
+        logs = os.path.join(self.state_dir, "logs")
+        if not os.path.isdir(logs):
+            os.makedirs(logs, 0o700)
+        log = os.path.join(logs, "%s-%s.log" % (time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()), what))
+        raw = "%s.raw-%d" % (log, os.getpid())
+        os.close(os.open(raw, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
+        env = dict(env_extra or {}, GOLIVE_OUTPUT=raw)
+        code, note = self.run_command('exec >>"$GOLIVE_OUTPUT" 2>&1\n' + command, cwd=cwd, timeout=timeout,
+                                      env_extra=env, fault_point=fault_point)
+        try:
+            with open(raw, "rb") as handle:
+                data = handle.read()
+                text = self.masker.tail_bytes(data, len(data))  # masked on the raw bytes, then decoded
+        finally:
+            os.unlink(raw)
+        write_atomic(log, text.encode("utf-8"), 0o600)
+        return code, text[-OUTPUT_LIMIT:] + (note if code in (-1, 127) else ""), log
 
     def command_env(self, release, direction):
         """What every service command, health command and hook is told (docs/design.md), so that a
@@ -848,19 +870,24 @@ class Agent:
         return {"release": release}
 
     def step_hook(self, args):
+        """A hook of golive.yml, in the directory of the release it concerns, with the documented
+        GOLIVE_* context (README "Hooks"), its timeout, and its whole output in a 0600 log."""
         command = args.get("command")
         if args.get("meta_of"):
             command = (self.run_spec(self.resolve(args["meta_of"])).get("hooks") or {}).get(args["name"])
         if not command:
             return {"skipped": True}
         release = self.resolve(args.get("release"))
-        code, output = self.run_command(command, cwd=os.path.join(self.releases_dir, release or ""),
-                                        timeout=args.get("timeout", 600),
-                                        env_extra=self.command_env(release, args.get("direction")))
+        env = self.command_env(release, args.get("direction"))
+        for key, value in (args.get("env") or {}).items():
+            env[key] = self.resolve(value) or ""
+        code, output, log = self.run_logged(command, args["name"], cwd=os.path.join(self.releases_dir, release or ""),
+                                            timeout=args.get("timeout", 600), env_extra=env)
+        self.vars.setdefault("logs", {})[args["name"]] = log  # the ledger links it, failed or not
         if code != 0:
-            raise StepError("%s hook failed (exit %d): %s"
-                            % (args["name"], code, self.masker.tail(output.strip(), 500)))
-        return {"output": self.masker.tail(output, 500)}
+            raise StepError("%s hook failed (exit %d): %s (whole output: %s)"
+                            % (args["name"], code, self.masker.tail(output.strip(), 500), log))
+        return {"output": self.masker.tail(output, 500), "log": log}
 
     def step_cutover(self, args):
         release = self.resolve(args["release"])
@@ -917,17 +944,22 @@ class Agent:
         for attempt in range(attempts):
             if attempt:
                 time.sleep(interval)
-            ok, last = self.health_once(release, meta, args.get("direction") or "deploy")
+            ok, last = self.health_once(release, meta, args.get("direction") or "deploy", extra=args.get("expect"))
             self.fault_point("%s:running" % args.get("name", "verify"))
             if ok:
                 return {"attempts": attempt + 1}
         raise StepError("health check failed after %d attempts: %s" % (attempts, last))
 
-    def health_once(self, release, meta, direction="deploy", want_release=None):
+    def health_once(self, release, meta, direction="deploy", want_release=None, extra=None):
         """One health check of a release, by the rule every engine applies (shared.health_problem):
         (healthy, why not). The answer is masked on its raw bytes before anything reads or cuts it;
-        with want_release, a service that says it serves another release is not healthy either."""
+        with want_release, a service that says it serves another release is not healthy either;
+        `extra`: more values the answer must report (the schema version a migration left)."""
         health = self.run_spec(release).get("health") or {}
+        expected = health_expected(meta, release)
+        if extra:
+            expected.update(extra)
+            health = dict(health, expect=health_expect(health) + [k for k in extra if k not in health_expect(health)])
         timeout = float(health.get("timeout", 2))
         if health.get("url"):
             try:
@@ -940,7 +972,7 @@ class Agent:
                                           timeout=timeout, env_extra=self.command_env(release, direction))
         else:
             return False, "release %s has no health check in its run file" % release
-        problem = self.masker.text(health_problem(health, health_expected(meta, release), code, body))
+        problem = self.masker.text(health_problem(health, expected, code, body))
         if not problem and want_release and code is not None:
             try:
                 report = from_json(body)
@@ -1095,6 +1127,11 @@ class Agent:
         entry = dict(args["entry"])
         entry.setdefault("time", utc_now())
         entry["steps"] = dict(entry.get("steps") or {}, **dict((s["name"], s["seconds"]) for s in self.steps))
+        logs = dict((s["name"], s["data"]["log"]) for s in self.steps if isinstance(s.get("data"), dict)
+                    and s["data"].get("log"))
+        logs.update(self.vars.get("logs") or {})
+        if logs:
+            entry["logs"] = dict(entry.get("logs") or {}, **logs)
         entry["result"] = self.vars.get("result", entry.get("result", "ok"))
         if self.vars.get("error") and "detail" not in entry:
             entry["detail"] = self.vars["error"]
@@ -1228,8 +1265,9 @@ class Agent:
             recovery = [s for s in self.request.get("on_failure", [])
                         if failed["name"] in s.get("after", [failed["name"]]) and self.wanted(s)]
             if recovery:
-                recovered = all(self.run_step(s)["ok"] for s in recovery)
-                self.vars["result"] = "rolled_back" if recovered else "failed"
+                # Every recovery step runs, even after one of them failed: each failure is reported.
+                outcomes = [self.run_step(s)["ok"] for s in recovery]
+                self.vars["result"] = "rolled_back" if all(outcomes) else "failed"
         elif self.request.get("result"):
             self.vars["result"] = self.request["result"]
         if failed is not None and failed["op"] == "lock":
@@ -1343,13 +1381,13 @@ class LockHeld(Exception):
         self.holder = holder
 
 
-def main(raw_request, stream):
+def main(raw_request, stream, agent_class=None):
     # Finish the batch even if the controller disappears: a cutover is never left half done.
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     os.umask(0o022)
     request = from_json(raw_request.decode("utf-8"))
-    result = Agent(request, stream).run()
+    result = (agent_class or Agent)(request, stream).run()
     payload = to_json(result).encode("utf-8")
     try:
         sys.stdout.buffer.write(payload)
@@ -1358,5 +1396,5 @@ def main(raw_request, stream):
         pass  # the controller is gone; the ledger has the outcome
 
 
-if __name__ == "golive_agent":
+if __name__ == "golive_agent" and not globals().get("GOLIVE_EXTENDED"):  # dbagent.py extends this program
     main(REQUEST, STREAM)  # noqa: F821 - provided by the bootstrap

@@ -29,7 +29,8 @@ from typing import Any, Literal, get_args
 
 from golive.core.redact import MASK
 
-Kind = Literal["release", "code_file", "config", "variable", "platform", "package", "service", "port", "permission"]
+Kind = Literal["release", "code_file", "config", "variable", "platform", "package", "service", "port", "permission",
+               "database"]
 KINDS: tuple[Kind, ...] = get_args(Kind)
 Severity = Literal["high", "medium", "low", "info"]
 SEVERITIES: tuple[Severity, ...] = get_args(Severity)

@@ -9,6 +9,8 @@ from datetime import date
 from types import MappingProxyType
 from typing import Any
 
+from golive.core.database import DatabaseSpec
+
 VAR_TYPES = ("str", "int", "float", "bool", "list", "dict", "any")
 
 # Every name that becomes a path component on the controller or a host (customer, environment, host,
@@ -181,6 +183,7 @@ class AppDefinition:
     drift_ignore: tuple[str, ...] = ()
     ssh_config: str = ""  # connection.ssh_config: an ssh_config file for hosts whose ssh args name none (-F)
     display_name: str = ""  # application.display_name: the product's name in reports (else `name`)
+    database: DatabaseSpec | None = None  # None: a product without a database
 
     def environment(self, name: str) -> EnvironmentSpec | None:
         return next((e for e in self.environments if e.name == name), None)

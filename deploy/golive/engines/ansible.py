@@ -87,6 +87,9 @@ def deploy(ws: Workspace, customer: str, environment: str, version: str, *, seri
            diff: bool = False) -> Outcome:
     """golive.flows.deploy.deploy, with ansible-playbook on the role doing the hosts' part."""
     options = PlaybookOptions(serial, max_fail, operator, check, diff)
+    if ws.app.database is not None:
+        raise BadInput("golive.yml declares a database: its steps are not yet done by --engine ansible; deploy "
+                       "with the pyinfra engine")
     artifact, targets = prepare(ws, customer, environment, version, only)
     promotion = enforce_promotion(ws, customer, environment, artifact, override_promotion, progress)
     extra = {"golive_release_version": artifact.version,
@@ -109,8 +112,11 @@ def deploy(ws: Workspace, customer: str, environment: str, version: str, *, seri
 
 def rollback(ws: Workspace, customer: str, environment: str, to_version: str | None, *, force: bool = False,
              serial: str | None = None, max_fail: str | None = None, only: list[str] | None = None,
-             operator: str | None = None, progress: Progress, check: bool = False, diff: bool = False) -> Outcome:
+             operator: str | None = None, restore_db: bool = False, down: bool = False, progress: Progress,
+             check: bool = False, diff: bool = False) -> Outcome:
     """golive.flows.deploy.rollback, with ansible-playbook on the role doing the hosts' part."""
+    if restore_db or down:
+        raise BadInput("--restore-db and --down: not yet with --engine ansible; roll back with the pyinfra engine")
     options = PlaybookOptions(serial, max_fail, operator, check, diff)
     hosts = list(ws.hosts(customer, environment, only))
     extra = {"golive_rollback_to": to_version or "", "golive_rollback_force": bool(force)}

@@ -204,7 +204,10 @@ def check(ws: Workspace, customer: str, environment: str, *, junit: str | None =
     finally:
         fleet.close()
     timings["total"] = round(time.monotonic() - started, 3)
-    return _outcome(customer, environment, hosts, connected, results, recorded, run, timings)
+    outcome = _outcome(customer, environment, hosts, connected, results, recorded, run, timings)
+    from golive.flows import database
+
+    return database.with_database_checks(ws, customer, environment, outcome, progress)
 
 
 def _outcome(customer: str, environment: str, hosts: list[Host], connected: dict[str, Connected],

@@ -23,7 +23,7 @@ from golive.core.plan import INSTALL, UNCHANGED, DesiredRelease, HostFacts, Host
 from golive.core.release import Artifact
 from golive.core.rollback import Choice, RollbackFacts, choose, next_sequence
 from golive.core.rollout import batches, crossed, max_fail_threshold
-from golive.flows import steps
+from golive.flows import database, steps
 from golive.flows.desired import check_artifact_archive, desired_release
 from golive.flows.session import HostReport, HostSession, chunks, lock_report, run_context, step_seconds
 from golive.workspace import Workspace
@@ -45,6 +45,7 @@ class Target:
     leads: bool = False  # the run's leader: its lock is the environment's, held until the run ends
     run: dict[str, Any] = field(default_factory=dict)  # its service, health and hooks (steps.release_run)
     takeover: dict[str, Any] | None = None  # the stale lock this run took over on the host
+    database: dict[str, Any] = field(default_factory=dict)  # steps.with_database: what verify expects, ...
 
 
 # -- promotion gate -------------------------------------------------------------------------
@@ -138,6 +139,11 @@ class Rollout:
     def run_batch(self, batch: list[Target]) -> None:
         raise NotImplementedError
 
+    def run_batches(self, targets: list[Target], planned_batches: list[list[Target]], threshold: float) -> None:
+        """Everything between begin and the leader's release: batch after batch (roll_out), unless a
+        verb changes the environment as a whole (a database step once for every host)."""
+        roll_out(self, planned_batches, threshold, len(targets))
+
     def release_request(self, targets: list[Target]) -> dict[str, Any]:
         return steps.release_batch()
 
@@ -158,7 +164,7 @@ def run_rollout(rollout: Rollout, targets: list[Target], planned_batches: list[l
                                                                        f"({held})")
         else:
             rollout.prepared(targets)
-            roll_out(rollout, planned_batches, threshold, len(targets))
+            rollout.run_batches(targets, planned_batches, threshold)
     finally:
         release_leader(rollout, targets)
         session.close()
@@ -289,11 +295,15 @@ def stop_remaining(rollout: Rollout, targets: list[Target], reason: str) -> None
 
 
 def release_leader(rollout: Rollout, targets: list[Target]) -> None:
-    """The last round trip of a run: free the environment lock the leader held throughout."""
+    """The last round trips of a run: the locks a migrating deploy kept on every host (the
+    environment's recovery needed them all), then the environment lock the leader held throughout."""
+    session = rollout.session
+    held = [t for t in targets if not t.leads and t.database.get("keep_locks") and holds_lock(t)]
+    if held:
+        session.call_all({t.host.name: (t.connected, steps.release_batch()) for t in held}, session.timeouts.begin)
     leader = next((t for t in targets if t.leads and holds_lock(t)), None)
     if leader is None:
         return
-    session = rollout.session
     answer = session.call(leader.connected, rollout.release_request(targets), timeout=session.timeouts.begin)
     if not answer.ok:
         session.progress.note(f"{leader.host.name}: could not release the environment lock ({answer.error}); "
@@ -327,9 +337,10 @@ class Deploy(Rollout):
 
     verb, done = "deploy", "deployed"
 
-    def __init__(self, session: HostSession, run: steps.RunContext, ws: Workspace, artifact: Artifact) -> None:
+    def __init__(self, session: HostSession, run: steps.RunContext, ws: Workspace, artifact: Artifact,
+                 db_plan: database.DeployPlan | None = None) -> None:
         super().__init__(session, run, ws)
-        self.artifact = artifact
+        self.artifact, self.db_plan = artifact, db_plan
         self.seq: int | None = None  # the deploy sequence this run gives what it makes live
 
     def begin_request(self, target: Target, takeover: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -357,6 +368,17 @@ class Deploy(Rollout):
 
     def ready(self, target: Target) -> bool:
         return target.plan is not None
+
+    def run_batches(self, targets: list[Target], planned_batches: list[list[Target]], threshold: float) -> None:
+        """A deploy that migrates the database is one step of the environment (flows/database.py:
+        install everywhere, stop, backup, migrate once, activate everywhere, or put it all back)."""
+        if self.db_plan is None or not self.db_plan.decision.migrates:
+            super().run_batches(targets, planned_batches, threshold)
+            return
+        database.roll_out(self.session, self.run, self.ws, self.artifact, targets, self.db_plan,
+                          database.Hooks(install=self.install, activate=self.activate,
+                                         abort=lambda pending, reason: stop_remaining(self, pending, reason),
+                                         seq=self.seq))
 
     def run_batch(self, batch: list[Target]) -> None:
         """Every host of a batch installs before any cuts over."""
@@ -388,8 +410,11 @@ class Deploy(Rollout):
         session, run, ws, artifact, name = self.session, self.run, self.ws, self.artifact, target.host.name
         hooks = target.run.get("hooks", {})
         earlier = step_seconds(*target.answers)
-        request = steps.activate_batch(run, ws.app, target.plan, target.desired, hooks, earlier, name,
-                                       keep_lock=target.leads, seq=self.seq, artifact=artifact)
+        # a migrating deploy keeps every host's lock to the end: its recovery is the environment's
+        keep_lock = target.leads or bool(target.database.get("keep_locks"))
+        request = steps.with_database(steps.activate_batch(run, ws.app, target.plan, target.desired, hooks, earlier,
+                                                           name, keep_lock=keep_lock, seq=self.seq, artifact=artifact),
+                                      target.database)
         uploading = any(s["op"] == "upload" for s in request["steps"])  # a repair restoring a code file
         session.progress.update(name, "cutover", "running")
         answer = session.call(target.connected, request, chunks(artifact.path) if uploading else (),
@@ -418,12 +443,16 @@ class Deploy(Rollout):
             session.progress.update(name, "result", "failed")
             return
         rolled_back = answer.result == "rolled_back"
+        # Every recovery step ran; the ones that failed (an on_rollback hook, the old release's health) are said.
+        recovery = [f"{s.name}: {s.error}" for s in answer.steps if not s.ok and s.name != answer.failed_step]
         target.report = HostReport(
             host=name, environment=run.environment, status="rolled_back" if rolled_back else "failed",
             action=plan.action, from_release=plan.from_release, to_release=target.desired.release,
             live_release=answer.current,
-            error=f"{answer.failed_step}: {answer.error}", steps=seconds,
-            details={"marked_bad": target.desired.release} if answer.step("mark_bad") else {})
+            error=f"{answer.failed_step}: {answer.error}" + (f"; recovery: {'; '.join(recovery)}" if recovery else ""),
+            steps=seconds,
+            details={**({"marked_bad": target.desired.release} if answer.step("mark_bad") else {}),
+                     **({"recovery_failures": recovery} if recovery else {})})
         session.progress.update(name, "result", "rolled_back" if rolled_back else "failed")
 
 
@@ -433,13 +462,31 @@ def deploy(ws: Workspace, customer: str, environment: str, version: str, *, seri
     threshold = max_fail_threshold(max_fail)
     artifact, targets = prepare(ws, customer, environment, version, only)
     planned_batches = batches(targets, serial)
+    db = database.for_environment(ws, customer, environment)
     promotion = enforce_promotion(ws, customer, environment, artifact, override_promotion, progress)
     run = run_context("deploy", customer, environment, operator, reason=override_promotion or "")
-    session = HostSession([t.host for t in targets], progress, ws.app, run.token)
+    session = HostSession([t.host for t in targets] + ([db.host] if db else []), progress, ws.app, run.token)
     progress.start(f"deploy {artifact.version} to {customer}/{environment}",
-                   [t.host.name for t in targets], steps.DEPLOY_COLUMNS)
-    run_rollout(Deploy(session, run, ws, artifact), targets, planned_batches, threshold)
-    return deploy_outcome("deploy", customer, environment, artifact.version, targets, promotion)
+                   [t.host.name for t in targets] + ([db.host.name] if db else []),
+                   steps.DATABASE_DEPLOY_COLUMNS if db else steps.DEPLOY_COLUMNS)
+    db_plan = None
+    if db is not None:  # read before any host is locked: what it refuses touches nothing
+        try:
+            db_plan = database.plan_deploy(session, ws, db, artifact, serial=len(planned_batches) > 1,
+                                           hosts=[t.host for t in targets])
+        except BaseException:
+            session.close()
+            progress.stop()
+            raise
+        for target in targets:
+            target.meta["schema_version"] = db_plan.release_schema
+            target.database = db_plan.annotation()
+    run_rollout(Deploy(session, run, ws, artifact, db_plan), targets, planned_batches, threshold)
+    extra = {**promotion, **({"database": db_plan.outcome()} if db_plan else {})}
+    outcome = deploy_outcome("deploy", customer, environment, artifact.version, targets, extra)
+    if db_plan is not None:
+        outcome.text += "\n" + "\n".join(db_plan.describe_outcome())
+    return outcome
 
 
 def deploy_outcome(verb: str, customer: str, environment: str, version: str | None, targets: list[Target],
@@ -491,8 +538,12 @@ def plan(ws: Workspace, customer: str, environment: str, version: str, *, only: 
          progress: Progress) -> Outcome:
     artifact, targets = prepare(ws, customer, environment, version, only)
     source, promotion = promotion_problems(ws, customer, environment, artifact, progress)
-    session = HostSession([t.host for t in targets], progress, ws.app)
+    db = database.for_environment(ws, customer, environment)
+    session = HostSession([t.host for t in targets] + ([db.host] if db else []), progress, ws.app)
+    db_plan = None
     try:
+        if db is not None:  # what the deploy would do with the database: the same decision, read-only
+            db_plan = database.plan_deploy(session, ws, db, artifact, serial=False, hosts=[t.host for t in targets])
         connected = session.connect()
         requests = {}
         for target in targets:
@@ -546,6 +597,9 @@ def plan(ws: Workspace, customer: str, environment: str, version: str, *, only: 
     data = {"customer": customer, "environment": environment, "release": artifact.version,
             "artifact_sha256": artifact.sha256, "promotion": {"source": source, "problems": promotion},
             "hosts": host_plans}
+    if db_plan is not None:
+        data["database"] = db_plan.as_dict()
+        lines += database.describe_plan(db_plan)
     return Outcome(data, "\n".join(lines), failed=unreachable)
 
 
@@ -561,9 +615,9 @@ class Rollback(Rollout):
     verb, done, locks_every_host = "rollback", "rolled back", False
 
     def __init__(self, session: HostSession, run: steps.RunContext, ws: Workspace, to: str | None,
-                 force: bool) -> None:
+                 force: bool, db_plan: database.RollbackPlan | None = None) -> None:
         super().__init__(session, run, ws)
-        self.to, self.force = to, force
+        self.to, self.force, self.db_plan = to, force, db_plan
         self.choice: Choice | None = None
         self.leader: Target | None = None
 
@@ -594,6 +648,25 @@ class Rollback(Rollout):
                                            status="skipped", error=f"not rolled back: the environment's target "
                                                                    f"could not be chosen ({why})")
 
+    def run_batches(self, targets: list[Target], planned_batches: list[list[Target]], threshold: float) -> None:
+        """A rollback that changes the database (a restore, down-migrations) takes the whole environment
+        back together: every host stopped and switched, the database changed once, every host started."""
+        if self.db_plan is None or not self.db_plan.decision.changes_database:
+            super().run_batches(targets, planned_batches, threshold)
+            return
+        if self.choice is None or self.leader is None:
+            return  # prepared() reported every host
+        pending = [t for t in targets if t.report is None]
+        self.session.fleet.map(lambda t: _reachable(self.session, t), pending)
+        reachable = [t for t in pending if t.report is None]
+        reports = database.apply_rollback(self.session, self.run, self.ws, self.db_plan, [t.host for t in reachable],
+                                          {t.host.name: t.connected for t in reachable}, self.leader.host)
+        for target in reachable:
+            target.report = reports.get(target.host.name) or HostReport(
+                host=target.host.name, environment=self.run.environment, status="skipped", action="rollback",
+                error="not rolled back: it keeps no release the environment goes back to")
+        faultpoints.reached("rollback:done")
+
     def run_batch(self, batch: list[Target]) -> None:
         self.session.fleet.map(self.roll_back, batch)
         faultpoints.reached("rollback:done")
@@ -604,12 +677,15 @@ class Rollback(Rollout):
             return
         assert self.choice is not None
         spec = self.choice.spec(self.to)
+        annotation = self.db_plan.annotation() if self.db_plan else None
         if target.leads:  # its lock is this run's since begin
-            answer = session.call(target.connected, steps.rollback_batch(
-                self.run, self.ws.app, spec, self.force, name, keep_lock=True), timeout=session.timeouts.activate)
+            answer = session.call(target.connected, steps.with_database(steps.rollback_batch(
+                self.run, self.ws.app, spec, self.force, name, keep_lock=True), annotation),
+                timeout=session.timeouts.activate)
         else:
-            answer, target.takeover = call_taking_over(session, target.connected, lambda stale: steps.rollback_batch(
-                self.run, self.ws.app, spec, self.force, name, takeover=stale), timeout=session.timeouts.activate)
+            answer, target.takeover = call_taking_over(session, target.connected, lambda stale: steps.with_database(
+                steps.rollback_batch(self.run, self.ws.app, spec, self.force, name, takeover=stale), annotation),
+                timeout=session.timeouts.activate)
         target.answers += (answer,)
         target.report = rollback_report(self.run.environment, name, answer, self.to, self.force)
         for step in answer.steps:
@@ -630,24 +706,38 @@ class Rollback(Rollout):
 
 def rollback(ws: Workspace, customer: str, environment: str, to_version: str | None, *, force: bool = False,
              serial: str | None = None, max_fail: str | None = None, only: list[str] | None = None,
-             operator: str | None = None, progress: Progress) -> Outcome:
+             operator: str | None = None, restore_db: bool = False, down: bool = False,
+             progress: Progress) -> Outcome:
     """The leader's lock and state first (the environment's lock, held to the end; its releases
     decide the target), then every host locks and rolls back in one round trip: a rollback during a
-    cutover costs little more than one round trip per host."""
+    cutover costs little more than one round trip per host. With a database, flows/database.py
+    decides first, before any lock (code only, --restore-db, --down, or refused); when the database
+    changes, the environment goes back together (database.apply_rollback), not host by host."""
     threshold = max_fail_threshold(max_fail)
     targets = [Target(h) for h in ws.hosts(customer, environment, only)]
     planned_batches = batches(targets, serial)
+    db = database.for_environment(ws, customer, environment)
+    if db is None and (restore_db or down):
+        raise BadInput("--restore-db and --down need a database: golive.yml has no database section")
+    if restore_db and down:
+        raise BadInput("--restore-db and --down are two ways back: choose one")
     run = run_context("rollback", customer, environment, operator)
-    session = HostSession([t.host for t in targets], progress, ws.app, run.token)
-    if to_version:
-        try:
+    session = HostSession([t.host for t in targets] + ([db.host] if db else []), progress, ws.app, run.token)
+    db_plan = None
+    try:
+        if to_version:
             refuse_unkept(session, ws, targets, to_version)
-        except BaseException:
-            session.close()
-            raise
+        if db is not None:  # decided before any lock: a refusal touches nothing
+            connected = session.connect([t.host for t in targets])
+            db_plan = database.plan_rollback(session, ws, db, [t.host for t in targets], connected,
+                                             to_version=to_version, force=force, restore_db=restore_db, down=down,
+                                             serial=len(planned_batches) > 1, only=only)
+    except BaseException:
+        session.close()
+        raise
     progress.start(f"rollback {customer}/{environment}" + (f" to {to_version}" if to_version else ""),
-                   [t.host.name for t in targets], steps.ROLLBACK_COLUMNS)
-    rollout = Rollback(session, run, ws, to_version, force)
+                   [t.host.name for t in targets] + ([db.host.name] if db else []), steps.ROLLBACK_COLUMNS)
+    rollout = Rollback(session, run, ws, to_version, force, db_plan)
     run_rollout(rollout, targets, planned_batches, threshold)
     disagree = disagreements(targets)
     notes = rollout.notes() + [f"hosts disagree on the target: {d['host']} on its own would choose "
@@ -656,8 +746,12 @@ def rollback(ws: Workspace, customer: str, environment: str, to_version: str | N
     chosen = rollout.choice.release if rollout.choice and rollout.choice.release else None
     extra = {"to": to_version, "force": force, "disagree": disagree,
              "target": {"release": chosen.id, "version": chosen.version, "reason": rollout.choice.reason,
-                        "chosen_on": rollout.leader.host.name if rollout.leader else None} if chosen else None}
-    return deploy_outcome("rollback", customer, environment, to_version, targets, extra, notes)
+                        "chosen_on": rollout.leader.host.name if rollout.leader else None} if chosen else None,
+             **({"database": db_plan.as_dict()} if db_plan else {})}
+    outcome = deploy_outcome("rollback", customer, environment, to_version, targets, extra, notes)
+    if db_plan is not None:
+        outcome.text += "\n" + "\n".join(db_plan.describe())
+    return outcome
 
 
 def refuse_unkept(session: HostSession, ws: Workspace, targets: list[Target], named: str) -> None:

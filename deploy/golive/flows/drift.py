@@ -327,6 +327,24 @@ def report(ws: Workspace, drift_plan: DriftPlan, prints: dict[str, Fingerprint],
                         today or date.today())
 
 
+def with_database(ws: Workspace, drift_plan: DriftPlan, result: core.DriftReport, prints: dict[str, Fingerprint],
+                  progress: Progress) -> core.DriftReport:
+    """The report with the databases' drift added (flows/database.py): schema against what golive
+    left, against what the live releases run on, and staging's against production's."""
+    from golive.flows import database
+
+    live: dict[str, list[str]] = {}
+    for host in drift_plan.hosts:
+        meta = (((prints.get(host.name).data or {}) if prints.get(host.name) else {}).get("release") or {}).get("meta")
+        live.setdefault(host.environment, []).append(str((meta or {}).get("schema_version") or ""))
+    found, unreachable = database.drift_findings(ws, drift_plan.customer, drift_plan.source, drift_plan.target, live,
+                                                 progress)
+    if not found and not unreachable:
+        return result
+    return replace(result, findings=tuple(result.findings) + tuple(found),
+                   unreachable={**result.unreachable, **unreachable})
+
+
 def drift(ws: Workspace, customer: str, source: str = "staging", target: str = "production", *,
           progress: Progress, today: date | None = None) -> Outcome:
     started = time.monotonic()
@@ -336,7 +354,7 @@ def drift(ws: Workspace, customer: str, source: str = "staging", target: str = "
         prints = collect(ws, drift_plan.hosts, progress)
     finally:
         progress.stop()
-    result = report(ws, drift_plan, prints, today)
+    result = with_database(ws, drift_plan, report(ws, drift_plan, prints, today), prints, progress)
     repairs: dict[str, list[str]] = {}
     for host in drift_plan.hosts:
         command = repair_command(ws, customer, host, prints, list(result.findings))

@@ -53,6 +53,7 @@ def _host_status(ws: Workspace, host: Host, result: dict) -> dict[str, Any]:
         row["live_problem"] = live.get("problem") or ""
         # stored "good" says the release passed its health check; the live check says whether it still does
         row["disagrees"] = (meta.get("state") == "good") != bool(live.get("ok"))
+        row["serving"] = bool(live.get("ok"))  # what the service answers now, not the state stored
     last = state.get("live_since") or {}
     row.update(deployed_at=last.get("time") or meta.get("created_at"), deployed_by=last.get("operator"),
                deployed_with=last.get("engine"))
@@ -129,8 +130,11 @@ def _environment_summary(ws: Workspace, rows: list[dict]) -> list[dict]:
         # Release ids differ per host (each host's config differs); the version and artifact must not.
         versions = sorted({f"{r.get('version')} ({(r.get('artifact_sha256') or '')[:8]})"
                            for r in env_rows if r.get("release")})
-        verified = all(r.get("state") == "good" for r in env_rows)
+        verified = all(r.get("state") == "good" and r.get("serving") is not False for r in env_rows)
         notes = []
+        down = [r["host"] for r in env_rows if r.get("serving") is False]
+        if down:
+            notes.append("not serving now: " + ", ".join(down))
         if len(versions) > 1:
             notes.append("hosts run different versions: " + ", ".join(versions))
         if any("error" in r for r in env_rows):

@@ -42,9 +42,18 @@ def validate(ws: Workspace, customer: str | None = None, today: date | None = No
             if host_problems:
                 continue
             try:
+                if ws.is_database_host(host):  # runs the database steps: its connection must render
+                    ws.database_connection(host)
+                    continue
                 ws.render(host, UNRELEASED)
                 rendered += len(ws.app.templates)
                 rendered_commands(ws, host, UNRELEASED)  # a hook naming an undefined variable, too
+            except BadInput as error:
+                problems.extend(p for p in error.problems if p not in problems)
+        for env in loaded.environments if ws.app.database else ():
+            try:
+                if env.hosts:
+                    ws.database_host(name, env.name)
             except BadInput as error:
                 problems.extend(p for p in error.problems if p not in problems)
     for name in expired_expectations(ws.app, today or date.today()):

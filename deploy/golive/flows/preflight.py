@@ -333,8 +333,11 @@ ACTIONS = {
     "service": "The application service is set up differently than on staging (its service definition or its "
                "systemd unit). Align them.",
     "port": "A network port differs from staging. Check what listens there and whether it should.",
-    "permission": "File permissions or owners differ between staging and production. Align them (a deploy "
-                  "as the same user does) and find out who changed them.",
+    "permission": "File permissions or owners differ from what golive sets (or between staging and production). "
+                  "Restore them (a deploy does) and find out who changed them; a readable secret file may mean the "
+                  "password must be changed.",
+    "database": "The database's schema differs from what golive's migrations left (or from staging's). Ask who "
+                "changed it and why; ship the change as a migration through staging, or undo it.",
 }
 
 
@@ -353,6 +356,18 @@ def _drift_item(ws: Workspace, host: Host, prints: dict[str, drift_flow.Fingerpr
     return Item("drift", False, detail, action)
 
 
+def _database_drift_item(host: str, findings: list[core.Finding]) -> Item:
+    """The database host's drift: its schema against what golive's migrations left (no fingerprint
+    of its own, so no per-host advice: what to do depends on the kind)."""
+    mine = [f for f in findings if host in f.hosts]
+    if not mine:
+        return Item("drift", True, "no unexpected differences")
+    detail = "; ".join(f"{f.kind} {f.subject}: {f.reason}" for f in mine[:6]) + \
+        (f"; and {len(mine) - 6} more" if len(mine) > 6 else "")
+    action = " ".join(ACTIONS.get(k, "") for k in sorted({f.kind for f in mine})).strip() + " Then run preflight again."
+    return Item("drift", False, detail, action)
+
+
 def _pending_go_live(report: core.DriftReport, version: str | None, target: str,
                      target_hosts: set[str]) -> tuple[list[core.Finding], list[core.Finding]]:
     """(unexpected, pending): a production release or config that the go-live deploy replaces is pending."""
@@ -362,6 +377,9 @@ def _pending_go_live(report: core.DriftReport, version: str | None, target: str,
             (f.expected_value or "").startswith(f"{version} ")
         not_deployed = f.scope == core.HOST and f.kind == "config" and "not deployed yet" in f.reason and \
             set(f.hosts) <= target_hosts
+        if _migrations_behind(f):  # production has applied a prefix of what staging has: the go-live migrates it
+            pending.append(replace(f, severity="info", reason=f"the go-live migrates {target}'s database"))
+            continue
         if going:
             pending.append(replace(f, severity="info", reason=f"the go-live moves {target} to {version}"))
         elif not_deployed:
@@ -369,6 +387,16 @@ def _pending_go_live(report: core.DriftReport, version: str | None, target: str,
         else:
             unexpected.append(f)
     return unexpected, pending
+
+
+def _migrations_behind(f: core.Finding) -> bool:
+    """Production's database has applied the first of staging's migrations, no other: the go-live
+    applies the rest (the reason is then 'has applied nothing more')."""
+    if f.scope != core.ENVIRONMENT or f.kind != "database" or f.subject != "migrations":
+        return False
+    theirs = [v.strip() for v in (f.expected_value or "").split(",") if v.strip() and v.strip() != "none"]
+    mine = [v.strip() for v in (f.actual_value or "").split(",") if v.strip() and v.strip() != "none"]
+    return mine == theirs[:len(mine)]
 
 
 # -- the gate ---------------------------------------------------------------------------------------
@@ -407,7 +435,8 @@ def evaluate(ws: Workspace, customer: str, release: str | None, progress: Progre
         session.close()
     config_changes, change_notes = _config_changes(ws, targets, live, version)
     artifact_sha256 = ws.artifact_files(version)[0] if version else None
-    report = drift_flow.report(ws, plan, prints, today) if plan else None
+    report = drift_flow.with_database(ws, plan, drift_flow.report(ws, plan, prints, today), prints, progress) \
+        if plan else None
     target_names = {h.name for h in targets}
     unexpected, pending = _pending_go_live(report, version, TARGET, target_names) if report else ([], [])
     if first:
@@ -435,6 +464,12 @@ def evaluate(ws: Workspace, customer: str, release: str | None, progress: Progre
                               Item("drift", False, "not compared: the workspace does not render",
                                    workspace.action))
         gates.append(gate)
+    from golive.flows import database
+
+    db_gate, db_rollback = database.preflight_items(ws, customer, TARGET, version, progress)
+    if db_gate is not None:
+        db_gate.items.append(_database_drift_item(db_gate.host, unexpected))
+        gates.append(db_gate)
     if not artifact_sha256 and version:
         # not in the store here: the artifact staging runs, which production must accept byte for byte
         shas = {(((prints[h.name].data or {}).get("release") or {}).get("meta") or {}).get("artifact_sha256")
@@ -453,7 +488,8 @@ def evaluate(ws: Workspace, customer: str, release: str | None, progress: Progre
                 artifact=ws.app.store.artifact_name(ws.app.name, version) if version else "",
                 artifact_sha256=artifact_sha256 or "",
                 config_changes=config_changes,
-                rollback_plan=_rollback_plan(ws, customer, gates, version, first),
+                # the code's way back, then what going back costs the database (flows/database.py)
+                rollback_plan=_rollback_plan(ws, customer, gates, version, first) + list(db_rollback),
                 first_go_live=first, notes=notes)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import getpass
 import os
 import secrets
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -85,21 +85,25 @@ class HostSession:
         return self.fleet.connect(list(hosts) if hosts is not None else None)
 
     def call(self, connected: Connected, request: dict[str, Any], payload: Iterable[bytes] = (),
-             timeout: float = 300) -> AgentAnswer:
+             timeout: float = 300, module: str = "hostagent",
+             on_progress: Callable[[str], None] | None = None) -> AgentAnswer:
         host = connected.host
         # Who and where, for the GOLIVE_* environment of the host's commands (Agent.command_env).
         context = {"customer": host.customer, "environment": host.environment, "host": host.name,
                    "config_dir": self.config_dir}
-        return call_agent(connected, {**request, "root": self.root, "token": self.token, "mask": mask_for(host),
-                                      "context": context}, payload, timeout)
+        # every form of the host's secrets, and of what the request adds (a database's password)
+        mask = mask_for(host) if not request.get("mask") else \
+            forms_of(set(host.secret_values) | set(request.get("mask") or ()))
+        return call_agent(connected, {**request, "root": self.root, "token": self.token, "mask": mask,
+                                      "context": context}, payload, timeout, module=module, on_progress=on_progress)
 
     def call_all(self, requests: Mapping[str, tuple[Connected, dict[str, Any]]],
-                 timeout: float = 300) -> dict[str, AgentAnswer]:
+                 timeout: float = 300, module: str = "hostagent") -> dict[str, AgentAnswer]:
         names = list(requests)
 
         def one(name: str) -> AgentAnswer:
             connected, request = requests[name]
-            return self.call(connected, request, timeout=timeout)
+            return self.call(connected, request, timeout=timeout, module=module)
 
         answers = self.fleet.map(one, names)
         return {name: _as_answer(answer) for name, answer in zip(names, answers, strict=True)}

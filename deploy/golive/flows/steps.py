@@ -49,6 +49,9 @@ from golive.core.plan import INSTALL, REPAIR, DesiredRelease, HostPlan
 from golive.core.release import Artifact
 
 DEPLOY_COLUMNS = ("lock", "upload", "unpack", "configure", "cutover", "restart", "verify", "result")
+# With a database: its host's row fills backup and migrate (once per environment, flows/database.py).
+DATABASE_DEPLOY_COLUMNS = ("lock", "upload", "unpack", "configure", "stop", "backup", "migrate", "cutover", "restart",
+                           "verify", "result")
 ROLLBACK_COLUMNS = ("lock", "choose", "cutover", "restart", "verify", "result")
 ACTIVATE_FAILURES = ("before_cutover", "cutover", "restart", "verify", "after_cutover")
 SWITCHED_FAILURES = ("cutover", "restart", "verify", "after_cutover")
@@ -169,9 +172,17 @@ def repair(app: AppDefinition, desired: DesiredRelease) -> dict[str, Any]:
 Direction = Literal["deploy", "rollback"]
 
 
-def hook(app: AppDefinition, name: str, command: str, release: str, direction: Direction = "deploy") -> dict[str, Any]:
-    return {"op": "hook", "name": name, "command": command, "release": release, "direction": direction,
-            "timeout": app.timeouts.hook}
+def hook(app: AppDefinition, name: str, command: str, release: str, direction: Direction = "deploy", *,
+         previous: str | None = None) -> dict[str, Any]:
+    """A hook runs in the directory of `release` with the GOLIVE_* environment of every command
+    (Agent.command_env: GOLIVE_RELEASE, GOLIVE_PREVIOUS_RELEASE, GOLIVE_DIRECTION, GOLIVE_ENVIRONMENT,
+    GOLIVE_CUSTOMER, ...); `previous` names GOLIVE_PREVIOUS_RELEASE when it is not the run's (for an
+    on_rollback: the release being left). "$name" values are the agent's."""
+    step: dict[str, Any] = {"op": "hook", "name": name, "command": command, "release": release,
+                            "direction": direction, "timeout": app.timeouts.hook}
+    if previous is not None:
+        step["env"] = {"GOLIVE_PREVIOUS_RELEASE": previous}
+    return step
 
 
 def cutover(app: AppDefinition, release: str, name: str = "cutover") -> dict[str, Any]:
@@ -309,21 +320,28 @@ def activate_batch(run: RunContext, app: AppDefinition, plan: HostPlan, desired:
         steps.append(upload(artifact))
     if plan.action == REPAIR and "repair" in plan.steps:
         steps.append(repair(app, desired))
+    previous = plan.from_release or ""
+    # both hooks name the release live before the run (before_cutover runs before any cutover has
+    # set $previous)
     if plan.action != REPAIR:
-        steps.append(hook(app, "before_cutover", hooks.get("before_cutover", ""), target))
+        steps.append(hook(app, "before_cutover", hooks.get("before_cutover", ""), target, previous=previous))
     steps += [cutover(app, target), restart(app, target), verify(target)]
     if plan.action != REPAIR:
-        steps.append(hook(app, "after_cutover", hooks.get("after_cutover", ""), target))
+        steps.append(hook(app, "after_cutover", hooks.get("after_cutover", ""), target, previous=previous))
     steps.append(mark(target, "good", "mark_good", seq=seq))
+    # on_rollback concerns the release that is live again (named here: after a before_cutover failure
+    # no cutover has set $previous), and the service is verified again once it ran.
     on_failure = [
         after(mark(target, "bad", "mark_bad"), ACTIVATE_FAILURES),
         after(cutover(app, "$previous", "switch_back"), SWITCHED_FAILURES),
         after(restart(app, "$previous", "restart_previous", "rollback"), SWITCHED_FAILURES),
         after(verify("$previous", "verify_previous", "rollback"), SWITCHED_FAILURES),
-        # named, not "$previous": after a before_cutover failure no cutover has set it
-        after(hook(app, "on_rollback", hooks.get("on_rollback", ""), plan.from_release or "$previous", "rollback"),
-              ACTIVATE_FAILURES),
+        after(hook(app, "on_rollback", hooks.get("on_rollback", ""), previous or "$previous", "rollback",
+                   previous=target), ACTIVATE_FAILURES),
+        after(verify(previous or "$previous", "verify_after_hook", "rollback"), ACTIVATE_FAILURES)
+        if hooks.get("on_rollback") and previous else None,
     ] if plan.action != REPAIR else []
+    on_failure = [step for step in on_failure if step]
     entry = run.entry(host, previous_release=plan.from_release, steps=dict(earlier_steps), **_release_fields(desired))
     return {"steps": steps, "on_failure": on_failure,
             "always": [record(entry), prune(app, [plan.from_release or ""]), *_unlock_unless(keep_lock)]}
@@ -363,12 +381,47 @@ def abort_batch(run: RunContext, host: str, reason: str, keep_lock: bool = False
             "result": "skipped"}
 
 
+def lock_batch(run: RunContext) -> dict[str, Any]:
+    """Take a host's lock and nothing else (a rollback that changes the database takes every host's
+    lock before it changes anything)."""
+    return {"steps": [lock(run)]}
+
+
+def stop(app: AppDefinition, release: str = "", name: str = "stop") -> dict[str, Any]:
+    """Stop the service of a release (the live one by default): before a migration, a restore, or
+    the environment's recovery (golive.agent.dbagent)."""
+    return {"op": "stop", "name": name, "release": release, "timeout": app.timeouts.restart}
+
+
 def release_batch(finished_rollback: bool = False) -> dict[str, Any]:
     """Free a lock this run holds (the leader's, at the end of the run; or every one, when the run
     stops before changing anything because another run holds some host). A rollback whose every
     host ended on its target is marked finished on the leader first; the lock is freed whether or not
     that mark could be written (`always`): the re-run finds the rollback unfinished and completes it."""
     return {"steps": [finish_rollback()] if finished_rollback else [], "always": [unlock()]}
+
+
+def with_database(request: dict[str, Any], database: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A batch for an environment with a database: every verification also expects the schema
+    version the database is at ("expect"), every ledger entry links the database steps of the run
+    ("entry"); "no_switch_back" drops the recovery steps that would put the code that was live back
+    on a schema it was not written for (after a restore or down-migrations)."""
+    if not database:
+        return request
+    expect, extra = database.get("expect") or {}, database.get("entry") or {}
+
+    def annotate(step: dict[str, Any]) -> dict[str, Any]:
+        if step.get("op") in ("verify", "serve") and expect:
+            return {**step, "expect": dict(expect)}
+        if step.get("op") == "record" and extra:
+            return {**step, "entry": {**step["entry"], **extra}}
+        return step
+
+    annotated = {key: [annotate(s) for s in value] if key in ("steps", "on_failure", "always") else value
+                 for key, value in request.items()}
+    if database.get("no_switch_back"):
+        annotated["on_failure"] = [s for s in annotated.get("on_failure", []) if s.get("op") == "mark"]
+    return annotated
 
 
 def install_needed(plan: HostPlan) -> bool:

@@ -8,6 +8,7 @@
 - ``golive.testing.systemd.SystemdHosts``: real Debian 12 servers booting systemd (systemd-nspawn),
   each with its own /etc, /usr and /var and apt seeing a local repository; a few seconds to boot.
   The Debian base and the repository are built once (``golive.testing.debian``).
+- ``golive.testing.postgres``: real PostgreSQL 15 servers (one template cluster, copied per server).
 
 Command line: ``python3 -m golive.testing --help`` (``scripts/testhosts``). Stdlib only: the test
 fixtures and the benchmark import this package before anything else is installed.
