@@ -76,7 +76,7 @@ def test_preflight_gates_on_the_database_and_says_what_a_rollback_costs(db_works
     assert items["migrations"]["ok"] and "0003_item_codes (contract, reversible)" in items["migrations"]["detail"]
     assert not items["restore rehearsed"]["ok"] and "--rehearse" in items["restore rehearsed"]["action"], items
     assert items["drift"]["ok"], items  # production behind staging is what the go-live changes
-    words = " ".join(first.json()["rollback"])
+    words = " ".join(first.json()["rollback_plan"])
     assert "everything written after the go-live started" in words and "rollback --down" in words, words
 
     run_golive(db_workspace, "backups", "manufacturer", "staging", "--rehearse", check=0)
@@ -85,7 +85,7 @@ def test_preflight_gates_on_the_database_and_says_what_a_rollback_costs(db_works
     gate = next(h for h in second.json()["hosts"] if h["host"] == "mfg-db-prod")
     rehearsed = next(i for i in gate["items"] if i["name"] == "restore rehearsed")
     assert rehearsed["ok"] and "staging restored a" in rehearsed["detail"], rehearsed
-    assert "Restoring takes about" in " ".join(second.json()["rollback"])
+    assert "Restoring takes about" in " ".join(second.json()["rollback_plan"])
     markdown = (report / "report.md").read_text()
-    assert "## If we must roll back" in markdown and "golive takes a backup" in markdown
-    assert "If we must roll back" in (report / "report.html").read_text()
+    assert "## Rollback plan" in markdown and "golive takes a backup" in markdown
+    assert "Rollback plan" in (report / "report.html").read_text()
