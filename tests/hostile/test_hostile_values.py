@@ -108,7 +108,9 @@ def test_hostile_values_arrive_intact_and_run_nothing(engine, workspace, test_ho
                 "GOLIVE_ENVIRONMENT": "staging", "GOLIVE_HOST": "mfg-stg-1", "GOLIVE_PREVIOUS_RELEASE": first,
                 "GOLIVE_RELEASE": second, "GOLIVE_RELEASE_DIR": f"{ROOT}/releases/{second}",
                 "GOLIVE_VERSION": "1.1", "GOLIVE_DIRECTION": "deploy"}
-    assert environment(test_hosts, "after_cutover") == expected
+    told = environment(test_hosts, "after_cutover")
+    told.pop("GOLIVE_OUTPUT", None)  # where the agent keeps the hook's whole output (.golive/logs/), not a value
+    assert told == expected
     assert environment(test_hosts, "start") == expected
 
     run_golive(workspace, "rollback", "manufacturer", "staging", "--engine", engine, check=0)

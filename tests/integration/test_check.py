@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, TEST_NET, VAULT_SECRETS, copy_workspace, host_path, run_golive
+from tests.conftest import HOST_COUNT, REPO, TEST_NET, VAULT_SECRETS, copy_workspace, host_path, run_golive
 from tests.integration.drift_support import CLOSE_SECRET, HAND_EDIT, OPEN_SECRET, UNDO_HAND_EDIT, on_host
 
 PROD1, PROD2 = 12, 13
@@ -140,4 +140,4 @@ def test_a_changed_host_key_is_refused_and_nothing_is_checked_there(tmp_path, te
         assert plain.returncode != 0 and "Host key verification failed" in plain.stdout + plain.stderr
     finally:
         test_hosts.down()
-        test_hosts.up(6)
+        test_hosts.up(HOST_COUNT)

@@ -27,7 +27,7 @@ APP = "ownapp"
 FIRST = 41  # this net's .11-.16 are the session's northwind hosts
 STAGING, PRODUCTION = f"{TEST_NET}.{FIRST}", f"{TEST_NET}.{FIRST + 1}"
 ENGINES = ("pyinfra", "ansible")
-GENERIC_CHECKS = 10  # test_release 3, test_config 3, test_service 3, test_platform 1
+GENERIC_CHECKS = 11  # test_release 4, test_config 3, test_service 3, test_platform 1
 # What workspaces carried as checks/conftest.py before the package provided the plugin.
 OLD_CONFTEST = """from golive.flows.checkplugin import (  # noqa: F401
     fetch, golive, health, pytest_addoption, pytest_collection_modifyitems, pytest_configure,

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import textwrap
 
-from tests.conftest import REPO, TEST_NET, run_golive
+from tests.conftest import HOST_COUNT, REPO, TEST_NET, run_golive
 
 
 def hosts_of(workspace, customer="manufacturer"):
@@ -82,4 +82,4 @@ def test_a_changed_host_key_is_refused_naming_the_host(workspace, test_hosts):
         assert "verified" in deploy.stdout
     finally:
         test_hosts.down()
-        test_hosts.up(6)
+        test_hosts.up(HOST_COUNT)

@@ -363,7 +363,7 @@ class Collector(object):
         if url:
             try:
                 code, raw = http_get(url, timeout)
-                body = self.masker.tail_bytes(raw, len(raw))  # masked on the raw bytes, before anything reads it
+                body = raw.decode("utf-8", "replace")  # parsed as it came; what is quoted of it is masked first
             except Exception as error:  # refused or timed out: the service does not answer
                 code, body = None, self.masker.text(str(getattr(error, "reason", error)))
         else:
@@ -375,9 +375,11 @@ class Collector(object):
         except ValueError:
             report = None
         keep = ("status", "version", "config_hash", "release", "company")
-        problem = self.masker.text(health_problem(health, health_expected(self.meta, self.current), code, body))
+        problem = self.masker.text(health_problem(health, health_expected(self.meta, self.current), code, body,
+                                                  self.masker))
         found = {"status": code, "problem": problem,
-                 "report": dict((k, report.get(k)) for k in keep if k in report) if isinstance(report, dict) else {}}
+                 "report": self.masker.data(dict((k, report.get(k)) for k in keep if k in report))
+                 if isinstance(report, dict) else {}}
         found["url" if url else "command"] = self.masker.text(url or command)
         return found
 

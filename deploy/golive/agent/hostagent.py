@@ -964,7 +964,7 @@ class Agent:
         if health.get("url"):
             try:
                 code, raw = http_get(health["url"], timeout)
-                body = self.masker.tail_bytes(raw, len(raw))  # masked on the raw bytes, then decoded
+                body = raw.decode("utf-8", "replace")  # parsed as it came; what is quoted of it is masked first
             except Exception as error:  # refused, timeout, not HTTP: all mean "not healthy yet"
                 code, body = None, self.masker.text(str(getattr(error, "reason", error)))
         elif health.get("command"):
@@ -972,7 +972,7 @@ class Agent:
                                           timeout=timeout, env_extra=self.command_env(release, direction))
         else:
             return False, "release %s has no health check in its run file" % release
-        problem = self.masker.text(health_problem(health, expected, code, body))
+        problem = self.masker.text(health_problem(health, expected, code, body, self.masker))
         if not problem and want_release and code is not None:
             try:
                 report = from_json(body)

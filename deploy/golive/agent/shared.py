@@ -407,19 +407,22 @@ def health_expect(health):
     return ["version", "config_hash"] if health.get("url") else []
 
 
-def health_problem(health, expected, code, body):
+def health_problem(health, expected, code, body, masker=None):
     """Why one health answer is unhealthy ("" when it is healthy).
 
     health: the release's health settings (url or command, expect); expected: the release's own
     version, config_hash and release id; code: the URL's HTTP status or the command's exit code,
-    None when nothing answered (body then says why); body: the answer (the command's output)."""
+    None when nothing answered (body then says why); body: the answer (the command's output), raw:
+    it is parsed as it came. With `masker`, whatever of the answer is quoted is masked before it is
+    cut (a masked answer may no longer parse: a secret's JSON-escaped form holds quotes)."""
     url = health.get("url")
+    shown = masker.text(body) if masker is not None else body
     if code is None:
-        return "%s: %s" % (url or "health command", body)
+        return "%s: %s" % (url or "health command", shown)
     if url and not 200 <= code < 300:
         return "%s: HTTP %d" % (url, code)
     if not url and code != 0:
-        return "health command exit %d: %s" % (code, body.strip()[-200:])
+        return "health command exit %d: %s" % (code, shown.strip()[-200:])
     expect = health_expect(health)
     if not expect:
         return ""
@@ -429,7 +432,7 @@ def health_problem(health, expected, code, body):
         report = None
     if not isinstance(report, dict):
         return "the health answer is not a JSON object reporting %s: %s" % (", ".join(expect),
-                                                                             to_json(body.strip()[:80]))
+                                                                             to_json(shown.strip()[:80]))
     for key in expect:
         if key not in report:
             return "the health answer does not report %s (expected %s)" % (key, to_json(expected.get(key)))

@@ -605,12 +605,13 @@ def health_check_of(run: CheckRun, host: Any, facts: ExpectedHost) -> HealthChec
                           "timeout %s /bin/sh -c %s 2>&1", release_dir, release, release_dir, facts.root, seconds,
                           facts.health_command)
         code, body = result.rc, result.stdout
-    body = run.workspace.redactor.text(body)  # masked first: whatever is cut or quoted from it is masked already
     expected = {"version": facts.version, "config_hash": facts.config_hash, "release": facts.release}
-    problem = run.workspace.redactor.text(health_problem(settings, expected, code, body))
+    # parsed as it came; whatever is quoted of it is masked before it is cut
+    problem = run.workspace.redactor.text(health_problem(settings, expected, code, body, run.workspace.redactor))
     try:
         report = json.loads(body) if code is not None else None
     except ValueError:
         report = None
-    run.health[key] = HealthCheckResult(what, code, body, problem, report if isinstance(report, dict) else {})
+    run.health[key] = HealthCheckResult(what, code, run.workspace.redactor.text(body), problem,
+                                        run.workspace.redactor.data(report) if isinstance(report, dict) else {})
     return run.health[key]
