@@ -744,15 +744,7 @@ class DatabaseAgent(Agent):
         release = self.resolve(args.get("release")) or self.current()
         if not release:
             return {"skipped": True}
-        command = self.service_command(release, "stop")
-        if not command:
-            raise StepError("release %s declares no stop command" % release)
-        code, output = self.run_command(command, cwd=os.path.join(self.releases_dir, release),
-                                        timeout=args.get("timeout", 120),
-                                        env_extra=self.command_env(release, args.get("direction")),
-                                        fault_point="%s:running" % args.get("name", "stop"))
-        if code != 0:
-            raise StepError("stop failed (exit %d): %s" % (code, self.masker.tail(output.strip(), 500)))
+        self.run_service(release, "stop", args)
         return {"release": release}
 
     def step_db_command(self, args):

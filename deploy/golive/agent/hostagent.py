@@ -922,17 +922,20 @@ class Agent:
         return service.get(action)
 
     def step_restart(self, args):
-        release = self.resolve(args.get("release")) or self.current()
-        command = self.service_command(release, "restart")
+        self.run_service(self.resolve(args.get("release")) or self.current(), "restart", args)
+        return {}
+
+    def run_service(self, release, action, args):
+        """Run the release's own `action` command (restart, stop) in its directory, as the step asks."""
+        command = self.service_command(release, action)
         if not command:
-            raise StepError("release %s declares no restart command" % release)
+            raise StepError("release %s declares no %s command" % (release, action))
         code, output = self.run_command(command, cwd=os.path.join(self.releases_dir, release),
                                         timeout=args.get("timeout", 120),
                                         env_extra=self.command_env(release, args.get("direction")),
-                                        fault_point="%s:running" % args.get("name", "restart"))
+                                        fault_point="%s:running" % args.get("name", action))
         if code != 0:
-            raise StepError("restart failed (exit %d): %s" % (code, self.masker.tail(output.strip(), 500)))
-        return {}
+            raise StepError("%s failed (exit %d): %s" % (action, code, self.masker.tail(output.strip(), 500)))
 
     def step_verify(self, args):
         release = self.resolve(args.get("release")) or self.current()
