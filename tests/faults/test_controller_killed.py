@@ -24,6 +24,7 @@ import pytest
 from tests.conftest import (
     WAIT_BOUND_SECONDS,
     build_release,
+    health_retries,
     host_path,
     live_release_problems,
     live_version,
@@ -34,6 +35,9 @@ from tests.conftest import (
 PROD = (12, 13)  # manufacturer production: mfg-prod-1 (the lock leader), mfg-prod-2
 OLD, NEW = "1.0", "2.0"
 OVERRIDE = ("--override-promotion", "fault test")
+# Every release here is good: its health check waits as long as a loaded machine needs for the
+# restart, so a slow start never turns a kill test into an automatic rollback.
+PATIENT = 250
 
 # (kill point, the version every host must run once the dust settles). Until the activate batch
 # starts, the host keeps the old release; once it started, the agent finishes it without the
@@ -80,6 +84,7 @@ def fault_workspace(workspace, big_release):
         'restart: "{{ golive_app_root }}/current/bin/northwind-ctl restart"',
         'restart: "{{ golive_app_root }}/current/bin/northwind-ctl stop && sleep 1 && '
         '{{ golive_app_root }}/current/bin/northwind-ctl start"'))
+    health_retries(workspace, PATIENT)
     run_golive(workspace, "deploy", "manufacturer", "production", "--release", OLD, *OVERRIDE, check=0)
     return workspace
 

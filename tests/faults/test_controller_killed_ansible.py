@@ -31,6 +31,7 @@ import pytest
 from tests.conftest import (
     WAIT_BOUND_SECONDS,
     health_of,
+    health_retries,
     host_view,
     live_release_problems,
     live_version,
@@ -41,6 +42,7 @@ from tests.faults.test_controller_killed import (  # noqa: F401 (big_release: a 
     NEW,
     OLD,
     OVERRIDE,
+    PATIENT,
     PROD,
     assert_the_deploy_run_again_converges,
     big_release,
@@ -94,6 +96,7 @@ def ansible_fault_workspace(workspace, big_release):  # noqa: F811 (the imported
     """Production on 1.0 (deployed by pyinfra), release 2.0 (1.5 MB, 40 files) in the store."""
     for artifact in big_release:
         shutil.copy2(artifact, workspace / "build" / "releases" / artifact.name)
+    health_retries(workspace, PATIENT)
     run_golive(workspace, "deploy", "manufacturer", "production", "--release", OLD, *OVERRIDE, check=0)
     return workspace
 

@@ -127,11 +127,15 @@ def test_only_the_very_lock_named_is_taken_over(tmp_path, named):
     assert not (tmp_path / ".golive" / "ledger.jsonl").exists()
 
 
-def role_takeover_script() -> str:
+def role_script(name: str) -> str:
     import yaml
 
     variables = yaml.safe_load((REPO / "roles" / "golive" / "vars" / "main.yml").read_text())
-    return variables["golive_takeover_script"]
+    return variables[name]
+
+
+def role_takeover_script() -> str:
+    return role_script("golive_takeover_script")
 
 
 def _take_over(root: str, token: str, engine: str, stale: dict, stale_text: str, start, results) -> None:
@@ -185,3 +189,41 @@ def test_runs_of_both_engines_racing_to_take_over_one_stale_lock_exactly_one_doe
         ledger = (root / ".golive" / "ledger.jsonl").read_text().splitlines()
         assert [json.loads(line)["by"] for line in ledger] == winners
         assert sorted(os.listdir(root / ".golive")) == ["ledger.jsonl", "lock"]
+
+
+# -- the role's scripts read what the command module writes to them ---------------------------------
+# ansible.builtin.command writes `stdin:` to the script right after starting it. A script that can
+# exit before reading it (a lock found held) makes that write fail with EPIPE when the script wins
+# the race, and the task fails with "Error executing command." instead of the script's answer.
+
+@pytest.mark.parametrize("script, situation", [
+    ("golive_lock_script", "free"),
+    ("golive_lock_script", "held"),
+    ("golive_takeover_script", "stale"),
+    ("golive_takeover_script", "taken by another run since"),
+])
+def test_a_role_lock_script_reads_its_owner_whole_on_every_path(tmp_path, script, situation):
+    state = tmp_path / ".golive"
+    stale_text = ""
+    if situation != "free":
+        stale_lock(tmp_path)
+        stale_text = (state / "lock" / "owner.json").read_text()
+    named = stale_text if situation == "stale" else stale_text.replace("crashed", "someone else")
+    reader, writer = os.pipe()
+    os.write(writer, json.dumps({**OWNER, "token": "run-a"}).encode())
+    os.close(writer)
+    try:
+        done = subprocess.run(
+            ["/bin/sh", "-c", role_script(script)], stdin=reader, capture_output=True, text=True,
+            env={"PATH": os.environ["PATH"], "GOLIVE_STATE_DIR": str(state), "GOLIVE_LOCK_DIR": f"{state}/lock",
+                 "GOLIVE_STALE_OWNER": base64.b64encode(named.encode()).decode(),
+                 "GOLIVE_LEDGER": f"{state}/ledger.jsonl",
+                 "GOLIVE_TAKEOVER_ENTRY": base64.b64encode(json.dumps(ENTRY).encode()).decode()})
+        os.set_blocking(reader, False)
+        assert os.read(reader, 1 << 16) == b"", f"{script} ({situation}) left its stdin unread"
+    finally:
+        os.close(reader)
+    assert done.returncode == (75 if situation in ("held", "taken by another run since") else 0), done.stderr
+    if done.returncode == 0:
+        owner = json.loads((state / "lock" / "owner.json").read_text())
+        assert owner["token"] == "run-a" and owner["operator"] == "alice"  # the owner as it came, byte for byte

@@ -32,7 +32,7 @@ from golive.adapters.ansible_env import ansible_environment
 from golive.adapters.locks import takeover_detail
 from golive.adapters.progress import Progress
 from golive.adapters.ssh_options import openssh_options
-from golive.adapters.transport import connection_file_problems, route_of
+from golive.adapters.transport import Fleet, connection_file_problems, route_of
 from golive.core.errors import BadInput, HostFailure, Problem
 from golive.core.model import Host
 from golive.core.outcome import Outcome
@@ -236,6 +236,7 @@ def run_playbook(ws: Workspace, verb: str, hosts: list[Host], extra: dict[str, A
     if gate_failure is not None:
         raise BadInput(Problem("", f"refused before any host was touched: {gate_failure}"))
     release_environment_lock(ws, hosts, events, token, progress)
+    explain_unreachable_routes(hosts, events)
     if returncode not in (0, 2, 4) and not any(e.outcome or e.failure or e.unreachable for e in events.values()):
         # ansible-playbook itself could not run (syntax error, missing role, bad inventory)
         raise HostFailure(f"ansible-playbook exited {returncode}: {_last_error(errors)}")
@@ -296,6 +297,24 @@ def release_environment_lock(ws: Workspace, hosts: list[Host], events: dict[str,
     if answer is None or not answer.ok:
         progress.note(f"{leader.name}: could not release the environment lock "
                       f"({answer.error if answer else connected.error}); `golive unlock` clears it")
+
+
+def explain_unreachable_routes(hosts: list[Host], events: dict[str, HostEvents]) -> None:
+    """Through a jump host or ProxyCommand, OpenSSH reports only that the proxy closed the
+    connection ("kex_exchange_identification: Connection closed"), never why: a jump host's
+    changed key, a refused login. golive then tries the route itself, hop by hop, and when that
+    fails too its sentence (naming the hop and the known_hosts file) replaces OpenSSH's."""
+    routed = [h for h in hosts if events[h.name].unreachable and events[h.name].outcome is None
+              and (route := route_of(h)) is not None and (route.jumps or route.proxy_command)]
+    if not routed:
+        return
+    fleet = Fleet(routed)
+    try:
+        for name, connected in fleet.connect().items():
+            if connected.error:
+                events[name].unreachable = connected.error
+    finally:
+        fleet.close()
 
 
 def _parse(line: str) -> dict[str, Any] | None:
