@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Literal
 
 from golive.core.database import DatabaseSpec
 
@@ -136,7 +136,7 @@ class VarSpec:
     required: bool = False
     allowed: tuple[Any, ...] | None = None
     secret: bool = False
-    differs_by: str | None = None  # "environment" or "host": an expected difference
+    differs_by: Literal["environment", "host"] | None = None  # an expected difference
     reason: str = ""
     expires: date | None = None
     where: str = ""  # golive.yml:LINE of its declaration

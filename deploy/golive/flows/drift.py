@@ -335,7 +335,8 @@ def with_database(ws: Workspace, drift_plan: DriftPlan, result: core.DriftReport
 
     live: dict[str, list[str]] = {}
     for host in drift_plan.hosts:
-        meta = (((prints.get(host.name).data or {}) if prints.get(host.name) else {}).get("release") or {}).get("meta")
+        fingerprint = prints.get(host.name)
+        meta = (((fingerprint.data or {}) if fingerprint else {}).get("release") or {}).get("meta")
         live.setdefault(host.environment, []).append(str((meta or {}).get("schema_version") or ""))
     found, unreachable = database.drift_findings(ws, drift_plan.customer, drift_plan.source, drift_plan.target, live,
                                                  progress)
