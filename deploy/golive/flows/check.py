@@ -28,6 +28,7 @@ from golive.adapters.transport import Connected, Fleet
 from golive.core.errors import BadInput, Problem
 from golive.core.model import Host
 from golive.core.outcome import Outcome
+from golive.core.redact import Redactor
 from golive.flows import checkplugin, steps
 from golive.flows.checkplugin import mask_report
 from golive.flows.session import mask_for, run_context
@@ -54,7 +55,7 @@ class ResultCollector:
     """A pytest plugin: outcome of every check per host, and any collection error. It masks every
     report first (tryfirst), so pytest's own JUnit XML never holds a secret in any form."""
 
-    def __init__(self, redactor: Any) -> None:
+    def __init__(self, redactor: Redactor) -> None:
         self.redactor = redactor
         self.hosts: dict[str, HostResult] = {}
         self.host_of: dict[str, str] = {}
@@ -94,7 +95,7 @@ class ResultCollector:
             result.passed.append(label)
 
 
-def _reason(report: Any, redactor: Any) -> str:
+def _reason(report: Any, redactor: Redactor) -> str:
     """The first line of a failure (the report is masked already; the cut is the redactor's)."""
     crash = getattr(getattr(report, "longrepr", None), "reprcrash", None)
     text = crash.message if crash is not None else str(report.longrepr)
@@ -213,7 +214,7 @@ def check(ws: Workspace, customer: str, environment: str, *, junit: str | None =
 def _outcome(customer: str, environment: str, hosts: list[Host], connected: dict[str, Connected],
              results: dict[str, HostResult], recorded: dict[str, str | None], run: checkplugin.CheckRun | None,
              timings: dict[str, float]) -> Outcome:
-    rows = []
+    rows: list[dict[str, Any]] = []
     lines = [f"check {customer}/{environment}:"]
     for host in hosts:
         link = connected[host.name]

@@ -34,7 +34,7 @@ import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -42,8 +42,12 @@ from golive.agent.shared import health_problem, ignored
 from golive.core.drift import ReleaseTree, comparable, release_differences
 from golive.core.errors import BadInput
 from golive.core.model import Host
-from golive.core.redact import CUT_MARKERS, MASK, mask_paths
+from golive.core.redact import CUT_MARKERS, MASK, Redactor, mask_paths
 from golive.core.release import release_id
+
+if TYPE_CHECKING:  # types only: the plugin loads in every pytest run, these modules only in golive's
+    from golive.adapters.testinfra_backend import CommandFanOut
+    from golive.workspace import Workspace
 
 SAFE_BACKENDS = ("golive", "ssh", "safe-ssh")
 LEDGER_TAIL_BYTES = 262144
@@ -119,7 +123,7 @@ class ExpectedHost:
     address: str
     port: int | None  # the health URL's port (None without a URL)
     owner: str  # who owns what golive writes on this host
-    redactor: Any = field(default=None, repr=False, compare=False)  # golive.core.redact.Redactor
+    redactor: Redactor | None = field(default=None, repr=False, compare=False)
     # every entry the live release directory should hold (Workspace.release_tree; repr=False: it
     # holds the secret files' hashes), the artifact the host runs, golive.yml's drift.ignore
     release_tree: ReleaseTree = field(default=ReleaseTree({}), repr=False)
@@ -164,13 +168,13 @@ class ExpectedHost:
         for path, digest in hashes.items():
             if path in actual:
                 actual[path]["sha256"] = digest
-        actual = {p: e for p, e in actual.items() if not ignored(p, self.ignore)}
-        wanted, actual, _ = comparable(self.release_tree, actual, self.artifact_sha256)
+        kept = {p: e for p, e in actual.items() if not ignored(p, self.ignore)}
+        wanted, compared, _ = comparable(self.release_tree, kept, self.artifact_sha256)
         deployer = {"owner": self.owner, "group": group.strip()}
         secrets = {f"config/{f.dest}" for f in self.files if f.secret}
         lines = []
-        for path, aspect in release_differences(wanted, actual, deployer):
-            want, have = wanted.get(path) or {}, actual.get(path) or {}
+        for path, aspect in release_differences(wanted, compared, deployer):
+            want, have = wanted.get(path) or {}, compared.get(path) or {}
             if aspect in ("mode", "owner", "group"):
                 shown = f"want {want.get(aspect, deployer.get(aspect))}, has {have.get(aspect)}"
             elif aspect == "link":
@@ -191,20 +195,20 @@ class CheckRun:
     """One run of the checks: its workspace, hosts and what it learns. `golive check` hands its run
     to pytest as a plugin object; a plain `pytest checks/` run makes its own (pytest_configure)."""
 
-    workspace: Any  # golive.workspace.Workspace
+    workspace: Workspace
     customer: str
     environment: str
     hosts: dict[str, Host]
     release: str | None = None
     facts: dict[str, ExpectedHost] = field(default_factory=dict)
     fact_errors: dict[str, str] = field(default_factory=dict)
-    health: dict[str, Any] = field(default_factory=dict)  # host@check -> HealthCheckResult
+    health: dict[str, HealthCheckResult] = field(default_factory=dict)  # host@check -> its result
     # golive check gives its parallel map: per-host facts are then fetched for every host at once
     # on first use, instead of one host after another as pytest walks the checks.
     parallel: Callable[[Callable[[Any], Any], list[Any]], list[Any]] | None = None
     # golive check's command fan-out (adapters/testinfra_backend.py): handed to the backend of every
     # Testinfra host pytest runs checks on, once collected (pytest_collection_modifyitems)
-    fan_out: Any = None
+    fan_out: CommandFanOut | None = None
     testinfra_hosts: list[Any] = field(default_factory=list)
     prefetched: set[str] = field(default_factory=set)
 
@@ -270,6 +274,7 @@ class PlainRun:
         lines = []
         for host in hosts:
             route = route_of(host)
+            assert route is not None  # a host without one has a connection problem, refused above
             names = [host.name] + ([host.connection.address] if host.connection.address != host.name else [])
             # One socket per inventory host: two hosts may share an address behind different jump hosts.
             control = hashlib.sha256(host.name.encode()).hexdigest()[:16]
@@ -390,7 +395,7 @@ class MaskedRepr:
         tw.line(self.text)
 
 
-def mask_report(report: Any, redactor: Any) -> None:
+def mask_report(report: Any, redactor: Redactor) -> None:
     """Mask a pytest report in place, before any reporter sees it (the JUnit writer escapes the text
     for XML: masking must come first). pytest shortens long values ("..." in a repr), so a part of
     a secret next to a cut is masked too."""
@@ -549,7 +554,7 @@ def http_get(host: Any, golive: ExpectedHost, url: str) -> tuple[int | None, str
 
 
 @pytest.fixture(scope="module")
-def fetch(host: Any, golive: ExpectedHost):
+def fetch(host: Any, golive: ExpectedHost) -> Callable[[str], tuple[int | None, str]]:
     """fetch(path) -> (status, body): a GET to the service's own address, made on the host."""
     def get(path: str) -> tuple[int | None, str]:
         return http_get(host, golive, f"http://{golive.address}:{golive.port}{path}")
