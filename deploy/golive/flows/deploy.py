@@ -47,6 +47,12 @@ class Target:
     takeover: dict[str, Any] | None = None  # the stale lock this run took over on the host
     database: dict[str, Any] = field(default_factory=dict)  # steps.with_database: what verify expects, ...
 
+    @property
+    def link(self) -> Connected:
+        """`connected`, for a round trip: _reachable set it first (every caller has been past it)."""
+        assert self.connected is not None, f"{self.host.name}: a round trip before its connection"
+        return self.connected
+
 
 # -- promotion gate -------------------------------------------------------------------------
 
@@ -95,8 +101,8 @@ def enforce_promotion(ws: Workspace, customer: str, environment: str, artifact: 
     if override is not None and not override.strip():
         raise BadInput("--override-promotion needs a reason")
     if override:
-        return {"required": ws.app.environment(environment).promote_from if ws.app.environment(environment)
-                else None, "overridden": override}
+        spec = ws.app.environment(environment)
+        return {"required": spec.promote_from if spec else None, "overridden": override}
     source, problems = promotion_problems(ws, customer, environment, artifact, progress)
     if problems:
         raise BadInput([Problem("promotion", f"{environment} only accepts an artifact that {source} runs, "
@@ -156,6 +162,7 @@ def run_rollout(rollout: Rollout, targets: list[Target], planned_batches: list[l
         blocked_by = begin(rollout, targets)
         faultpoints.reached("begin:done")
         if blocked_by is not None:
+            assert blocked_by.report is not None  # begin returns the host whose report says it is locked
             held = f"{blocked_by.host.name}: {blocked_by.report.error}"
             for target in targets:
                 if target.report is None:
@@ -201,7 +208,7 @@ def begin(rollout: Rollout, targets: list[Target]) -> Target | None:
     if not blocked:
         return None
     ours = [t for t in rest if holds_lock(t) and t.report is None]
-    session.call_all({t.host.name: (t.connected, steps.release_batch()) for t in ours}, session.timeouts.begin)
+    session.call_all({t.host.name: (t.link, steps.release_batch()) for t in ours}, session.timeouts.begin)
     return blocked[0]
 
 
@@ -228,7 +235,7 @@ def call_taking_over(session: HostSession, connected: Connected,
 def _begin_one(rollout: Rollout, target: Target) -> None:
     session, name, environment = rollout.session, target.host.name, rollout.run.environment
     session.progress.update(name, "lock", "running")
-    answer, target.takeover = call_taking_over(session, target.connected,
+    answer, target.takeover = call_taking_over(session, target.link,
                                                lambda stale: rollout.begin_request(target, stale),
                                                timeout=session.timeouts.begin)
     target.answers = (answer,)
@@ -282,7 +289,7 @@ def stop_remaining(rollout: Rollout, targets: list[Target], reason: str) -> None
     session, run = rollout.session, rollout.run
     pending = [t for t in targets if t.report is None]
     locked = [t for t in pending if holds_lock(t)]
-    session.call_all({t.host.name: (t.connected, steps.abort_batch(run, t.host.name, reason, keep_lock=t.leads))
+    session.call_all({t.host.name: (t.link, steps.abort_batch(run, t.host.name, reason, keep_lock=t.leads))
                       for t in locked}, session.timeouts.begin)
     for target in pending:
         plan = target.plan
@@ -300,11 +307,11 @@ def release_leader(rollout: Rollout, targets: list[Target]) -> None:
     session = rollout.session
     held = [t for t in targets if not t.leads and t.database.get("keep_locks") and holds_lock(t)]
     if held:
-        session.call_all({t.host.name: (t.connected, steps.release_batch()) for t in held}, session.timeouts.begin)
+        session.call_all({t.host.name: (t.link, steps.release_batch()) for t in held}, session.timeouts.begin)
     leader = next((t for t in targets if t.leads and holds_lock(t)), None)
     if leader is None:
         return
-    answer = session.call(leader.connected, rollout.release_request(targets), timeout=session.timeouts.begin)
+    answer = session.call(leader.link, rollout.release_request(targets), timeout=session.timeouts.begin)
     if not answer.ok:
         session.progress.note(f"{leader.host.name}: could not release the environment lock ({answer.error}); "
                               f"`golive status` will show it, `golive unlock` clears it")
@@ -344,22 +351,24 @@ class Deploy(Rollout):
         self.seq: int | None = None  # the deploy sequence this run gives what it makes live
 
     def begin_request(self, target: Target, takeover: Mapping[str, Any] | None) -> dict[str, Any]:
+        assert target.desired is not None  # prepare gives every target of a deploy its release
         return steps.begin_batch(self.run, self.ws.app, target.desired, target.host.name, target.leads,
                                  takeover=takeover)
 
     def begun(self, target: Target, answer: AgentAnswer) -> None:
-        name, environment = target.host.name, self.run.environment
+        name, environment, desired = target.host.name, self.run.environment, target.desired
+        assert desired is not None  # prepare gives every target of a deploy its release
         state = answer.data("state")
         facts = HostFacts.from_agent({**state, "desired_live": not state.get("desired_live_problems"),
                                       "desired_live_problems": state.get("desired_live_problems") or ()})
-        target.plan = plan_host(name, facts, target.desired, mask=self.ws.redactor.text)
+        target.plan = plan_host(name, facts, desired, mask=self.ws.redactor.text)
         if target.plan.action == UNCHANGED:
             if not answer.data("record").get("unchanged"):  # the host changed between state and finish
                 target.report = HostReport(host=name, environment=environment, status="failed",
                                            error="host state changed during the run")
                 return
             target.report = HostReport(host=name, environment=environment, status="unchanged", action=UNCHANGED,
-                                       from_release=facts.current, to_release=target.desired.release,
+                                       from_release=facts.current, to_release=desired.release,
                                        live_release=facts.current, steps=step_seconds(answer))
             self.session.progress.update(name, "result", "unchanged")
 
@@ -382,18 +391,21 @@ class Deploy(Rollout):
 
     def run_batch(self, batch: list[Target]) -> None:
         """Every host of a batch installs before any cuts over."""
-        self.session.fleet.map(self.install, [t for t in batch if t.plan.action == INSTALL])
+        # the batch's hosts are the planned ones (ready)
+        self.session.fleet.map(self.install, [t for t in batch if t.plan is not None and t.plan.action == INSTALL])
         faultpoints.reached("install:done")
         self.session.fleet.map(self.activate, [t for t in batch if t.report is None])
         faultpoints.reached("activate:done")
 
     def install(self, target: Target) -> None:
         session, run, ws, artifact, name = self.session, self.run, self.ws, self.artifact, target.host.name
-        request = steps.install_batch(run, ws.app, target.plan, target.desired, artifact, target.meta, target.run, name,
+        plan, desired = target.plan, target.desired
+        assert plan is not None and desired is not None  # only a planned host installs
+        request = steps.install_batch(run, ws.app, plan, desired, artifact, target.meta, target.run, name,
                                       keep_lock=target.leads)
-        uploading = "upload" in target.plan.steps
+        uploading = "upload" in plan.steps
         session.progress.update(name, "upload" if uploading else "unpack", "running")
-        answer = session.call(target.connected, request, chunks(artifact.path) if uploading else (),
+        answer = session.call(target.link, request, chunks(artifact.path) if uploading else (),
                               session.timeouts.install)
         target.answers += (answer,)
         for step in answer.steps:
@@ -401,23 +413,25 @@ class Deploy(Rollout):
                 session.progress.update(name, step.name, "ok" if step.ok else "failed", f"{step.seconds:.2f}s")
         if not answer.ok:
             target.report = HostReport(host=name, environment=run.environment, status="failed",
-                                       action=target.plan.action, from_release=target.plan.from_release,
-                                       to_release=target.desired.release, live_release=target.plan.from_release,
+                                       action=plan.action, from_release=plan.from_release,
+                                       to_release=desired.release, live_release=plan.from_release,
                                        error=f"{answer.failed_step or 'install'}: {answer.error}",
                                        steps=step_seconds(*target.answers))
 
     def activate(self, target: Target) -> None:
         session, run, ws, artifact, name = self.session, self.run, self.ws, self.artifact, target.host.name
+        plan, desired = target.plan, target.desired
+        assert plan is not None and desired is not None  # only a planned host activates
         hooks = target.run.get("hooks", {})
         earlier = step_seconds(*target.answers)
         # a migrating deploy keeps every host's lock to the end: its recovery is the environment's
         keep_lock = target.leads or bool(target.database.get("keep_locks"))
-        request = steps.with_database(steps.activate_batch(run, ws.app, target.plan, target.desired, hooks, earlier,
+        request = steps.with_database(steps.activate_batch(run, ws.app, plan, desired, hooks, earlier,
                                                            name, keep_lock=keep_lock, seq=self.seq, artifact=artifact),
                                       target.database)
         uploading = any(s["op"] == "upload" for s in request["steps"])  # a repair restoring a code file
         session.progress.update(name, "cutover", "running")
-        answer = session.call(target.connected, request, chunks(artifact.path) if uploading else (),
+        answer = session.call(target.link, request, chunks(artifact.path) if uploading else (),
                               timeout=session.timeouts.activate)
         target.answers += (answer,)
         for step in answer.steps:
@@ -425,18 +439,17 @@ class Deploy(Rollout):
                 session.progress.update(name, step.name if step.name != "switch_back" else "cutover",
                                         "ok" if step.ok else "failed", f"{step.seconds:.2f}s")
         seconds = step_seconds(*target.answers)
-        plan = target.plan
         if answer.ok:
             target.report = HostReport(host=name, environment=run.environment, status="deployed",
                                        action=plan.action, from_release=plan.from_release,
-                                       to_release=target.desired.release, live_release=target.desired.release,
+                                       to_release=desired.release, live_release=desired.release,
                                        steps=seconds)
             session.progress.update(name, "result", "ok")
             return
         if answer.transport_error:
             # The agent goes on without us: it finishes the batch or rolls it back, and records which.
             target.report = HostReport(host=name, environment=run.environment, status="unknown", action=plan.action,
-                                       from_release=plan.from_release, to_release=target.desired.release,
+                                       from_release=plan.from_release, to_release=desired.release,
                                        live_release=None, steps=seconds,
                                        error=f"{answer.error}; the host finishes or rolls back the cutover on its "
                                              f"own and records the outcome: see `golive status` once it is reachable")
@@ -447,11 +460,11 @@ class Deploy(Rollout):
         recovery = [f"{s.name}: {s.error}" for s in answer.steps if not s.ok and s.name != answer.failed_step]
         target.report = HostReport(
             host=name, environment=run.environment, status="rolled_back" if rolled_back else "failed",
-            action=plan.action, from_release=plan.from_release, to_release=target.desired.release,
+            action=plan.action, from_release=plan.from_release, to_release=desired.release,
             live_release=answer.current,
             error=f"{answer.failed_step}: {answer.error}" + (f"; recovery: {'; '.join(recovery)}" if recovery else ""),
             steps=seconds,
-            details={**({"marked_bad": target.desired.release} if answer.step("mark_bad") else {}),
+            details={**({"marked_bad": desired.release} if answer.step("mark_bad") else {}),
                      **({"recovery_failures": recovery} if recovery else {})})
         session.progress.update(name, "result", "rolled_back" if rolled_back else "failed")
 
@@ -557,7 +570,7 @@ def plan(ws: Workspace, customer: str, environment: str, version: str, *, only: 
         answers = session.call_all(requests, ws.app.timeouts.begin)
     finally:
         session.close()
-    host_plans = []
+    host_plans: list[dict[str, Any]] = []
     lines = [f"plan: {artifact.version} to {customer}/{environment} (artifact sha256 {artifact.sha256[:16]})"]
     if source:
         lines.append(f"  promotion from {source}: " + ("ok" if not promotion else "REFUSED - " + "; ".join(promotion)))
@@ -571,6 +584,7 @@ def plan(ws: Workspace, customer: str, environment: str, version: str, *, only: 
             continue
         state = answer.data("state")
         facts = HostFacts.from_agent({**state, "desired_live": not state.get("desired_live_problems")})
+        assert target.desired is not None  # prepare gives every target of a deploy its release
         host_plan = plan_host(name, facts, target.desired, mask=ws.redactor.text)
         lock_state, lock_sentence = lock_report(state.get("lock"))
         host_plans.append({
@@ -660,7 +674,7 @@ class Rollback(Rollout):
         self.session.fleet.map(lambda t: _reachable(self.session, t), pending)
         reachable = [t for t in pending if t.report is None]
         reports = database.apply_rollback(self.session, self.run, self.ws, self.db_plan, [t.host for t in reachable],
-                                          {t.host.name: t.connected for t in reachable}, self.leader.host)
+                                          {t.host.name: t.link for t in reachable}, self.leader.host)
         for target in reachable:
             target.report = reports.get(target.host.name) or HostReport(
                 host=target.host.name, environment=self.run.environment, status="skipped", action="rollback",
@@ -679,11 +693,11 @@ class Rollback(Rollout):
         spec = self.choice.spec(self.to)
         annotation = self.db_plan.annotation() if self.db_plan else None
         if target.leads:  # its lock is this run's since begin
-            answer = session.call(target.connected, steps.with_database(steps.rollback_batch(
+            answer = session.call(target.link, steps.with_database(steps.rollback_batch(
                 self.run, self.ws.app, spec, self.force, name, keep_lock=True), annotation),
                 timeout=session.timeouts.activate)
         else:
-            answer, target.takeover = call_taking_over(session, target.connected, lambda stale: steps.with_database(
+            answer, target.takeover = call_taking_over(session, target.link, lambda stale: steps.with_database(
                 steps.rollback_batch(self.run, self.ws.app, spec, self.force, name, takeover=stale), annotation),
                 timeout=session.timeouts.activate)
         target.answers += (answer,)
@@ -743,10 +757,12 @@ def rollback(ws: Workspace, customer: str, environment: str, to_version: str | N
     notes = rollout.notes() + [f"hosts disagree on the target: {d['host']} on its own would choose "
                                f"{d['would_choose']}; the environment goes to one release, the leader's choice"
                                for d in disagree]
-    chosen = rollout.choice.release if rollout.choice and rollout.choice.release else None
+    choice = rollout.choice
+    chosen = choice.release if choice and choice.release else None
     extra = {"to": to_version, "force": force, "disagree": disagree,
-             "target": {"release": chosen.id, "version": chosen.version, "reason": rollout.choice.reason,
-                        "chosen_on": rollout.leader.host.name if rollout.leader else None} if chosen else None,
+             "target": {"release": chosen.id, "version": chosen.version, "reason": choice.reason,
+                        "chosen_on": rollout.leader.host.name if rollout.leader else None} if choice and chosen
+             else None,
              **({"database": db_plan.as_dict()} if db_plan else {})}
     outcome = deploy_outcome("rollback", customer, environment, to_version, targets, extra, notes)
     if db_plan is not None:
