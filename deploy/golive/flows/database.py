@@ -46,6 +46,7 @@ from golive.core.migrations import (
     Migration,
     RestoreCost,
     RollbackDecision,
+    Want,
     check_history,
     deploy_decision,
     describe_cost,
@@ -60,7 +61,7 @@ from golive.core.plan import INSTALL
 from golive.core.release import Artifact
 from golive.core.rollback import RollbackFacts, choose
 from golive.flows import steps
-from golive.flows.session import HostReport, HostSession, step_seconds
+from golive.flows.session import HostReport, HostSession, HostStatus, step_seconds
 from golive.workspace import Workspace
 
 MARGIN = 120  # seconds the controller waits beyond a step's own timeout
@@ -672,7 +673,7 @@ def _give_back(session: HostSession, run: steps.RunContext, ws: Workspace, targe
         result, error = restore(session, run, db, plan.backup_id, reason=f"failed deploy of {plan.version}: {reason}")
         restored_ok = result is not None
         plan.restored = restored_ok
-        if restored_ok:
+        if result is not None:
             plan.schema_after = plan.backup.get("schema_version") if plan.backup else plan.decision.schema_before
             plan.events.append(f"database restored from backup {plan.backup_id} ({result.get('seconds')} s); what it "
                                f"held is kept as {result.get('replaced_database')}")
@@ -712,6 +713,7 @@ def _give_back(session: HostSession, run: steps.RunContext, ws: Workspace, targe
         failures = [f"{s.name}: {s.error}" for a in replies for s in a.steps if not s.ok]
         failures += [a.error or "no answer" for a in replies if not a.ok and a.transport_error]
         previous = target.plan.from_release
+        status: HostStatus
         if restored_ok and not failures:
             status, live = "rolled_back", previous
         else:
@@ -835,7 +837,7 @@ def plan_rollback(session: HostSession, ws: Workspace, db: Database, hosts: Sequ
             down_files = {m.version: m for m in release_migrations(ws, ws.artifact(current_version)) if m.reversible}
         except BadInput:
             down_files = {}
-    want = "restore" if restore_db else "down" if down else "auto"
+    want: Want = "restore" if restore_db else "down" if down else "auto"
     decision = rollback_decision(db.applied, target_schema, target=version, down=down_files, backups=db.backups,
                                  want=want)
     plan = RollbackPlan(db, decision, version, targets={n: str(m.get("id")) for n, m in chosen.items()},
@@ -1019,7 +1021,7 @@ def backups_verb(ws: Workspace, customer: str, environment: str, *, restore_id: 
         state = probe(session, db)
         if not restore_id and not rehearse:
             return _list_backups(db, state)
-        chosen = _choose_backup(db, restore_id or rehearse)
+        chosen = _choose_backup(db, restore_id or rehearse or "")  # one of them is given here
         connected = session.connect(hosts)
         unreachable = [h.name for h in hosts if not connected[h.name].ok]
         if unreachable:
@@ -1163,9 +1165,10 @@ def drift_findings(ws: Workspace, customer: str, source: str, target: str,
     finally:
         session.close()
     unreachable = {v.host: v.error for v in views.values() if v is not None and v.error}
-    if views[target] is None:
+    target_view = views[target]
+    if target_view is None:
         return [], unreachable
-    return database_findings(views[target], views[source]), unreachable
+    return database_findings(target_view, views[source]), unreachable
 
 
 def preflight_items(ws: Workspace, customer: str, target: str, version: str | None,

@@ -185,23 +185,26 @@ def hook(app: AppDefinition, name: str, command: str, release: str, direction: D
     return step
 
 
-def cutover(app: AppDefinition, release: str, name: str = "cutover") -> dict[str, Any]:
+# cutover, restart, verify: a release None (a host that ran none, put back after a database rollback
+# failed) is one the agent refuses, as any release not on the host.
+def cutover(app: AppDefinition, release: str | None, name: str = "cutover") -> dict[str, Any]:
     return {"op": "cutover", "name": name, "release": release, "config_dir": app.config_dir}
 
 
-def restart(app: AppDefinition, release: str, name: str = "restart", direction: Direction = "deploy") -> dict[str, Any]:
+def restart(app: AppDefinition, release: str | None, name: str = "restart",
+            direction: Direction = "deploy") -> dict[str, Any]:
     """GOLIVE_DIRECTION tells the command whether it runs going forward or going back."""
     return {"op": "restart", "name": name, "release": release, "direction": direction,
             "timeout": app.timeouts.restart}
 
 
-def verify(release: str, name: str = "verify", direction: Direction = "deploy") -> dict[str, Any]:
+def verify(release: str | None, name: str = "verify", direction: Direction = "deploy") -> dict[str, Any]:
     return {"op": "verify", "name": name, "release": release, "direction": direction}
 
 
 def mark(release: str, state: str, name: str, seq: int | None = None) -> dict[str, Any]:
     """`seq`: the deploy sequence a deploy gives the release it made live (rollbacks keep it)."""
-    step = {"op": "mark", "name": name, "release": release, "state": state}
+    step: dict[str, Any] = {"op": "mark", "name": name, "release": release, "state": state}
     if seq is not None:
         step["seq"] = seq
     return step
