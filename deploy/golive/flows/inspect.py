@@ -7,7 +7,7 @@ passes on a release not stored as good) status says so and exits 1."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NotRequired, TypedDict
 
 from golive.adapters.progress import Progress
 from golive.core.errors import BadInput
@@ -18,10 +18,19 @@ from golive.flows.session import HostSession, lock_report, run_context
 from golive.workspace import Workspace
 
 
-def _read(ws: Workspace, hosts: list[Host], progress: Progress, request: dict[str, Any]) -> dict[str, dict]:
+class HostRead(TypedDict):
+    """What one host answered to _read's batch."""
+
+    ok: bool
+    error: str | None
+    reachable: bool
+    data: NotRequired[dict[str, Any]]  # {step: its data, as the host sent it}; when reachable
+
+
+def _read(ws: Workspace, hosts: list[Host], progress: Progress, request: dict[str, Any]) -> dict[str, HostRead]:
     """One agent batch on every host in parallel: {host: {"ok", "error", "data": {step: data}}}."""
     session = HostSession(hosts, progress, ws.app)
-    results: dict[str, dict] = {}
+    results: dict[str, HostRead] = {}
     try:
         connected = session.connect()
         requests = {}
@@ -38,7 +47,7 @@ def _read(ws: Workspace, hosts: list[Host], progress: Progress, request: dict[st
     return results
 
 
-def _host_status(ws: Workspace, host: Host, result: dict) -> dict[str, Any]:
+def _host_status(ws: Workspace, host: Host, result: HostRead) -> dict[str, Any]:
     row: dict[str, Any] = {"customer": host.customer, "environment": host.environment, "host": host.name}
     if not result.get("ok"):
         row["error"] = result.get("error")
@@ -121,9 +130,9 @@ def disagreement(row: dict[str, Any]) -> str:
     return f"stored: {row.get('state') or 'unknown'}, live: {live}"
 
 
-def _environment_summary(ws: Workspace, rows: list[dict]) -> list[dict]:
+def _environment_summary(ws: Workspace, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     summary = []
-    by_env: dict[tuple[str, str], list[dict]] = {}
+    by_env: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for row in rows:
         by_env.setdefault((row["customer"], row["environment"]), []).append(row)
     for (customer, environment), env_rows in by_env.items():
@@ -164,16 +173,16 @@ def history(ws: Workspace, customer: str, environment: str, *, only: list[str] |
             progress: Progress) -> Outcome:
     hosts = list(ws.hosts(customer, environment, only))
     results = _read(ws, hosts, progress, {"steps": [{"op": "history", "name": "history", "limit": limit}]})
-    entries = []
-    errors = {}
+    numbered: list[tuple[dict[str, Any], int]] = []  # (entry, its place in the host's ledger)
+    errors: dict[str, str | None] = {}
     for host in hosts:
         result = results[host.name]
         if not result.get("ok"):
             errors[host.name] = result.get("error")
             continue
-        entries.extend((e, index) for index, e in enumerate(result["data"]["history"]["entries"]))
+        numbered.extend((e, index) for index, e in enumerate(result["data"]["history"]["entries"]))
     # Newest first; entries of one host keep their ledger order when their times tie.
-    entries = [e for e, _ in sorted(entries, key=lambda p: (p[0].get("time", ""), p[1]), reverse=True)]
+    entries = [e for e, _ in sorted(numbered, key=lambda p: (p[0].get("time", ""), p[1]), reverse=True)]
     lines = [f"{'time':<25} {'host':<13} {'action':<9} {'result':<12} {'release':<20} {'by':<10} detail"]
     entries = entries[:limit]
     for e in entries:
@@ -194,7 +203,7 @@ def unlock(ws: Workspace, customer: str, environment: str, *, reason: str, force
     run = run_context("unlock", customer, environment, operator, reason=reason)
     found = _read(ws, hosts, progress, {"steps": [steps.read_state(ws.app)]})
     to_clear = []
-    rows = []
+    rows: list[dict[str, Any]] = []
     for host in hosts:
         result = found[host.name]
         if not result.get("ok"):

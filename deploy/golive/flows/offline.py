@@ -6,8 +6,10 @@ import json
 import os
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 from golive.core.errors import BadInput, Problem, merged
+from golive.core.model import Host
 from golive.core.outcome import Outcome
 from golive.core.redact import mask_paths
 from golive.core.release import RenderedConfig, release_id
@@ -58,6 +60,7 @@ def validate(ws: Workspace, customer: str | None = None, today: date | None = No
                 problems.extend(p for p in error.problems if p not in problems)
     for name in expired_expectations(ws.app, today or date.today()):
         spec = ws.app.var(name)
+        assert spec is not None  # expired_expectations names declared variables only
         problems.append(Problem(ws.app.source, f"the expected difference for variable {name!r} expired on "
                                                f"{spec.expires}: renew its 'expires' or remove the declaration"))
     if problems:
@@ -97,12 +100,12 @@ def inventory(ws: Workspace, customer: str) -> Outcome:
     return Outcome({"customer": customer, "hosts": hosts}, "\n".join(lines))
 
 
-def _connection(host) -> dict:
+def _connection(host: Host) -> dict[str, Any]:
     """How the host is reached: its address, port and user, and every jump host on the way."""
     route = host.connection.route
     if route is None:  # `golive validate` says why
         return {"address": host.connection.address, "port": host.connection.port, "user": host.connection.user}
-    data = {"address": route.target.address, "port": route.target.port, "user": route.target.user}
+    data: dict[str, Any] = {"address": route.target.address, "port": route.target.port, "user": route.target.user}
     if route.target.address != host.connection.address:
         data["name"] = host.connection.address
     if route.jumps:
@@ -114,12 +117,12 @@ def _connection(host) -> dict:
     return data
 
 
-def _describe_file(ws: Workspace, config: RenderedConfig, out_dir: Path | None) -> list[dict]:
+def _describe_file(ws: Workspace, config: RenderedConfig, out_dir: Path | None) -> list[dict[str, Any]]:
     files = []
     for f in config.files:
         # A secret file shows neither its content nor anything derived from it (a weak password is
         # found from its sha256 by a dictionary in seconds; its size narrows the search).
-        entry: dict = {"dest": f.dest, "mode": f"{f.mode:04o}", "secret": f.secret}
+        entry: dict[str, Any] = {"dest": f.dest, "mode": f"{f.mode:04o}", "secret": f.secret}
         if not f.secret:
             entry.update(sha256=f.sha256, size=len(f.content), content=f.content.decode("utf-8", errors="replace"))
         if out_dir is not None:
@@ -134,7 +137,7 @@ def render(ws: Workspace, customer: str, environment: str, host: str | None = No
     version = version or UNRELEASED
     hosts = ws.hosts(customer, environment, [host] if host else None)
     out_dir = Path(out).resolve() if out else None
-    data = {"customer": customer, "environment": environment, "release": version, "hosts": {}}
+    data: dict[str, Any] = {"customer": customer, "environment": environment, "release": version, "hosts": {}}
     text: list[str] = []
     for h in hosts:
         config = ws.render(h, version)

@@ -16,6 +16,7 @@ import html
 import os
 import re
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -205,7 +206,7 @@ def _by_environment(gate: Gate) -> list[tuple[str, list[HostGate]]]:
     return [(e, grouped[e]) for e in order if e in grouped] + [(e, v) for e, v in grouped.items() if e not in order]
 
 
-def _item_order(hosts: list[HostGate]):
+def _item_order(hosts: list[HostGate]) -> Callable[[str], int]:
     order: dict[str, int] = {}
     for h in hosts:
         for i in h.items:
@@ -405,7 +406,8 @@ def _html_findings(findings: list[core.Finding], empty: str) -> str:
 
 def masked(gate: Gate, redactor: Redactor) -> Gate:
     """The gate with every string in it masked: what every form of the report is made from."""
-    return redactor.data(gate)
+    masked_gate: Gate = redactor.data(gate)  # a dataclass comes back rebuilt, of its own type
+    return masked_gate
 
 
 def write(gate: Gate, directory: Path, redactor: Redactor) -> dict[str, Path]:
