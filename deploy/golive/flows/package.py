@@ -21,14 +21,16 @@ def package(source: str, version: str, *, name: str | None = None, out: str | No
     if not VERSION_PATTERN.fullmatch(version):
         raise BadInput(Problem("--version", f"{version!r} is not a valid version (letters, digits, . _ + -, "
                                             f"at most 64, starting with a letter or digit)"))
-    if ws is None and (name is None or out is None):
+    if ws is not None:
+        product, store = name or ws.app.name, Path(out).resolve() if out else ws.store
+    elif name and out:
+        product, store = name, Path(out).resolve()
+    else:
         raise BadInput("package: no golive.yml in the workspace to take the product name and store from; "
                        "give --name and --out, or --workspace")
-    product = name or ws.app.name  # type: ignore[union-attr]
     problem = name_problem(product, "product")
     if problem:
         raise BadInput(Problem("--name" if name else "golive.yml application.name", problem))
-    store = Path(out).resolve() if out else ws.store  # type: ignore[union-attr]
     if ws is not None:
         file_name = ws.app.store.artifact_name(product, version)
         limits = (ws.app.store.max_members, ws.app.store.max_unpacked_bytes)
