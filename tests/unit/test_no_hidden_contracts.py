@@ -135,6 +135,8 @@ def test_the_host_agent_gets_golive_yml_s_timeouts_in_every_request():
     by_op = {}
     for step in every:
         by_op.setdefault(step["op"], []).append(step)
-    assert {s["timeout"] for s in by_op["hook"]} == {7} and len(by_op["hook"]) == 4
+    # a first install runs no on_rollback hook (there is nothing to go back to): it is withdrawn instead
+    assert {s["timeout"] for s in by_op["hook"]} == {7} and len(by_op["hook"]) == 3
     assert {s["timeout"] for s in by_op["restart"]} == {8} and len(by_op["restart"]) == 4
+    assert {s["timeout"] for s in by_op["withdraw"]} == {8} and len(by_op["withdraw"]) == 1
     assert {s["status_timeout"] for s in by_op["state"] + by_op["finish_if_unchanged"]} == {9}

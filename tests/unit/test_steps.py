@@ -188,7 +188,7 @@ def test_hook_and_restart_steps_carry_the_timeouts_of_golive_yml():
             where = f"{name}: {section} {step.get('name')}"
             if step["op"] == "hook":
                 assert step["timeout"] == timeouts.hook, where
-            elif step["op"] in ("restart", "serve"):
+            elif step["op"] in ("restart", "serve", "withdraw"):
                 assert step["timeout"] == timeouts.restart, where
             elif step["op"] in ("state", "finish_if_unchanged"):
                 assert step["status_timeout"] == timeouts.status, where
@@ -204,7 +204,7 @@ def test_directions_say_deploy_going_forward_and_rollback_for_the_undo_steps():
     checked = 0
     for name, case in CASES.items():
         for section, step in all_steps(build(case)):
-            if step["op"] not in ("hook", "restart", "verify", "serve"):
+            if step["op"] not in ("hook", "restart", "verify", "serve", "withdraw"):
                 assert "direction" not in step, f"{name}: {step}"
                 continue
             expected = "rollback" if case["builder"] == "rollback_batch" or section == "on_failure" else "deploy"

@@ -10,8 +10,10 @@ markup, so a `[red]` in a message prints as it is.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
+import threading
 import time
 from collections.abc import Iterable
 from typing import IO, TYPE_CHECKING, Any
@@ -120,6 +122,10 @@ class Progress:
         self.columns: list[str] = []
         self.title = ""
         self.started = time.monotonic()
+        # GOLIVE_PROGRESS_EVENTS=FILE: every change of the table, as it is shown, appended to FILE as one
+        # JSON line (host, column, status, detail; masked), for a script or a test to follow a run
+        self.events = os.environ.get("GOLIVE_PROGRESS_EVENTS") or None
+        self._events_lock = threading.Lock()
 
     def start(self, title: str, hosts: Iterable[str], columns: Iterable[str]) -> None:
         self.columns = list(columns)
@@ -160,6 +166,8 @@ class Progress:
         cell = _SYMBOLS.get(status, status) + (f" {detail}" if detail else "")
         self.rows.setdefault(host, {})[column] = cell
         self.states.setdefault(host, {})[column] = status
+        if self.events:
+            self._log({"host": host, "column": column, "status": status, "detail": detail})
         if self.quiet:
             return
         if self.live is not None:
@@ -167,6 +175,11 @@ class Progress:
         elif column == "result":  # plain output: one line per host, once it is done
             steps = " · ".join(f"{c} {self.rows[host][c]}" for c in self.columns if c in self.rows[host])
             print(self.redactor.text(f"  {host}: {steps}"), file=sys.stderr, flush=True)
+
+    def _log(self, event: dict[str, str]) -> None:
+        line = json.dumps({k: self.redactor.text(v) for k, v in event.items()}, sort_keys=True) + "\n"
+        with self._events_lock, open(self.events, "a", encoding="utf-8") as handle:  # type: ignore[arg-type]
+            handle.write(line)
 
     def note(self, text: str) -> None:
         if self.quiet:
@@ -194,3 +207,73 @@ class Progress:
             steps = [c for c in self.columns if cells.get(c)]
             seen[host] = f"at {steps[-1]} ({cells[steps[-1]]})" if steps else "not started"
         return seen
+
+
+class StepFeed:
+    """One host's batch on the progress table as it runs: each step the host agent (or the Ansible
+    role) reports starting or ending updates its column (`step_columns` names the column of a step
+    that has none of its own). Once a step failed, the steps that undo it (`undo_steps`: mark bad,
+    switch back, restart and verify the previous release, a first install's withdraw) show in the
+    "undo" column, each while it runs; `settle` replays the batch's answer, so the table ends as
+    the host says even if a progress line was lost."""
+
+    def __init__(self, progress: Progress, host: str, columns: Iterable[str], step_columns: dict[str, str],
+                 undo_steps: Iterable[str]) -> None:
+        self.progress, self.host = progress, host
+        self.columns, self.step_columns, self.undo_steps = set(columns), dict(step_columns), frozenset(undo_steps)
+        self.failed = False  # a step of the batch failed: what follows undoes it
+        self.undo: list[tuple[str, bool, float]] = []  # the undo steps ended so far
+        self.shown: dict[str, tuple[str, str]] = {}  # column -> (status, detail) this feed last showed
+        self.pending: dict[str, tuple[str, tuple[str, str]]] = {}  # column -> (step running, what it replaced)
+
+    def column(self, name: str) -> str | None:
+        if self.failed and name in self.undo_steps and "undo" in self.columns:
+            return "undo"
+        column = name if name in self.columns else self.step_columns.get(name)
+        return column if column in self.columns and column != "result" else None
+
+    def _show(self, column: str, status: str, detail: str) -> None:
+        self.shown[column] = (status, detail)
+        self.progress.update(self.host, column, status, detail)
+
+    def event(self, name: str, state: str, seconds: float | None = None) -> None:
+        """`state`: running, ok or failed (or skipped: a step that turned out not to run)."""
+        column = self.column(name)
+        if state == "failed" and column != "undo":
+            self.failed = True
+        if column is None:
+            return
+        if state == "skipped":  # put back what its start replaced
+            step, before = self.pending.pop(column, ("", ("", "")))
+            if step == name:
+                self._show(column, *before)
+            return
+        words = name.replace("_", " ")
+        if state == "running":
+            self.pending[column] = (name, self.shown.get(column, ("", "")))
+            self._show(column, "running", words if name != column else "")
+            return
+        self.pending.pop(column, None)
+        if column == "undo":
+            self.undo.append((name, state == "ok", seconds or 0.0))
+            ended = "ok" if state == "ok" else "FAILED"
+            self._show("undo", "running" if state == "ok" else "failed", f"{words} {ended}")
+            return
+        self._show(column, state, f"{seconds:.2f}s" if seconds is not None else "")
+
+    def close(self, withdrawn: bool = False) -> None:
+        """The undo column's end: ok or failed, its seconds; `withdrawn`: a first install stopped,
+        with nothing to go back to."""
+        if not self.undo:
+            return
+        ok = all(ended for _, ended, _ in self.undo)
+        total = sum(seconds for _, _, seconds in self.undo)
+        what = "stopped, nothing live" if withdrawn and ok else ""
+        self._show("undo", "ok" if ok else "failed", " ".join(p for p in (what, f"{total:.2f}s") if p))
+
+    def settle(self, steps: Iterable[Any], withdrawn: bool = False) -> None:
+        """The batch's answer (its steps: name, ok, seconds): every cell as the host ended it."""
+        self.failed, self.undo, self.pending = False, [], {}
+        for step in steps:
+            self.event(step.name, "ok" if step.ok else "failed", step.seconds)
+        self.close(withdrawn)

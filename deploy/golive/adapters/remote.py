@@ -49,17 +49,21 @@ PROGRESS = b"golive-progress "
 
 def call_agent(connected: Connected, request: dict[str, Any], payload: Iterable[bytes] = (),
                timeout: float | None = 300, module: str = "hostagent",
-               on_progress: Callable[[str], None] | None = None) -> AgentAnswer:
+               on_progress: Callable[[str], None] | None = None,
+               on_step: Callable[[str, str, float | None], None] | None = None) -> AgentAnswer:
     """Run one agent batch. `on_progress` sees each progress line a long step writes (a migration
-    reporting what it applies) as it arrives."""
+    reporting what it applies) as it arrives; `on_step` (name, running|ok|failed, seconds) each step
+    of the batch starting and ending, as the host runs it (Agent.report_step)."""
     host = connected.host
     command = command_line(host.connection.python, sudo=bool(host.vars.get("ansible_become")))
     watch = None
     if faultpoints.armed():  # test hook only: see golive.adapters.faultpoints
         request = {**request, "fault_point": faultpoints.armed()}
         watch = faultpoints.watch_agent_output
-    if on_progress is not None:
-        watch = _progress_watch(on_progress, watch)
+    if on_step is not None:
+        request = {**request, "report_steps": True}  # Agent.report_step
+    if on_progress is not None or on_step is not None:
+        watch = _progress_watch(on_progress, watch, on_step)
     try:
         code, stdout, stderr = connected.pyinfra_host.connector.exec_stream(
             command, request_header(request, module), payload, timeout=timeout, on_output=watch)
@@ -86,16 +90,23 @@ def call_agent(connected: Connected, request: dict[str, Any], payload: Iterable[
                        answer.get("current"))
 
 
-def _progress_watch(on_progress: Callable[[str], None],
-                    then: Callable[[bytes], None] | None) -> Callable[[bytes], None]:
+def _progress_watch(on_progress: Callable[[str], None] | None, then: Callable[[bytes], None] | None,
+                    on_step: Callable[[str, str, float | None], None] | None = None) -> Callable[[bytes], None]:
     seen = [0]
 
     def watch(data: bytes) -> None:
         lines = data.split(b"\n")
         for line in lines[seen[0]:len(lines) - 1]:  # complete lines not seen yet
             if line.startswith(PROGRESS):
-                with contextlib.suppress(ValueError):  # not a progress line after all
-                    on_progress(str(json.loads(line[len(PROGRESS):]).get("text", "")))
+                with contextlib.suppress(ValueError, AttributeError, TypeError):  # not a progress line after all
+                    event = json.loads(line[len(PROGRESS):])
+                    if "step" in event:
+                        if on_step is not None:
+                            seconds = event.get("seconds")
+                            on_step(str(event["step"]), str(event.get("state")),
+                                    float(seconds) if seconds is not None else None)
+                    elif on_progress is not None:
+                        on_progress(str(event.get("text", "")))
         seen[0] = max(seen[0], len(lines) - 1)
         if then is not None:
             then(data)

@@ -937,6 +937,24 @@ class Agent:
         if code != 0:
             raise StepError("%s failed (exit %d): %s" % (action, code, self.masker.tail(output.strip(), 500)))
 
+    def step_withdraw(self, args):
+        """After a failed first install (no earlier release to go back to): stop the failed release's
+        service with its own stop command (it runs through `current`, so before the link goes) and
+        remove `current`, so that the host runs nothing, as before its first deploy; the release
+        stays on the host, marked bad. A release that never became live is left as it is; a stop
+        that fails leaves `current` on the failed release (its service may still run) and says so."""
+        release = self.resolve(args.get("release"))
+        if not release or self.current() != release:
+            return {"withdrawn": False, "live": self.current()}
+        try:
+            self.run_service(release, "stop", dict(args, name=args.get("name", "withdraw")))
+        except StepError as error:
+            raise StepError("%s; %s stays live, its service may still run" % (error, release)) from None
+        os.unlink(self.current_link)
+        fsync_dir(self.root)
+        self.vars["withdrawn"] = release
+        return {"withdrawn": True, "stopped": release, "live": None}
+
     def step_verify(self, args):
         release = self.resolve(args.get("release")) or self.current()
         meta = self.meta(release) or {}
@@ -1210,9 +1228,24 @@ class Agent:
 
     # -- batch -----------------------------------------------------------------------------
 
+    def report_step(self, name, state, seconds=None):
+        """A progress line for the controller (golive.adapters.remote.PROGRESS): the step running, then
+        how it ended, as it happens, when the request asks for them; the answer stays the last line."""
+        if not self.request.get("report_steps"):
+            return
+        event = {"step": name, "state": state}
+        if seconds is not None:
+            event["seconds"] = seconds
+        try:
+            sys.stdout.buffer.write(("golive-progress %s\n" % to_json(event)).encode())
+            sys.stdout.buffer.flush()
+        except (OSError, ValueError):
+            pass  # the controller is gone: the batch goes on
+
     def run_step(self, step):
         name = step.get("name") or step["op"]
         self.fault_point("%s:before" % name)
+        self.report_step(name, "running")
         started = time.time()
         record = {"name": name, "op": step["op"], "ok": True}
         try:
@@ -1232,6 +1265,7 @@ class Agent:
             # the rest of the data is the host's own state (ids, hashes, states), left as it is.
             record["error"] = self.masker.text(record["error"])
         self.steps.append(record)
+        self.report_step(name, "ok" if record["ok"] else "failed", record["seconds"])
         self.fault_point("%s:done" % name)
         return record
 
@@ -1270,7 +1304,8 @@ class Agent:
             if recovery:
                 # Every recovery step runs, even after one of them failed: each failure is reported.
                 outcomes = [self.run_step(s)["ok"] for s in recovery]
-                self.vars["result"] = "rolled_back" if all(outcomes) else "failed"
+                # a first install withdrawn (step_withdraw) went back to nothing: it failed, not rolled back
+                self.vars["result"] = "rolled_back" if all(outcomes) and not self.vars.get("withdrawn") else "failed"
         elif self.request.get("result"):
             self.vars["result"] = self.request["result"]
         if failed is not None and failed["op"] == "lock":

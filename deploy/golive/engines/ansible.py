@@ -30,7 +30,7 @@ from typing import Any
 
 from golive.adapters.ansible_env import ansible_environment
 from golive.adapters.locks import takeover_detail
-from golive.adapters.progress import Progress
+from golive.adapters.progress import Progress, StepFeed
 from golive.adapters.ssh_options import openssh_options
 from golive.adapters.transport import Fleet, connection_file_problems, route_of
 from golive.core.errors import BadInput, HostFailure, Problem
@@ -40,7 +40,14 @@ from golive.core.plan import UNCHANGED
 from golive.core.redact import Redactor
 from golive.core.rollout import batches, max_fail_threshold
 from golive.flows import steps
-from golive.flows.deploy import Target, deploy_outcome, disagreements, enforce_promotion, prepare
+from golive.flows.deploy import (
+    Target,
+    deploy_outcome,
+    disagreements,
+    enforce_promotion,
+    first_install_report,
+    prepare,
+)
 from golive.flows.session import HostReport, HostSession, lock_report, operator_name
 from golive.workspace import Workspace
 
@@ -68,6 +75,7 @@ class HostEvents:
     diffs: list[dict[str, str]] = field(default_factory=list)
     leads: bool = False  # this run took the environment lock here (the leader's)
     released: bool = False  # ... and gave it back in the playbook's last play
+    feed: StepFeed | None = None  # its steps on the progress table as they run
 
 
 @dataclass(frozen=True)
@@ -339,8 +347,14 @@ def masked_event(event: dict[str, Any], redactor: Redactor) -> dict[str, Any]:
 def _record(event: dict[str, Any], host: HostEvents, columns: list[str], progress: Progress) -> str | None:
     """Fold one event into the host's record and the progress table; return a failure's message."""
     name, status, step = event["host"], event.get("status"), event.get("step") or ""
+    if host.feed is None:
+        host.feed = StepFeed(progress, name, columns, steps.STEP_COLUMNS, steps.UNDO_STEPS)
+    if event.get("event") == "start":  # a task of a step starts on the host: it shows as running
+        host.feed.event(step, "running")
+        return None
     if "golive_outcome" in event:
         host.outcome = event["golive_outcome"]
+        host.feed.close(withdrawn=_true(host.outcome.get("withdrawn")))
         progress.update(name, "result", host.outcome.get("result", ""))
     if event.get("golive_lock_takeover"):
         host.takeover = event["golive_lock_takeover"]
@@ -356,8 +370,8 @@ def _record(event: dict[str, Any], host: HostEvents, columns: list[str], progres
             host.released = True
     for diff in event.get("diff", []):
         host.diffs.append({"file": event.get("item", ""), "diff": diff})
-    if step in columns and status in ("ok", "failed"):
-        progress.update(name, step, status)
+    if status in ("ok", "failed", "skipped") and event.get("event") == "result":
+        host.feed.event(step, str(status))
     if status == "unreachable":
         host.unreachable = event.get("msg") or "unreachable"
         return host.unreachable
@@ -367,6 +381,11 @@ def _record(event: dict[str, Any], host: HostEvents, columns: list[str], progres
             host.failure = {**event, "msg": message}
         return message
     return None
+
+
+def _true(value: Any) -> bool:
+    """A flag from a role's fact (a bool, or the string Jinja made of one)."""
+    return value is True or str(value).lower() == "true"
 
 
 def _last_error(stderr: str) -> str:
@@ -422,6 +441,10 @@ def deploy_report(environment: str, name: str, events: HostEvents | None) -> Hos
         return HostReport(host=name, environment=environment, status="skipped", action=action,
                           from_release=from_release, to_release=to_release, live_release=from_release,
                           error=outcome.get("error"))
+    if _true(outcome.get("first_install")):  # the role withdrew it: no earlier release to go back to
+        return first_install_report(environment, name, action, str(to_release), str(outcome.get("error") or ""),
+                                    withdrawn=_true(outcome.get("withdrawn")), live=live or None,
+                                    withdraw_error=outcome.get("withdraw_error") or None, seconds=seconds)
     return HostReport(host=name, environment=environment, status="failed", action=action, from_release=from_release,
                       to_release=to_release, live_release=live,
                       error=outcome.get("error"), steps=seconds)

@@ -13,7 +13,7 @@ from typing import Any
 
 from golive.adapters import faultpoints
 from golive.adapters.locks import takeover_allowed, takeover_detail
-from golive.adapters.progress import Progress
+from golive.adapters.progress import Progress, StepFeed
 from golive.adapters.remote import AgentAnswer
 from golive.adapters.transport import Connected
 from golive.core.errors import BadInput, Problem
@@ -212,19 +212,52 @@ def begin(rollout: Rollout, targets: list[Target]) -> Target | None:
     return blocked[0]
 
 
+def step_feed(session: HostSession, host: str, columns: tuple[str, ...]) -> StepFeed:
+    """A host's batch shown step by step on the progress table while it runs (Agent.report_step)."""
+    return StepFeed(session.progress, host, columns, steps.STEP_COLUMNS, steps.UNDO_STEPS)
+
+
+def first_install_report(environment: str, name: str, action: str | None, release: str, failure: str,
+                         *, withdrawn: bool, live: str | None, withdraw_error: str | None = None,
+                         recovery: list[str] | None = None, seconds: dict[str, float] | None = None) -> HostReport:
+    """A first install that failed after its cutover, by either engine: there was no earlier release
+    to go back to, so its service was stopped and `current` removed (Agent.step_withdraw, the role's
+    withdraw): the host runs nothing. When the stop failed, the failed release is still live and
+    the report says so. `failure`: "<step>: <why>", the step that failed."""
+    if withdrawn:
+        now = "nothing running: first install failed"
+        undone = f"no earlier release to roll back to: stopped {release}'s service and removed current; {now}"
+    else:
+        now = f"{live} is live but failed its check" if live else "nothing running: first install failed"
+        undone = f"no earlier release to roll back to; {now}"
+    error = f"{failure}; {undone}"
+    if withdraw_error:
+        error += f" (withdraw: {withdraw_error})"
+    problems = [r for r in recovery or () if not r.startswith("withdraw:")]
+    if problems:
+        error += f"; recovery: {'; '.join(problems)}"
+    return HostReport(host=name, environment=environment, status="failed", action=action, from_release=None,
+                      to_release=release, live_release=live, error=error, steps=dict(seconds or {}),
+                      details={"first_install": True, "running": now, "marked_bad": release,
+                               "nothing_to_roll_back_to": True, "withdrawn": withdrawn,
+                               **({"recovery_failures": problems} if problems else {})})
+
+
 def call_taking_over(session: HostSession, connected: Connected,
                      request: Callable[[Mapping[str, Any] | None], dict[str, Any]],
-                     *, timeout: float) -> tuple[AgentAnswer, dict[str, Any] | None]:
+                     *, timeout: float,
+                     on_step: Callable[[str, str, float | None], None] | None = None,
+                     ) -> tuple[AgentAnswer, dict[str, Any] | None]:
     """Run a batch that starts with the host's lock; when a run that died on this very controller
     holds it (takeover_allowed: its process is gone), run the batch again taking that lock over:
     go-live night's re-run needs no `golive unlock` for its own crashed run. Returns the answer and
     the stale holder taken over (None: no takeover); the takeover is in the host's ledger and on
     the progress display, and the run's report says it."""
-    answer = session.call(connected, request(None), timeout=timeout)
+    answer = session.call(connected, request(None), timeout=timeout, on_step=on_step)
     if answer.ok or answer.failed_step != "lock" or not takeover_allowed(answer.holder):
         return answer, None
     stale = dict(answer.holder or {})
-    answer = session.call(connected, request(stale), timeout=timeout)
+    answer = session.call(connected, request(stale), timeout=timeout, on_step=on_step)
     lock_step = answer.step("lock")
     if lock_step is None or not lock_step.ok or not lock_step.data.get("took_over"):
         return answer, None
@@ -405,12 +438,11 @@ class Deploy(Rollout):
                                       keep_lock=target.leads)
         uploading = "upload" in plan.steps
         session.progress.update(name, "upload" if uploading else "unpack", "running")
+        feed = step_feed(session, name, ("upload", "unpack", "configure"))
         answer = session.call(target.link, request, chunks(artifact.path) if uploading else (),
-                              session.timeouts.install)
+                              session.timeouts.install, on_step=feed.event)
         target.answers += (answer,)
-        for step in answer.steps:
-            if step.name in ("upload", "unpack", "configure"):
-                session.progress.update(name, step.name, "ok" if step.ok else "failed", f"{step.seconds:.2f}s")
+        feed.settle(answer.steps)
         if not answer.ok:
             target.report = HostReport(host=name, environment=run.environment, status="failed",
                                        action=plan.action, from_release=plan.from_release,
@@ -431,13 +463,12 @@ class Deploy(Rollout):
                                       target.database)
         uploading = any(s["op"] == "upload" for s in request["steps"])  # a repair restoring a code file
         session.progress.update(name, "cutover", "running")
+        feed = step_feed(session, name, ("configure", "cutover", "restart", "verify", "undo"))
         answer = session.call(target.link, request, chunks(artifact.path) if uploading else (),
-                              timeout=session.timeouts.activate)
+                              timeout=session.timeouts.activate, on_step=feed.event)
         target.answers += (answer,)
-        for step in answer.steps:
-            if step.name in ("cutover", "restart", "verify", "switch_back"):
-                session.progress.update(name, step.name if step.name != "switch_back" else "cutover",
-                                        "ok" if step.ok else "failed", f"{step.seconds:.2f}s")
+        withdrawn = answer.data("withdraw").get("withdrawn")
+        feed.settle(answer.steps, withdrawn=bool(withdrawn))
         seconds = step_seconds(*target.answers)
         if answer.ok:
             target.report = HostReport(host=name, environment=run.environment, status="deployed",
@@ -458,6 +489,14 @@ class Deploy(Rollout):
         rolled_back = answer.result == "rolled_back"
         # Every recovery step ran; the ones that failed (an on_rollback hook, the old release's health) are said.
         recovery = [f"{s.name}: {s.error}" for s in answer.steps if not s.ok and s.name != answer.failed_step]
+        if not plan.from_release and answer.step("withdraw") is not None:
+            withdraw = answer.step("withdraw")
+            target.report = first_install_report(
+                run.environment, name, plan.action, desired.release, f"{answer.failed_step}: {answer.error}",
+                withdrawn=bool(withdrawn), live=answer.current, recovery=recovery, seconds=seconds,
+                withdraw_error=withdraw.error if withdraw is not None and not withdraw.ok else None)
+            session.progress.update(name, "result", "failed")
+            return
         target.report = HostReport(
             host=name, environment=run.environment, status="rolled_back" if rolled_back else "failed",
             action=plan.action, from_release=plan.from_release, to_release=desired.release,
@@ -541,6 +580,8 @@ def describe_report(r: HostReport) -> str:
         return f"{r.host}: {r.error}"
     if r.status == "unreachable":
         return f"{r.host}: {r.error}"
+    if r.details.get("first_install"):
+        return f"{r.host}: FAILED at {r.error}; {r.to_release} marked bad"
     live = f"; live: {r.live_release}" if r.live_release else ""
     return f"{r.host}: {r.status.upper()}: {r.error}{live}"
 
@@ -692,19 +733,18 @@ class Rollback(Rollout):
         assert self.choice is not None
         spec = self.choice.spec(self.to)
         annotation = self.db_plan.annotation() if self.db_plan else None
+        feed = step_feed(session, name, steps.ROLLBACK_COLUMNS)
         if target.leads:  # its lock is this run's since begin
             answer = session.call(target.link, steps.with_database(steps.rollback_batch(
                 self.run, self.ws.app, spec, self.force, name, keep_lock=True), annotation),
-                timeout=session.timeouts.activate)
+                timeout=session.timeouts.activate, on_step=feed.event)
         else:
             answer, target.takeover = call_taking_over(session, target.link, lambda stale: steps.with_database(
                 steps.rollback_batch(self.run, self.ws.app, spec, self.force, name, takeover=stale), annotation),
-                timeout=session.timeouts.activate)
+                timeout=session.timeouts.activate, on_step=feed.event)
         target.answers += (answer,)
         target.report = rollback_report(self.run.environment, name, answer, self.to, self.force)
-        for step in answer.steps:
-            if step.name in steps.ROLLBACK_COLUMNS:
-                session.progress.update(name, step.name, "ok" if step.ok else "failed", f"{step.seconds:.2f}s")
+        feed.settle(answer.steps)
         session.progress.update(name, "result", "ok" if answer.ok else "failed")
 
     def release_request(self, targets: list[Target]) -> dict[str, Any]:

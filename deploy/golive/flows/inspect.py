@@ -56,6 +56,11 @@ def _host_status(ws: Workspace, host: Host, result: HostRead) -> dict[str, Any]:
     meta = state.get("current_meta") or {}
     row.update(release=state.get("current"), version=meta.get("version"), state=meta.get("state"),
                artifact_sha256=meta.get("artifact_sha256"), config_hash=meta.get("config_hash"))
+    if not state.get("current"):
+        # nothing live: never deployed, or a first install that failed (withdrawn: stopped, no `current`)
+        bad = [m.get("id") for m in state.get("releases") or [] if m.get("state") == "bad"]
+        if bad:
+            row["running"] = f"nothing running: first install failed ({', '.join(map(str, bad))} marked bad)"
     live = state.get("live_health")
     if live is not None:
         row["live"] = "healthy" if live.get("ok") else "failing"
@@ -106,6 +111,8 @@ def status(ws: Workspace, customer: str | None, environment: str | None, *, prog
                          f"{(row.get('artifact_sha256') or '-')[:12]:<13} "
                          f"{(row.get('config_hash') or '-')[:12]:<13} {row.get('deployed_at') or '-':<25} "
                          f"{row.get('deployed_by') or '-':<10} {match}")
+            if row.get("running"):
+                lines.append(f"{'':<14} {row['running']}")
             if row.get("disagrees"):
                 lines.append(f"{'':<14} {disagreement(row)}")
             if row.get("lock"):

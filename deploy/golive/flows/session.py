@@ -86,7 +86,8 @@ class HostSession:
 
     def call(self, connected: Connected, request: dict[str, Any], payload: Iterable[bytes] = (),
              timeout: float = 300, module: str = "hostagent",
-             on_progress: Callable[[str], None] | None = None) -> AgentAnswer:
+             on_progress: Callable[[str], None] | None = None,
+             on_step: Callable[[str, str, float | None], None] | None = None) -> AgentAnswer:
         host = connected.host
         # Who and where, for the GOLIVE_* environment of the host's commands (Agent.command_env).
         context = {"customer": host.customer, "environment": host.environment, "host": host.name,
@@ -95,7 +96,8 @@ class HostSession:
         mask = mask_for(host) if not request.get("mask") else \
             forms_of(set(host.secret_values) | set(request.get("mask") or ()))
         return call_agent(connected, {**request, "root": self.root, "token": self.token, "mask": mask,
-                                      "context": context}, payload, timeout, module=module, on_progress=on_progress)
+                                      "context": context}, payload, timeout, module=module, on_progress=on_progress,
+                          on_step=on_step)
 
     def call_all(self, requests: Mapping[str, tuple[Connected, dict[str, Any]]],
                  timeout: float = 300, module: str = "hostagent") -> dict[str, AgentAnswer]:

@@ -48,11 +48,20 @@ from golive.core.model import AppDefinition
 from golive.core.plan import INSTALL, REPAIR, DesiredRelease, HostPlan
 from golive.core.release import Artifact
 
-DEPLOY_COLUMNS = ("lock", "upload", "unpack", "configure", "cutover", "restart", "verify", "result")
+# "undo": the automatic rollback after a failed step (mark bad, switch back, restart and verify the
+# previous release; a first install's withdraw), shown step by step while it runs.
+DEPLOY_COLUMNS = ("lock", "upload", "unpack", "configure", "cutover", "restart", "verify", "undo", "result")
 # With a database: its host's row fills backup and migrate (once per environment, flows/database.py).
 DATABASE_DEPLOY_COLUMNS = ("lock", "upload", "unpack", "configure", "stop", "backup", "migrate", "cutover", "restart",
-                           "verify", "result")
-ROLLBACK_COLUMNS = ("lock", "choose", "cutover", "restart", "verify", "result")
+                           "verify", "undo", "result")
+ROLLBACK_COLUMNS = ("lock", "choose", "cutover", "restart", "verify", "undo", "result")
+# Which column shows a step of a deploy's or a rollback's batch while it runs (both engines: the
+# Ansible role tags its tasks with these step names); once a step failed, what runs to undo it is
+# shown in "undo" (golive.adapters.progress.StepFeed).
+STEP_COLUMNS = {"before_cutover": "cutover", "on_rollback": "cutover", "repair": "configure",
+                "after_cutover": "verify"}
+UNDO_STEPS = frozenset({"mark_bad", "switch_back", "restart_previous", "verify_previous", "on_rollback",
+                        "verify_after_hook", "withdraw"})
 ACTIVATE_FAILURES = ("before_cutover", "cutover", "restart", "verify", "after_cutover")
 SWITCHED_FAILURES = ("cutover", "restart", "verify", "after_cutover")
 
@@ -202,6 +211,18 @@ def verify(release: str | None, name: str = "verify", direction: Direction = "de
     return {"op": "verify", "name": name, "release": release, "direction": direction}
 
 
+def withdraw(app: AppDefinition, release: str) -> dict[str, Any]:
+    """A failed first install: stop the release's service (its stop command) and remove `current`,
+    when the release is live (Agent.step_withdraw); it stays on the host, marked bad."""
+    return {"op": "withdraw", "name": "withdraw", "release": release, "direction": "rollback",
+            "timeout": app.timeouts.restart}
+
+
+def when_previous(step: dict[str, Any]) -> dict[str, Any]:
+    """A recovery step that needs a release to go back to (the cutover found one live)."""
+    return {**step, "when": "previous"}
+
+
 def mark(release: str, state: str, name: str, seq: int | None = None) -> dict[str, Any]:
     """`seq`: the deploy sequence a deploy gives the release it made live (rollbacks keep it)."""
     step: dict[str, Any] = {"op": "mark", "name": name, "release": release, "state": state}
@@ -334,14 +355,17 @@ def activate_batch(run: RunContext, app: AppDefinition, plan: HostPlan, desired:
     steps.append(mark(target, "good", "mark_good", seq=seq))
     # on_rollback concerns the release that is live again (named here: after a before_cutover failure
     # no cutover has set $previous), and the service is verified again once it ran.
+    # A first install has no earlier release to go back to (the cutover found no `current`): its
+    # service is stopped and `current` removed instead (withdraw), the host runs nothing, as before.
     on_failure = [
         after(mark(target, "bad", "mark_bad"), ACTIVATE_FAILURES),
-        after(cutover(app, "$previous", "switch_back"), SWITCHED_FAILURES),
-        after(restart(app, "$previous", "restart_previous", "rollback"), SWITCHED_FAILURES),
-        after(verify("$previous", "verify_previous", "rollback"), SWITCHED_FAILURES),
-        after(hook(app, "on_rollback", hooks.get("on_rollback", ""), previous or "$previous", "rollback",
-                   previous=target), ACTIVATE_FAILURES),
-        after(verify(previous or "$previous", "verify_after_hook", "rollback"), ACTIVATE_FAILURES)
+        after(when_previous(cutover(app, "$previous", "switch_back")), SWITCHED_FAILURES),
+        after(when_previous(restart(app, "$previous", "restart_previous", "rollback")), SWITCHED_FAILURES),
+        after(when_previous(verify("$previous", "verify_previous", "rollback")), SWITCHED_FAILURES),
+        after(withdraw(app, target), SWITCHED_FAILURES) if not previous else None,
+        after(hook(app, "on_rollback", hooks.get("on_rollback", ""), previous, "rollback",
+                   previous=target), ACTIVATE_FAILURES) if previous else None,
+        after(verify(previous, "verify_after_hook", "rollback"), ACTIVATE_FAILURES)
         if hooks.get("on_rollback") and previous else None,
     ] if plan.action != REPAIR else []
     on_failure = [step for step in on_failure if step]

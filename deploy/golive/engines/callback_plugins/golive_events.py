@@ -70,6 +70,13 @@ class CallbackModule(CallbackBase):
             event["item"] = str(self._get_item_label(data))
         self._emit(event)
 
+    def v2_runner_on_start(self, host, task):
+        """A task starting on a host: its step shows as running on the progress table (its result,
+        even `skipped`, follows)."""
+        step = (task.tags or [""])[0]
+        if step:
+            self._emit({"event": "start", "host": host.get_name(), "task": task.get_name(), "step": step})
+
     def v2_playbook_on_task_start(self, task, is_conditional):
         if self._fault:
             self._fault.task_started(task.name or "")
