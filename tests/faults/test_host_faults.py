@@ -35,6 +35,7 @@ OVERRIDE = ("--override-promotion", "host fault test")
 # A health command that hangs this long: a deploy that ends in under half of it did not wait for
 # the hang (each attempt was cut at its timeout), however slow the machine is.
 HANG_SECONDS = 3600  # a health check that never answers: only a bounded deploy finishes
+GO_ON, HOOK_DONE = "hook-go-on", "hook-done"  # in shared/: the test lets the hook end; the hook ended
 
 
 def deploy(ws, version: str, *extra: str, check: int | None = None):
@@ -89,11 +90,19 @@ def unmount_after(test_hosts):
 def deploy_losing_the_faulty_host(production, test_hosts, *options: str) -> dict[str, dict]:
     """Deploy 1.1 over 1.0 and stop the faulty host's sshd (every sshd process of the host, its open
     session included) while its before_cutover hook runs; the deploy's report per host (exit 3)."""
-    # a before_cutover hook that says when it runs and takes a moment: sshd dies right then
-    set_hook(production, "before_cutover", "touch $GOLIVE_APP_ROOT/shared/cutover-next && sleep 2")
+    # a before_cutover hook that says when it runs and waits until the test lets it go on (GO_ON):
+    # sshd dies right then, however loaded the machine is; it says when it ends (HOOK_DONE)
+    set_hook(production, "before_cutover",
+             f"touch $GOLIVE_APP_ROOT/shared/cutover-next; i=0; while [ ! -e $GOLIVE_APP_ROOT/shared/{GO_ON} ] "
+             f"&& [ $i -lt 3000 ]; do sleep 0.1; i=$((i+1)); done; touch $GOLIVE_APP_ROOT/shared/{HOOK_DONE}")
+    for _, suffix in (HEALTHY, FAULTY):
+        shared = host_view(test_hosts, suffix, "/opt/northwind/shared")
+        shared.mkdir(parents=True, exist_ok=True)
+        (shared / GO_ON).touch()
     deploy(production, "1.0", check=0)
     marker = host_view(test_hosts, FAULTY[1], "/opt/northwind/shared/cutover-next")
-    marker.unlink()
+    for name in ("cutover-next", GO_ON, HOOK_DONE):
+        host_view(test_hosts, FAULTY[1], f"/opt/northwind/shared/{name}").unlink()
     env = {**os.environ, "PYTHONPATH": str(REPO / "deploy")}
     running = subprocess.Popen([sys.executable, "-m", "golive", "deploy", "manufacturer", "production",
                                 "--release", "1.1", *OVERRIDE, "--json", *options, "--workspace", str(production)],
@@ -105,10 +114,12 @@ def deploy_losing_the_faulty_host(production, test_hosts, *options: str) -> dict
             stdout, stderr = running.communicate()
             raise AssertionError(f"the deploy ended before the before_cutover hook ran:\n{stdout}{stderr}")
         test_hosts.stop(FAULTY_HOST)
+        host_view(test_hosts, FAULTY[1], f"/opt/northwind/shared/{GO_ON}").touch()
         stdout, stderr = running.communicate(timeout=WAIT_BOUND_SECONDS)
     finally:
         if running.poll() is None:
             running.kill()
+        host_view(test_hosts, FAULTY[1], f"/opt/northwind/shared/{GO_ON}").touch()
         test_hosts.start(FAULTY_HOST)
     assert running.returncode == 3, stdout + stderr
     assert "Traceback" not in stdout + stderr
@@ -251,7 +262,8 @@ def test_ansible_sshd_stopped_mid_deploy(production, test_hosts):
     faulty = deploy_losing_the_faulty_host(production, test_hosts, "--engine", "ansible", "--serial", "1")[FAULTY[0]]
     assert faulty["status"] == "unreachable" and f"{test_hosts.net}.{FAULTY[1]}" in faulty["error"], faulty
     assert not host_view(test_hosts, HEALTHY[1], "/opt/northwind/.golive/lock").exists(), "environment lock kept"
-    time.sleep(2.5)  # the hook the host was running when it dropped off finishes
+    done = host_view(test_hosts, FAULTY[1], f"/opt/northwind/shared/{HOOK_DONE}")
+    wait_until(done.exists, "the hook the host was running when it dropped off finishing")
     assert_whole(test_hosts, "1.0")
     status = run_golive(production, "status", "manufacturer", "production", "--json", check=0).json()
     row = next(r for r in status["hosts"] if r["host"] == FAULTY[0])

@@ -13,12 +13,15 @@ import sys
 from tests.conftest import REPO, host_path, live_release_problems, run_golive, set_hook, wait_until
 
 STARTED = "/opt/northwind/shared/data/hook-started"
+GO_ON = "/opt/northwind/shared/data/hook-go-on"  # the test lets the hook end once Ctrl-C is sent
 
 
 def test_ctrl_c_during_a_deploy_says_where_each_host_was(workspace, test_hosts):
     run_golive(workspace, "deploy", "manufacturer", "staging", "--release", "1.0", check=0)
-    # The hook marks that the cutover batch runs on the host, then takes a while: the interrupt lands inside it.
-    set_hook(workspace, "before_cutover", f"touch {STARTED}; sleep 3")
+    # The hook marks that the cutover batch runs on the host, then waits for the test: the interrupt
+    # lands inside it however loaded the machine is (the loop's bound only keeps a broken test finite).
+    set_hook(workspace, "before_cutover",
+             f"touch {STARTED}; i=0; while [ ! -e {GO_ON} ] && [ $i -lt 3000 ]; do sleep 0.1; i=$((i+1)); done")
     env = {**os.environ, "PYTHONPATH": str(REPO / "deploy")}
     process = subprocess.Popen([sys.executable, "-m", "golive", "deploy", "manufacturer", "staging", "--release", "1.1",
                                 "--workspace", str(workspace)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -28,6 +31,7 @@ def test_ctrl_c_during_a_deploy_says_where_each_host_was(workspace, test_hosts):
     assert process.poll() is None, f"the deploy ended before its hook ran:\n{process.communicate()}"
     process.send_signal(signal.SIGINT)
     stdout, stderr = process.communicate(timeout=300)
+    host_path(test_hosts, 11, GO_ON).touch()  # the agent, on its own now, finishes the batch
     output = stdout + stderr
     assert process.returncode == 130, output
     assert "Traceback" not in output and not any(line.strip() == "KeyboardInterrupt"

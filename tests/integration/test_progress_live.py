@@ -26,7 +26,7 @@ def gated_health(workspace) -> None:
     app.write_text(text.replace("retries: 25", "retries: 1"))
 
 
-@pytest.mark.parametrize("engine", ("pyinfra",))  # the Ansible engine: not yet run against this test
+@pytest.mark.parametrize("engine", ("pyinfra", "ansible"))
 def test_verify_and_the_undo_show_while_they_run(workspace, test_hosts, tmp_path, engine):
     run_golive(workspace, "deploy", "manufacturer", "staging", "--release", "1.0", check=0)
     gated_health(workspace)
