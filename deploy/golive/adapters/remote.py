@@ -73,7 +73,9 @@ def call_agent(connected: Connected, request: dict[str, Any], payload: Iterable[
     if code == 127 or (code != 0 and b"not found" in stderr):
         return AgentAnswer(False, [], "failed", error=f"{host.connection.python} not found on the host "
                                                       f"(set ansible_python_interpreter)", transport_error=True)
-    if code == -1 and not stdout.strip():  # the channel closed without an exit status or an answer
+    # progress lines (PROGRESS, fault-point announcements) come before the answer, the last line
+    answered = [line for line in stdout.strip().split(b"\n") if line and not line.startswith(PROGRESS)]
+    if code == -1 and not answered:  # the channel closed without an exit status or an answer
         return AgentAnswer(False, [], "unknown", error="connection lost: the SSH session ended before the host "
                                                       "answered (sshd stopped, host down or network failure)",
                            transport_error=True)
