@@ -44,7 +44,10 @@ def test_first_deploy_serves_the_release_and_records_it(workspace, test_hosts):
     answer = health(STG)
     assert answer["version"] == "1.0"
     assert answer["release"] == report["to_release"] == live_release(test_hosts, STG)
-    assert answer["config_hash"].startswith(report["to_release"].split("-")[1])
+    # the release id names the config and how the release runs; `golive render` names both alike
+    rendered = run_golive(workspace, "render", "manufacturer", "staging", "--release", "1.0", "--json",
+                          check=0).json()["hosts"]["mfg-stg-1"]
+    assert answer["config_hash"] == rendered["config_hash"] and report["to_release"] == rendered["release_id"]
     # config is versioned with the release: the live config dir is a symlink through `current`
     link = host_path(test_hosts, STG, "/etc/northwind/northwind.ini")
     assert os.readlink(link) == "/opt/northwind/current/config/northwind.ini"

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from golive.core.plan import DesiredRelease, HostFacts, plan_host
-from golive.core.release import RenderedConfig, RenderedFile, release_id
+from golive.core.release import RenderedConfig, RenderedFile, release_id, run_settings_hash
 
 FIXTURES = sorted((Path(__file__).parent / "fixtures" / "plan").glob("*.json"))
 
@@ -17,7 +17,7 @@ def desired_from(data: dict) -> DesiredRelease:
     files = tuple(RenderedFile(f["dest"], f["content"].encode(), int(f["mode"], 8), f.get("secret", False))
                   for f in data["files"])
     config = RenderedConfig("h", files)
-    return DesiredRelease(release_id(data["version"], config.hash), data["version"],
+    return DesiredRelease(release_id(data["version"], config.hash, run_settings_hash({}, {}, {})), data["version"],
                           f"northwind-{data['version']}.tar.gz", data["sha256"], config, data.get("release_files", {}))
 
 

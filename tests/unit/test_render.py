@@ -14,6 +14,8 @@ import sys
 import textwrap
 
 from golive.core.errors import BadInput
+from golive.core.release import release_id, run_settings_hash
+from golive.flows.desired import rendered_commands
 from golive.workspace import Workspace
 from tests.conftest import REPO, VAULT_SECRETS, run_golive
 
@@ -68,7 +70,10 @@ def test_render_json_names_release_and_config_hash(offline_workspace):
     data = run_golive(offline_workspace, "render", "retailer", "production", "--release", "2.0", "--json",
                       check=0).json()
     host = data["hosts"]["rtl-prod-1"]
-    assert host["release_id"] == f"2.0-{host['config_hash'][:8]}"
+    # <version>-<8 hex>: over the config hash and the rendered service, health and hook settings
+    settings = run_settings_hash(*rendered_commands(ws := Workspace(offline_workspace),
+                                                    ws.hosts("retailer", "production", ["rtl-prod-1"])[0], "2.0"))
+    assert host["release_id"] == release_id("2.0", host["config_hash"], settings)
     secret = next(f for f in host["files"] if f["dest"] == "secrets.env")
     assert secret["secret"] is True and "content" not in secret and secret["mode"] == "0600"
 

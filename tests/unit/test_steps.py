@@ -32,7 +32,7 @@ import pytest
 
 from golive.core.model import AppDefinition, EnvironmentSpec, ReleaseStore, Timeouts
 from golive.core.plan import DesiredRelease, FileChange, HostPlan
-from golive.core.release import Artifact, RenderedConfig, RenderedFile, release_id
+from golive.core.release import Artifact, RenderedConfig, RenderedFile, release_id, run_settings_hash
 from golive.flows import steps
 
 HERE = Path(__file__).parent
@@ -61,7 +61,7 @@ def desired_from(data: dict[str, Any]) -> DesiredRelease:
     files = tuple(RenderedFile(f["dest"], f["content"].encode(), int(f["mode"], 8), f.get("secret", False))
                   for f in data["files"])
     config = RenderedConfig("h", files)
-    return DesiredRelease(release_id(data["version"], config.hash), data["version"],
+    return DesiredRelease(release_id(data["version"], config.hash, run_settings_hash({}, {}, {})), data["version"],
                           f"northwind-{data['version']}.tar.gz", data["sha256"], config,
                           data.get("release_files", {}), tuple(data.get("ignore", ())))
 

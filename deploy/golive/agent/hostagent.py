@@ -494,6 +494,11 @@ class Agent:
         desired = args.get("desired_release")
         if desired:
             self.vars["desired_live_problems"] = self.desired_live_problems(desired, args)
+            if current != desired and args.get("release_files") is not None \
+                    and os.path.isdir(os.path.join(self.releases_dir, desired)):
+                # a kept release is checked as the live one is before anything switches to it:
+                # a hand edit of its files is repaired first (step_repair), never made live
+                self.release_repairs = self.release_differences(desired, args)
         return {
             "current": current,
             "current_meta": meta,
@@ -576,7 +581,8 @@ class Agent:
         return release_differences(wanted, actual, os.geteuid(), os.getegid())
 
     def step_repair(self, args):
-        """Put the live release's files back as the controller says they should be: the artifact's
+        """Put the release's files back as the controller says they should be (the live release, or a
+        kept one before a deploy switches to it): the artifact's
         files (from the cached artifact, its sha256 checked first), the rendered config (in the
         request), the shared links, every mode and owner. What is replaced or removed is moved to
         .golive/repaired/<time>-<release>/ first: nothing is lost, and the evidence is kept. Run

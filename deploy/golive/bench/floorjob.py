@@ -9,7 +9,7 @@ import base64
 import json
 import sys
 
-from golive.core.release import release_id
+from golive.flows.desired import host_release_id
 from golive.workspace import Workspace
 
 
@@ -24,7 +24,7 @@ def main(argv: list[str]) -> int:
         hosts.append({"name": host.name, "address": c.address, "port": c.port, "user": c.user,
                       "key_file": c.key_file, "known_hosts": c.known_hosts_file,
                       "health_url": ws.render_string(ws.app.health.url, host, version),
-                      "release": release_id(version, config.hash), "config_hash": config.hash,
+                      "release": host_release_id(ws, host, version, config), "config_hash": config.hash,
                       "files": [{"dest": f.dest, "mode": f"{f.mode:04o}", "data": base64.b64encode(f.content).decode()}
                                 for f in config.files]})
     job = {"root": ws.app.root, "config_dir": ws.app.config_dir, "version": version,

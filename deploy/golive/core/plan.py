@@ -53,7 +53,7 @@ class HostFacts:
     desired_live_problems: tuple[str, ...] = ()
     live_files: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     lock: Mapping[str, Any] | None = None
-    release_repairs: tuple[tuple[str, str], ...] = ()  # (path, aspect) where the live release differs
+    release_repairs: tuple[tuple[str, str], ...] = ()  # (path, aspect) where the desired release differs
 
     @staticmethod
     def from_agent(data: Mapping[str, Any]) -> HostFacts:
@@ -89,7 +89,7 @@ class HostPlan:
     to_release: str
     reason: str
     file_changes: tuple[FileChange, ...] = ()
-    repairs: tuple[Repair, ...] = ()  # repair: what it does to the live release's entries, entry by entry
+    repairs: tuple[Repair, ...] = ()  # repair/switch: what it does to the release's entries, entry by entry
 
     @property
     def changes(self) -> bool:
@@ -166,9 +166,15 @@ def plan_host(host: str, facts: HostFacts, desired: DesiredRelease,
                         changes, found)
     existing = facts.release(target)
     if existing is not None:
-        return HostPlan(host, SWITCH, ("lock", "hooks", "cutover", "restart", "verify", "record"), facts.current,
-                        target, f"release {target} is already on the host ({existing.get('state', 'unknown')})",
-                        changes)
+        # a kept release is checked as the live one is: what differs is repaired before the switch
+        found = repairs(facts.release_repairs)
+        steps = ("lock", *(("upload",) if needs_artifact(found, desired) and not facts.artifact_cached else ()),
+                 *(("repair",) if found else ()), "hooks", "cutover", "restart", "verify", "record")
+        reason = f"release {target} is already on the host ({existing.get('state', 'unknown')})"
+        if found:
+            reason += (f", but {len(found)} of its entries differ from what it should hold: repaired before "
+                       f"the switch")
+        return HostPlan(host, SWITCH, steps, facts.current, target, reason, changes, found)
     steps = tuple(s for s in DEPLOY_STEPS if s != "upload" or not facts.artifact_cached)
     reason = "first deploy" if facts.current is None else f"{facts.current} -> {target}"
     return HostPlan(host, INSTALL, steps, facts.current, target, reason, changes)

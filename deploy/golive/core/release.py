@@ -6,6 +6,7 @@ import hashlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 # Always used with fullmatch: `$` would also match before a final newline ("1.0\n").
 VERSION_PATTERN = re.compile(r"[0-9A-Za-z][0-9A-Za-z._+-]{0,63}")
@@ -19,9 +20,32 @@ def config_hash(files: Mapping[str, bytes]) -> str:
     return digest.hexdigest()
 
 
-def release_id(version: str, cfg_hash: str) -> str:
-    """A config-only change makes a new release directory, so code and config switch together."""
-    return f"{version}-{cfg_hash[:8]}"
+def run_settings_hash(service: Mapping[str, str], health: Mapping[str, Any], hooks: Mapping[str, str]) -> str:
+    """sha256 over `name NUL value LF` for every rendered service, health and hook setting, sorted:
+    how the release runs (its run file, less the secret files' digests that the config hash covers).
+    Written the same way by the Ansible role: health.timeout and health.interval as floats, retries
+    as an int, expect's names sorted and joined with ','. The values may hold secrets: only this
+    digest ever leaves the controller."""
+    fields = {f"service.{k}": str(v) for k, v in service.items()}
+    fields.update({f"hooks.{k}": str(v) for k, v in hooks.items()})
+    fields.update({"health.url": str(health.get("url", "")), "health.command": str(health.get("command", "")),
+                   "health.expect": ",".join(sorted(health.get("expect", ()))),
+                   "health.timeout": str(float(health.get("timeout", 2.0))),
+                   "health.retries": str(int(health.get("retries", 25))),
+                   "health.interval": str(float(health.get("interval", 0.2)))})
+    digest = hashlib.sha256()
+    for line in sorted(f"{name}\0{value}\n" for name, value in fields.items()):
+        digest.update(line.encode())
+    return digest.hexdigest()
+
+
+def release_id(version: str, cfg_hash: str, settings_hash: str) -> str:
+    """A config-only change makes a new release directory, so code and config switch together; so
+    does a change of how the release runs (its service commands, health check, hooks: golive.yml),
+    so a fixed golive.yml takes effect on the next deploy of the same version, and a kept release
+    is rolled back to with the settings it was verified with."""
+    both = hashlib.sha256(f"{cfg_hash}\0{settings_hash}".encode()).hexdigest()
+    return f"{version}-{both[:8]}"
 
 
 def version_of(release: str) -> str:

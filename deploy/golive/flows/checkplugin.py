@@ -43,7 +43,7 @@ from golive.core.drift import ReleaseTree, comparable, release_differences
 from golive.core.errors import BadInput
 from golive.core.model import Host
 from golive.core.redact import CUT_MARKERS, MASK, Redactor, mask_paths
-from golive.core.release import release_id
+from golive.flows.desired import host_release_id
 
 if TYPE_CHECKING:  # types only: the plugin loads in every pytest run, these modules only in golive's
     from golive.adapters.testinfra_backend import CommandFanOut
@@ -498,7 +498,7 @@ def host_facts(run: CheckRun, host: Any) -> ExpectedHost:
     facts = ExpectedHost(
         name=inventory_host.name, customer=inventory_host.customer, environment=inventory_host.environment,
         vars=masked, root=app.root, config_dir=app.config_dir, version=version,
-        release=release_id(version, config.hash), config_hash=config.hash,
+        release=host_release_id(ws, inventory_host, version, config), config_hash=config.hash,
         files=tuple(ConfigFile(f.dest, f"{app.config_dir}/{f.dest}", SecretDigest(f.sha256) if f.secret else f.sha256,
                                f.mode, f.secret) for f in config.files),
         current=current, ledger_release=(live or {}).get("release"), service_status=status, health_url=health_url,

@@ -12,7 +12,7 @@ from golive.agent import archive as archive_rules
 from golive.core.errors import BadInput, Problem
 from golive.core.model import AppDefinition, Host
 from golive.core.plan import DesiredRelease
-from golive.core.release import Artifact, release_id
+from golive.core.release import Artifact, RenderedConfig, release_id, run_settings_hash
 from golive.flows import steps
 from golive.workspace import Workspace
 
@@ -72,6 +72,14 @@ def rendered_commands(ws: Workspace, host: Host, version: str) -> tuple[dict[str
     return service, health, hooks
 
 
+def host_release_id(ws: Workspace, host: Host, version: str, config: RenderedConfig | None = None) -> str:
+    """The id of the release a host runs for a version: its rendered config and its rendered service,
+    health and hook settings (golive.core.release.release_id), what every flow names a release by.
+    `config` is the host's rendered config, rendered here when not given."""
+    config = config if config is not None else ws.render(host, version)
+    return release_id(version, config.hash, run_settings_hash(*rendered_commands(ws, host, version)))
+
+
 def rendered_run(ws: Workspace, host: Host, version: str, desired: DesiredRelease) -> dict[str, Any]:
     """The release's run file: its service commands, health check and hooks rendered with the host's
     variables (0600 on the host; the metadata holds none of it)."""
@@ -82,7 +90,8 @@ def desired_release(ws: Workspace, host: Host, artifact: Artifact
                     ) -> tuple[DesiredRelease, dict[str, Any], dict[str, Any]]:
     """(the release, its metadata, its run file) for a host."""
     config = ws.render(host, artifact.version)
-    desired = DesiredRelease(release_id(artifact.version, config.hash), artifact.version, artifact.name,
-                             artifact.sha256, config, ws.release_tree(artifact.version, config, artifact).entries,
-                             ws.app.drift_ignore)
-    return desired, steps.release_meta(ws.app, desired), rendered_run(ws, host, artifact.version, desired)
+    commands = rendered_commands(ws, host, artifact.version)
+    desired = DesiredRelease(release_id(artifact.version, config.hash, run_settings_hash(*commands)),
+                             artifact.version, artifact.name, artifact.sha256, config,
+                             ws.release_tree(artifact.version, config, artifact).entries, ws.app.drift_ignore)
+    return desired, steps.release_meta(ws.app, desired), steps.release_run(desired, *commands)

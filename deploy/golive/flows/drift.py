@@ -27,7 +27,8 @@ from golive.core.errors import BadInput, Problem
 from golive.core.model import Host
 from golive.core.outcome import Outcome
 from golive.core.redact import MASK, holds_secret_path, leaf_texts
-from golive.core.release import RenderedConfig, release_id
+from golive.core.release import RenderedConfig
+from golive.flows.desired import host_release_id
 from golive.flows.session import mask_for
 from golive.workspace import Workspace
 
@@ -117,7 +118,7 @@ def desired_host(ws: Workspace, host: Host, fingerprint: dict[str, Any] | None) 
     files = tuple(core.DesiredFile(f.dest, f.sha256, f.mode, f.secret,
                                    os.path.join(ws.app.root, "current", "config", f.dest), len(f.content))
                   for f in config.files)
-    return core.DesiredHost(version, release_id(version, config.hash), config.hash, files,
+    return core.DesiredHost(version, host_release_id(ws, host, version, config), config.hash, files,
                             ws.release_tree(version, config), health_port(url) if url else None), ""
 
 

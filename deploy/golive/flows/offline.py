@@ -12,7 +12,7 @@ from golive.core.errors import BadInput, Problem, merged
 from golive.core.model import Host
 from golive.core.outcome import Outcome
 from golive.core.redact import mask_paths
-from golive.core.release import RenderedConfig, release_id
+from golive.core.release import RenderedConfig
 from golive.core.schema import check_host_vars, expired_expectations
 from golive.workspace import Workspace
 
@@ -134,6 +134,8 @@ def _describe_file(ws: Workspace, config: RenderedConfig, out_dir: Path | None) 
 def render(ws: Workspace, customer: str, environment: str, host: str | None = None,
            out: str | None = None, version: str | None = None) -> Outcome:
     """Render a customer's config for an environment; write it under OUT/<host>/ or show it."""
+    from golive.flows.desired import host_release_id
+
     version = version or UNRELEASED
     hosts = ws.hosts(customer, environment, [host] if host else None)
     out_dir = Path(out).resolve() if out else None
@@ -148,7 +150,7 @@ def render(ws: Workspace, customer: str, environment: str, host: str | None = No
             if target.parent != out_dir or any(Path(f.dest).name != f.dest for f in config.files):
                 raise BadInput(Problem(h.where("inventory_hostname"), f"host {h.name!r} would write outside {out}"))
             write_rendered(config, target)
-        data["hosts"][h.name] = {"config_hash": config.hash, "release_id": release_id(version, config.hash),
+        data["hosts"][h.name] = {"config_hash": config.hash, "release_id": host_release_id(ws, h, version, config),
                                  "files": _describe_file(ws, config, out_dir)}
         if out_dir is not None:
             written = f"{len(config.files)} file(s) -> {out_dir / h.name}"

@@ -39,10 +39,10 @@ from golive.core.gate import ConfigChange, Gate, HostGate, Item
 from golive.core.model import Host
 from golive.core.outcome import Outcome
 from golive.core.plan import DesiredRelease, FileChangeKind, file_changes
-from golive.core.release import release_id
 from golive.core.rollback import RollbackFacts, choose
 from golive.flows import drift as drift_flow
 from golive.flows import preflight_report, steps
+from golive.flows.desired import host_release_id
 from golive.flows.offline import validate
 from golive.flows.session import HostSession, operator_name
 from golive.workspace import Workspace
@@ -115,7 +115,7 @@ def _rollback_target(ws: Workspace, host: Host, data: dict[str, Any], version: s
     after_go_live = None
     if version:
         try:
-            after_go_live = release_id(version, ws.render(host, version).hash)
+            after_go_live = host_release_id(ws, host, version)
         except BadInput:
             after_go_live = None
     # What a plain rollback would choose once the release goes live (golive.core.rollback: by deploy
@@ -236,9 +236,10 @@ def _live_files(ws: Workspace, hosts: list[Host], prints: dict[str, drift_flow.F
             continue
         try:
             config = ws.render(host, version)
+            desired_id = host_release_id(ws, host, version, config)
         except BadInput:
             continue  # the workspace item says why
-        desired = DesiredRelease(release_id(version, config.hash), version,
+        desired = DesiredRelease(desired_id, version,
                                  ws.app.store.artifact_name(ws.app.name, version), "", config)
         requests[host.name] = (session.fleet.connected[host.name],
                                {"steps": [steps.read_state(ws.app, desired, with_text=True)]})

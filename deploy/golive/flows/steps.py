@@ -20,7 +20,8 @@ rolling batches under one --max-fail rule, and the leader's release last:
     install  = upload + unpack + configure      (all hosts of a batch finish before any cutover)
     activate = hooks + cutover + restart + verify + mark good (deploy sequence) + record + prune + unlock
     (repair: the release is live but differs from what it should be: [upload] + repair + cutover
-     + restart + verify + record + unlock)
+     + restart + verify + record + unlock; a switch to a kept release that differs from what it
+     should be repairs it the same way first: [upload] + repair + hooks + cutover + ...)
     rollback = lock + choose + hook + cutover + restart + verify + marks + record + unlock
     release  = (rollback: mark the rollback finished, when every host ended on its target) + unlock
 
@@ -45,7 +46,7 @@ from typing import Any, Literal
 
 from golive.adapters.locks import takeover_detail
 from golive.core.model import AppDefinition
-from golive.core.plan import INSTALL, REPAIR, DesiredRelease, HostPlan
+from golive.core.plan import INSTALL, REPAIR, SWITCH, DesiredRelease, HostPlan
 from golive.core.release import Artifact
 
 # "undo": the automatic rollback after a failed step (mark bad, switch back, restart and verify the
@@ -340,10 +341,10 @@ def activate_batch(run: RunContext, app: AppDefinition, plan: HostPlan, desired:
     the host's cache no longer has (the artifact then follows the request), then repairs."""
     target = desired.release
     steps: list[dict[str, Any]] = []
-    if plan.action == REPAIR and "upload" in plan.steps and artifact is not None:
+    if plan.action in (REPAIR, SWITCH) and "upload" in plan.steps and artifact is not None:
         steps.append(upload(artifact))
-    if plan.action == REPAIR and "repair" in plan.steps:
-        steps.append(repair(app, desired))
+    if plan.action in (REPAIR, SWITCH) and "repair" in plan.steps:
+        steps.append(repair(app, desired))  # a kept release is repaired before anything switches to it
     previous = plan.from_release or ""
     # both hooks name the release live before the run (before_cutover runs before any cutover has
     # set $previous)
