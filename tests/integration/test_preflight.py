@@ -108,6 +108,11 @@ def test_go_on_a_clean_verified_pair(verified, tmp_path):
     plan = " ".join(data["rollback_plan"])
     assert "`golive rollback manufacturer production`" in plan and "returns to 1.0-" in plan, plan
     assert data["first_go_live"] is False and "## Sign-off" in markdown and "## Checks that passed" in markdown
+    # the checks staging passed, by name, not only how many and when
+    passed = markdown.split("## Checks that passed", 1)[1].split("\n## ", 1)[0]
+    row = next(line for line in passed.splitlines() if "`mfg-stg-1`" in line and "checks passed" in line)
+    assert "test_service.py::test_service_is_running" in row and "test_release.py::" in row, row
+    assert "test_service.py::test_service_is_running" in (tmp_path / "report" / "report.html").read_text()
     suite = ET.parse(junit).getroot().find("testsuite")
     assert suite.get("failures") == "0" and int(suite.get("tests")) == 1 + 5 + 5 + 5
 

@@ -237,9 +237,10 @@ class Collector(object):
                 checks.append(entry)
         keep = ("time", "action", "result", "release", "version", "artifact_sha256", "config_hash",
                 "operator", "engine", "detail")
-        last_check = dict((k, checks[-1].get(k)) for k in keep) if checks else None
+        checked = keep + ("checks",)  # a check run's entry names the checks that passed
+        last_check = dict((k, checks[-1].get(k)) for k in checked) if checks else None
         current_checks = [c for c in checks if c.get("release") == self.current]
-        check_for_current = dict((k, current_checks[-1].get(k)) for k in keep) if current_checks else None
+        check_for_current = dict((k, current_checks[-1].get(k)) for k in checked) if current_checks else None
         return {"exists": True, "live": dict((k, live.get(k)) for k in keep) if live else None,
                 "last_check": last_check, "check_for_current": check_for_current}
 

@@ -35,6 +35,7 @@ from golive.flows.session import mask_for, run_context
 from golive.workspace import Workspace
 
 CHECKS_DIR = "checks"
+PASSED_KEPT = 200  # names of passed checks a ledger entry keeps
 # golive's check plugin (also the `golive` pytest11 entry point, which plain pytest loads by itself)
 CHECK_PLUGIN = "golive.flows.checkplugin"
 
@@ -161,9 +162,11 @@ def record(ws: Workspace, customer: str, environment: str, fleet: Fleet, connect
             f"{len(result.failed)} of {len(result.failed) + len(result.passed)} failed: " + \
             ws.redactor.head("; ".join(f"{check.rsplit('::', 1)[-1]}: {why}" for check, why in result.failed), 900,
                              ellipsis="")
+        # the checks that passed, by name: the go/no-go report lists them (cut: the ledger is no log)
+        passed = [ws.redactor.text(check) for check in result.passed[:PASSED_KEPT]] if result.ok else None
         entry = context.entry(name, result="passed" if result.ok else "failed", detail=summary,
                               release=facts.current if facts else None,
-                              desired_release=facts.release if facts else None)
+                              desired_release=facts.release if facts else None, checks=passed)
         request = {"root": ws.app.root, "token": context.token, "mask": mask_for(connected[name].host),
                    "steps": [steps.record(entry)]}
         answer = call_agent(connected[name], request, timeout=ws.app.timeouts.begin)

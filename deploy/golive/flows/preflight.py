@@ -156,8 +156,10 @@ def _check_passed(data: dict[str, Any], customer: str, host: Host) -> Item:
     if check and check.get("result") == "passed":
         # the ledger's own words for the run (how many checks passed) with when and for what
         summary = str(check.get("detail") or "passed")
+        names = [str(n) for n in check.get("checks") or []]
+        listed = f": {', '.join(names)}" if names else ""  # an entry of an older golive has no names
         return Item("checks passed", True, f"{summary} at {check.get('time')} for {current} "
-                                           f"(by {check.get('operator') or 'unknown'})")
+                                           f"(by {check.get('operator') or 'unknown'}){listed}")
     detail = f"last check {check.get('result')} at {check.get('time')}" if check else \
         f"no check run recorded for {current}"
     return Item("checks passed", False, detail,
