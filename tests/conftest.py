@@ -172,11 +172,10 @@ def without_database(workspace: Path) -> None:
     """Remove golive.yml's `database:` section (the last one) and the database hosts."""
     import yaml
 
+    from golive.testing._common import without_database_section
+
     app = workspace / "golive.yml"
-    text = app.read_text()
-    head, found, _ = text.partition("\n# The client's database (PostgreSQL).")
-    assert found and "\ndatabase:" not in head, f"{app}: the database section is not the last one"
-    app.write_text(head.rstrip("\n") + "\n")
+    app.write_text(without_database_section(app.read_text(), str(app)))
     for inventory in (workspace / "inventories").iterdir():
         path = inventory / "hosts.yml"
         data = yaml.safe_load(path.read_text())

@@ -195,3 +195,16 @@ def ssh_argv(client_key: str, known_hosts: str, address: str, port: int) -> list
         "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", "-o", "ConnectTimeout=30", "-o", "LogLevel=ERROR",
         f"root@{address}",
     ]
+
+
+# The example golive.yml's database section, its last: a workspace of the example without
+# database hosts (the light-host benchmark, most tests) leaves it out.
+DATABASE_SECTION = "\n# The client's database (PostgreSQL)."
+
+
+def without_database_section(app_text: str, where: str = "golive.yml") -> str:
+    """The example golive.yml's text without its `database:` section."""
+    head, found, _ = app_text.partition(DATABASE_SECTION)
+    if not found or "\ndatabase:" in head:
+        raise TestHostsError(f"{where}: the database section is not the last one")
+    return head.rstrip("\n") + "\n"
