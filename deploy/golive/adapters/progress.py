@@ -167,7 +167,7 @@ class Progress:
         self.rows.setdefault(host, {})[column] = cell
         self.states.setdefault(host, {})[column] = status
         if self.events:
-            self._log({"host": host, "column": column, "status": status, "detail": detail})
+            self._log(self.events, {"host": host, "column": column, "status": status, "detail": detail})
         if self.quiet:
             return
         if self.live is not None:
@@ -176,9 +176,9 @@ class Progress:
             steps = " · ".join(f"{c} {self.rows[host][c]}" for c in self.columns if c in self.rows[host])
             print(self.redactor.text(f"  {host}: {steps}"), file=sys.stderr, flush=True)
 
-    def _log(self, event: dict[str, str]) -> None:
+    def _log(self, path: str, event: dict[str, str]) -> None:
         line = json.dumps({k: self.redactor.text(v) for k, v in event.items()}, sort_keys=True) + "\n"
-        with self._events_lock, open(self.events, "a", encoding="utf-8") as handle:  # type: ignore[arg-type]
+        with self._events_lock, open(path, "a", encoding="utf-8") as handle:
             handle.write(line)
 
     def note(self, text: str) -> None:

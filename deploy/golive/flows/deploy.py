@@ -489,12 +489,12 @@ class Deploy(Rollout):
         rolled_back = answer.result == "rolled_back"
         # Every recovery step ran; the ones that failed (an on_rollback hook, the old release's health) are said.
         recovery = [f"{s.name}: {s.error}" for s in answer.steps if not s.ok and s.name != answer.failed_step]
-        if not plan.from_release and answer.step("withdraw") is not None:
-            withdraw = answer.step("withdraw")
+        withdraw = answer.step("withdraw")
+        if not plan.from_release and withdraw is not None:
             target.report = first_install_report(
                 run.environment, name, plan.action, desired.release, f"{answer.failed_step}: {answer.error}",
                 withdrawn=bool(withdrawn), live=answer.current, recovery=recovery, seconds=seconds,
-                withdraw_error=withdraw.error if withdraw is not None and not withdraw.ok else None)
+                withdraw_error=withdraw.error if not withdraw.ok else None)
             session.progress.update(name, "result", "failed")
             return
         target.report = HostReport(
