@@ -11,8 +11,10 @@ pyinfra engine:
 - host points (``<step>:before`` and ``<step>:done`` for any agent step, plus ``unpack:half``,
   ``restart:running`` and ``verify:running`` inside those steps): the point travels in the agent
   request; the agent, on reaching it, announces it on its output and waits until its controller
-  is gone; the controller kills itself as soon as it reads the announcement. The agent then goes
-  on exactly as it would after a real crash of the controller.
+  is gone. The controller kills itself once every agent session it has open has announced the
+  point or ended: every host of the batch is then at that point, whichever host got there first
+  (killed at the first announcement, a host whose session had not started yet would be left
+  before it). The agents then go on exactly as they would after a real crash of the controller.
 
 Ansible engine (``--engine ansible``): the points are the role's task names. golive's stdout
 callback (engines/callback_plugins/golive_events.py) hands every task start and task result to
@@ -38,6 +40,7 @@ import contextlib
 import os
 import signal
 import threading
+from typing import ClassVar
 
 ENV = "GOLIVE_FAULT_KILL"
 ANNOUNCEMENT = b"golive-fault-point "
@@ -54,11 +57,39 @@ def reached(point: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-def watch_agent_output(data: bytes) -> None:
-    """Called with the agent's output as it arrives: SIGKILL on the armed host point's announcement."""
+class AgentSession:
+    """One agent session of an armed run (adapters/remote.call_agent opens one per batch and host)."""
+
+    open: ClassVar[set[AgentSession]] = set()  # the sessions still running
+    announced: ClassVar[set[AgentSession]] = set()  # the open sessions whose agent announced the point
+
+    def __init__(self, point: str) -> None:
+        self.announcement = ANNOUNCEMENT + point.encode()
+        AgentSession.open.add(self)
+
+    def output(self, data: bytes) -> None:
+        """The agent's output so far, as it arrives."""
+        if self not in AgentSession.announced and self.announcement in data:
+            AgentSession.announced.add(self)
+            self._kill_when_all_there()
+
+    def ended(self) -> None:
+        was_waited_for = bool(AgentSession.announced)
+        AgentSession.open.discard(self)
+        AgentSession.announced.discard(self)
+        if was_waited_for:
+            self._kill_when_all_there()
+
+    @staticmethod
+    def _kill_when_all_there() -> None:
+        if AgentSession.open <= AgentSession.announced:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+def agent_session() -> AgentSession | None:
+    """A session that watches for the armed point, or None (the normal case)."""
     point = armed()
-    if point and ANNOUNCEMENT + point.encode() in data:
-        os.kill(os.getpid(), signal.SIGKILL)
+    return AgentSession(point) if point else None
 
 
 # -- Ansible engine ---------------------------------------------------------------------------

@@ -57,9 +57,10 @@ def call_agent(connected: Connected, request: dict[str, Any], payload: Iterable[
     host = connected.host
     command = command_line(host.connection.python, sudo=bool(host.vars.get("ansible_become")))
     watch = None
-    if faultpoints.armed():  # test hook only: see golive.adapters.faultpoints
+    fault = faultpoints.agent_session()  # test hook only: see golive.adapters.faultpoints
+    if fault is not None:
         request = {**request, "fault_point": faultpoints.armed()}
-        watch = faultpoints.watch_agent_output
+        watch = fault.output
     if on_step is not None:
         request = {**request, "report_steps": True}  # Agent.report_step
     if on_progress is not None or on_step is not None:
@@ -70,6 +71,9 @@ def call_agent(connected: Connected, request: dict[str, Any], payload: Iterable[
     except Exception as error:  # the connection broke mid-batch: the host finishes or rolls back alone
         return AgentAnswer(False, [], "unknown", error=f"connection lost: {error or type(error).__name__}",
                            transport_error=True)
+    finally:
+        if fault is not None:
+            fault.ended()
     if code == 127 or (code != 0 and b"not found" in stderr):
         return AgentAnswer(False, [], "failed", error=f"{host.connection.python} not found on the host "
                                                       f"(set ansible_python_interpreter)", transport_error=True)
