@@ -190,6 +190,21 @@ def describe_differences(differences, limit=4):
     return "its files differ from the release: %s%s" % (", ".join(shown), more)
 
 
+# A systemd unit's commands, the same in roles/golive (tasks/restart.yml, stop.yml, verify.yml). The
+# restart clears a start limit first: a crash-looping release the health check gave up on leaves
+# its unit "failed", and the rollback's restart of the good release must not be refused for it.
+# A failed restart shows the unit's journal, where the service said why.
+UNIT_RESTART = ("systemctl reset-failed %(unit)s 2>/dev/null; systemctl restart %(unit)s || "
+                "{ code=$?; journalctl -u %(unit)s -n 10 --no-pager -o cat; exit $code; }")
+UNIT_REPORT = "systemctl is-active %(unit)s; journalctl -u %(unit)s -n 10 --no-pager -o cat"
+
+
+def unit_command(unit, action):
+    if action == "restart":
+        return UNIT_RESTART % {"unit": unit}
+    return "systemctl %s %s" % (action, unit)
+
+
 class Agent:
     def __init__(self, request, stream):
         self.request = request
@@ -922,7 +937,7 @@ class Agent:
     def service_command(self, release, action):
         service = self.run_spec(release).get("service") or {}
         if service.get("systemd_unit"):
-            return "systemctl %s %s" % (action, service["systemd_unit"])
+            return unit_command(service["systemd_unit"], action)
         if action == "restart" and not service.get("restart") and service.get("start"):
             return "%s; %s" % (service.get("stop") or "true", service["start"])
         return service.get(action)
@@ -975,7 +990,19 @@ class Agent:
             self.fault_point("%s:running" % args.get("name", "verify"))
             if ok:
                 return {"attempts": attempt + 1}
-        raise StepError("health check failed after %d attempts: %s" % (attempts, last))
+        raise StepError("health check failed after %d attempts: %s%s" % (attempts, last, self.unit_report(release)))
+
+    def unit_report(self, release):
+        """Why a systemd unit does not serve, for a failed health check: "; UNIT is STATE; its journal
+        ends: LINE | LINE" (the service's own words, masked). Nothing for a command-form service."""
+        unit = (self.run_spec(release).get("service") or {}).get("systemd_unit")
+        if not unit:
+            return ""
+        code, output = self.run_command(UNIT_REPORT % {"unit": unit}, timeout=30)
+        lines = [line.strip() for line in output.splitlines() if line.strip()]
+        if not lines:
+            return ""
+        return "; %s is %s; its journal ends: %s" % (unit, lines[0], " | ".join(lines[1:]) or "(empty)")
 
     def health_once(self, release, meta, direction="deploy", want_release=None, extra=None):
         """One health check of a release, by the rule every engine applies (shared.health_problem):
