@@ -13,14 +13,12 @@ and golive restarts it with systemctl after `current` moved.
 
 from __future__ import annotations
 
-import json
 import re
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, copy_workspace, run_golive
+from tests.conftest import REPO, copy_workspace, health_of, run_golive
 
 ENGINES = ("pyinfra", "ansible")
 STAGING = "h131"  # the manufacturer's staging host, mfg-stg-1, is the session's first systemd host
@@ -58,14 +56,6 @@ def unit(hosts, name: str) -> tuple[str, int]:
     return state, int(pid)
 
 
-def served(address: str) -> dict | None:
-    try:
-        with urllib.request.urlopen(f"http://{address}:8080/health", timeout=3) as response:
-            return json.loads(response.read())
-    except OSError:
-        return None
-
-
 def address(hosts, name: str) -> str:
     return next(h.address for h in hosts.hosts if h.name == name)
 
@@ -76,7 +66,7 @@ def test_the_product_runs_as_a_systemd_unit_through_deploy_check_and_rollback(un
     ws, where = unit_workspace, address(systemd_hosts, STAGING)
     golive(ws, "deploy", "manufacturer", "staging", "--release", "1.0", engine=engine)
     state, first = unit(systemd_hosts, STAGING)
-    assert state == "active" and first > 1 and served(where)["version"] == "1.0"
+    assert state == "active" and first > 1 and health_of(where)["version"] == "1.0"
 
     # Trip the unit's start limit by hand (StartLimitBurst=3): the unit is failed, refusing starts.
     tripped = systemd_hosts.ssh(STAGING, "for i in 1 2 3 4; do systemctl restart northwind || exit 0; done; exit 1")
@@ -85,7 +75,7 @@ def test_the_product_runs_as_a_systemd_unit_through_deploy_check_and_rollback(un
     # The next deploy's restart clears the limit and starts the new release in a new process.
     golive(ws, "deploy", "manufacturer", "staging", "--release", "1.1", engine=engine)
     state, second = unit(systemd_hosts, STAGING)
-    assert state == "active" and second not in (0, first) and served(where)["version"] == "1.1"
+    assert state == "active" and second not in (0, first) and health_of(where)["version"] == "1.1"
     # The checks ask the unit too. The one they fail is the product's locale, which this bare
     # Debian server does not have: preparing the host is not a deploy's job.
     checked = run_golive(ws, "check", "manufacturer", "staging", "--json", check=1).json()["hosts"][0]
@@ -104,10 +94,10 @@ def test_the_product_runs_as_a_systemd_unit_through_deploy_check_and_rollback(un
     assert host["status"] == "rolled_back", failed.output
     assert "northwind is " in host["error"] and "its journal ends: " in host["error"], failed.output
     assert "northwind: cannot start" in host["error"], failed.output
-    assert unit(systemd_hosts, STAGING)[0] == "active" and served(where)["version"] == "1.1"
+    assert unit(systemd_hosts, STAGING)[0] == "active" and health_of(where)["version"] == "1.1"
 
     staging.write_text(good)
     golive(ws, "rollback", "manufacturer", "staging", engine=engine)
-    assert unit(systemd_hosts, STAGING)[0] == "active" and served(where)["version"] == "1.0"
+    assert unit(systemd_hosts, STAGING)[0] == "active" and health_of(where)["version"] == "1.0"
     status = run_golive(ws, "status", "manufacturer", "staging", "--json").json()["hosts"][0]
     assert (status["version"], status["state"], status["live"]) == ("1.0", "good", "healthy"), status
