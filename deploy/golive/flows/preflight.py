@@ -185,7 +185,8 @@ def artifact_requirements(ws: Workspace, version: str | None) -> tuple[Requireme
         problems = "; ".join(str(p) for p in error.problems)
         return Requirements(), Item("requirements", False, problems,
                                     f"The artifact {artifact.name} cannot be deployed: {problems}. Its vendor "
-                                    "builds it again with a valid declaration; then run preflight again.")
+                                    "builds it again (`golive package`, which refuses what deploy would); then run "
+                                    "preflight again.")
 
 
 def _requirements(ws: Workspace, host: Host, data: dict[str, Any], requirements: Requirements,
