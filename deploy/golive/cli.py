@@ -139,6 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", dest="release", required=True, metavar="V", help="the release version")
     p.add_argument("--name", help="the product name (default: golive.yml application.name)")
     p.add_argument("--out", metavar="STORE", help="where to write it (default: golive.yml release_store.path)")
+    p.add_argument("--requires", action="append", metavar="REQ",
+                   help="what the release needs from a host, written into its manifest (repeatable): "
+                        "python>=3.11, glibc>=2.28, arch=x86_64,aarch64")
     p = verb("backups", "an environment's database backups; rehearse a restore, or restore one by id")
     p.add_argument("customer")
     p.add_argument("environment")
@@ -200,7 +203,7 @@ def dispatch(ws: Workspace | None, args: argparse.Namespace, progress: Progress)
     if verb == "package":  # the only verb that can run without a workspace
         from golive.flows.package import package
 
-        return package(args.directory, args.release, name=args.name, out=args.out, ws=ws)
+        return package(args.directory, args.release, name=args.name, out=args.out, ws=ws, requires=args.requires)
     assert ws is not None
     if verb in ("inventory", "validate", "render"):
         from golive.flows import offline

@@ -213,3 +213,37 @@ def test_the_roles_gate_refuses_what_the_controller_and_the_host_agent_refuse(ca
     gate = subprocess.run([sys.executable, str(GATE), str(artifact), "1000", str(100 << 20), "northwind", "6.6",
                            "config"], capture_output=True, text=True)
     assert gate.returncode == 1 and refusal in gate.stderr and gate.stdout == "", gate.stderr
+
+
+def test_package_writes_what_the_release_requires_into_its_manifest(tmp_path):
+    source = source_tree(tmp_path)
+    result = golive("package", str(source), "--version", "2.0", "--name", "northwind", "--out", "s",
+                    "--requires", "python>=3.11", "--requires", "arch=amd64,aarch64", "--requires", "glibc>=2.28,<3",
+                    "--json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    artifact = tmp_path / "s" / "northwind-2.0.tar.gz"
+    with tarfile.open(artifact) as archive:
+        manifest = json.loads(archive.extractfile(archive_rules.MANIFEST).read())
+    declared = {"arch": ["x86_64", "aarch64"], "glibc": ">=2.28,<3", "python": ">=3.11"}
+    assert manifest["requires"] == declared == json.loads(result.stdout)["requires"]
+    # the controller reads it back, from the archive and then from its remembered pass alike
+    made = Artifact("2.0", artifact.name, str(artifact), hashlib.sha256(artifact.read_bytes()).hexdigest(), 0)
+    first = check_artifact_archive(APP, made, tmp_path / "cache")
+    again = check_artifact_archive(APP, made, tmp_path / "cache")
+    assert first.declared() == again.declared() == declared
+    # without --requires there is no `requires` key at all: the bytes of existing builds are unchanged
+    plain = golive("package", str(source), "--version", "2.0", "--name", "northwind", "--out", "p", cwd=tmp_path)
+    assert plain.returncode == 0, plain.stderr
+    with tarfile.open(tmp_path / "p" / "northwind-2.0.tar.gz") as archive:
+        assert "requires" not in json.loads(archive.extractfile(archive_rules.MANIFEST).read())
+
+
+@pytest.mark.parametrize(("value", "words"), [
+    ("python3.11", "not a version requirement"), ("glibc>=2.x", "not a version requirement"),
+    ("arch==x86_64", "arch=NAME"), ("kernel>=5", "golive checks python, glibc, arch"),
+])
+def test_package_refuses_a_malformed_requirement_and_writes_nothing(tmp_path, value, words):
+    result = golive("package", str(source_tree(tmp_path)), "--version", "2.0", "--name", "northwind", "--out", "s",
+                    "--requires", value, cwd=tmp_path)
+    assert result.returncode == 2 and "--requires" in result.stderr and words in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "s").exists()

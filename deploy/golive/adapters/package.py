@@ -80,7 +80,7 @@ def tree_entries(source: Path, skip=lambda relative: False) -> list[Entry]:
     return entries
 
 
-def manifest(entries: list[Entry], name: str, version: str) -> bytes:
+def manifest(entries: list[Entry], name: str, version: str, requires: dict[str, object] | None = None) -> bytes:
     members = []
     for entry in sorted(entries, key=lambda e: e.path):
         item: dict[str, object] = {"path": entry.path, "type": entry.type}
@@ -92,12 +92,15 @@ def manifest(entries: list[Entry], name: str, version: str) -> bytes:
             item.update(size=len(entry.data), sha256=hashlib.sha256(entry.data).hexdigest())
         members.append(item)
     # One member a line: readable, and a diff of two releases' manifests is a diff of their files.
-    head = json.dumps({"format": archive_rules.MANIFEST_FORMAT, "name": name, "version": version})[:-1]
+    # `requires`: what the release needs from a host (golive.core.requires; docs/artifacts.md)
+    head = json.dumps({"format": archive_rules.MANIFEST_FORMAT, "name": name, "version": version,
+                       **({"requires": requires} if requires else {})})[:-1]
     lines = ",\n".join(json.dumps(item, sort_keys=True) for item in members)
     return f'{head}, "members": [\n{lines}\n]}}\n'.encode()
 
 
-def archive_bytes(entries: list[Entry], name: str, version: str, compressed: bool = True) -> bytes:
+def archive_bytes(entries: list[Entry], name: str, version: str, compressed: bool = True,
+                  requires: dict[str, object] | None = None) -> bytes:
     """The artifact: the entries and their manifest, sorted, with fixed metadata."""
     for entry in entries:
         if entry.path.split("/", 1)[0] in RESERVED:
@@ -106,7 +109,7 @@ def archive_bytes(entries: list[Entry], name: str, version: str, compressed: boo
     paths = {e.path for e in entries}
     parents = {str(p) for e in entries for p in Path(e.path).parents if str(p) != "."} - paths
     members = [*entries, *(Entry(p, "dir", 0o755) for p in parents)]
-    members.append(Entry(archive_rules.MANIFEST, "file", 0o644, manifest(members, name, version)))
+    members.append(Entry(archive_rules.MANIFEST, "file", 0o644, manifest(members, name, version, requires)))
     tar = io.BytesIO()
     with tarfile.open(fileobj=tar, mode="w", format=tarfile.PAX_FORMAT) as archive:
         for entry in sorted(members, key=lambda e: e.path):
@@ -144,20 +147,24 @@ def check_package(data: bytes, name: str, version: str, limits: tuple[int, int])
 
 
 def package(source: Path, version: str, name: str, store: Path, file_name: str,
-            limits: tuple[int, int] = (20000, 1 << 30), skip=lambda relative: False) -> Packaged:
+            limits: tuple[int, int] = (20000, 1 << 30), skip=lambda relative: False,
+            requires: dict[str, object] | None = None) -> Packaged:
     """Write STORE/file_name and STORE/file_name.sha256 (sha256sum format; written last, so a .sha256
     always describes a complete artifact)."""
     kind = archive_rules.declared_format(file_name)
     if kind is None:
         raise BadInput(f"package: {file_name!r} must end in .tar.gz, .tgz or .tar")
     entries = tree_entries(source, skip)
-    return write_artifact(entries, name, version, store, file_name, limits)
+    return write_artifact(entries, name, version, store, file_name, limits, requires)
 
 
 def write_artifact(entries: list[Entry], name: str, version: str, store: Path, file_name: str,
-                   limits: tuple[int, int] = (20000, 1 << 30)) -> Packaged:
-    """The artifact of these entries, checked as deploy checks it, written with its .sha256."""
-    data = archive_bytes(entries, name, version, compressed=archive_rules.declared_format(file_name) == "gzip")
+                   limits: tuple[int, int] = (20000, 1 << 30), requires: dict[str, object] | None = None) -> Packaged:
+    """The artifact of these entries, checked as deploy checks it, written with its .sha256;
+    `requires`: the manifest's declaration of what the release needs from a host, as
+    golive.core.requires.Requirements.declared() gives it (validated by the caller)."""
+    data = archive_bytes(entries, name, version, compressed=archive_rules.declared_format(file_name) == "gzip",
+                         requires=requires)
     check_package(data, name, version, limits)
     digest = hashlib.sha256(data).hexdigest()
     store.mkdir(parents=True, exist_ok=True)

@@ -89,13 +89,18 @@ def parse_manifest(data, product, version):
     return entries
 
 
-def manifest_of(archive, checked, product, version):
-    """Read and parse the manifest member of a checked archive."""
+def manifest_bytes(archive, checked):
+    """The manifest member of a checked archive, as bytes."""
     found = [member for relative, member in checked if relative == MANIFEST]
     if not found or not found[0].isreg():
         raise ArchiveRefused("the artifact has no %s at its root: golive cannot tell whether it is the whole "
                              "release; %s" % (MANIFEST, MANIFEST_HINT))
-    return parse_manifest(archive.extractfile(found[0]).read(), product, version)
+    return archive.extractfile(found[0]).read()
+
+
+def manifest_of(archive, checked, product, version):
+    """Read and parse the manifest member of a checked archive."""
+    return parse_manifest(manifest_bytes(archive, checked), product, version)
 
 
 def compare_manifest(entries, checked):

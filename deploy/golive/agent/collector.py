@@ -29,6 +29,7 @@ if __name__ != "golive_agent":  # on the controller; on a host golive.agent send
         from_json,
         health_expected,
         health_problem,
+        host_platform,
         http_get,
         read_json,
         read_output_tail,
@@ -268,7 +269,9 @@ class Collector(object):
                 continue
         uname = os.uname()
         zone = self.timezone()
-        return {"os": os_release.get("PRETTY_NAME") or os_release.get("NAME"),
+        facts = host_platform()  # what an artifact may require (preflight's requirements item)
+        return {"glibc": facts["glibc"], "python_path": facts["python_path"],
+                "os": os_release.get("PRETTY_NAME") or os_release.get("NAME"),
                 "os_id": os_release.get("ID"), "os_version": os_release.get("VERSION_ID"),
                 "kernel": uname.release, "machine": uname.machine, "python": "%d.%d.%d" % sys.version_info[:3],
                 "hostname": socket.gethostname(), "timezone": zone[0], "timezone_data": zone[1],

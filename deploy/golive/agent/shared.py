@@ -85,6 +85,21 @@ def read_json(path, default=None):
         return default
 
 
+def host_platform():
+    """What an artifact may require of the host (golive.core.requires): the version of the python3
+    running this program (the interpreter golive runs the agent with), the C library's glibc version
+    (None without glibc: musl has no CS_GNU_LIBC_VERSION) and the machine architecture."""
+    import sys
+
+    try:
+        libc = os.confstr("CS_GNU_LIBC_VERSION")  # "glibc 2.36"
+    except (ValueError, OSError, AttributeError):
+        libc = None
+    glibc = libc.split()[-1] if libc and libc.split()[0].lower() == "glibc" else None
+    return {"python": "%d.%d.%d" % sys.version_info[:3], "python_path": sys.executable, "glibc": glibc,
+            "arch": os.uname()[4]}
+
+
 def fast_sha256():
     """For megabytes (artifacts, a release's files): OpenSSL's sha256 is several times faster than
     the built-in one, which pays off beyond its ~3 ms import."""

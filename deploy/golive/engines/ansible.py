@@ -38,16 +38,21 @@ from golive.core.model import Host
 from golive.core.outcome import Outcome
 from golive.core.plan import UNCHANGED
 from golive.core.redact import Redactor
+from golive.core.release import Artifact
+from golive.core.requires import Requirements
 from golive.core.rollout import batches, max_fail_threshold
 from golive.flows import steps
 from golive.flows.deploy import (
+    REQUIREMENTS_REFUSED,
     Target,
     deploy_outcome,
     disagreements,
     enforce_promotion,
     first_install_report,
+    platforms,
     prepare,
 )
+from golive.flows.desired import requirement_problems
 from golive.flows.session import HostReport, HostSession, lock_report, operator_name
 from golive.workspace import Workspace
 
@@ -98,8 +103,10 @@ def deploy(ws: Workspace, customer: str, environment: str, version: str, *, seri
     if ws.app.database is not None:
         raise BadInput("golive.yml declares a database: its steps are not yet done by --engine ansible; deploy "
                        "with the pyinfra engine")
-    artifact, targets = prepare(ws, customer, environment, version, only)
+    artifact, targets, requirements = prepare(ws, customer, environment, version, only)
     promotion = enforce_promotion(ws, customer, environment, artifact, override_promotion, progress)
+    if requirements:
+        refuse_unmet_requirements(ws, targets, artifact, requirements, progress)
     extra = {"golive_release_version": artifact.version,
              # where golive verified the artifact: the store, or the cache it fetched a remote store's into
              "golive_artifact_store": str(Path(artifact.path).parent),
@@ -146,6 +153,29 @@ def rollback(ws: Workspace, customer: str, environment: str, to_version: str | N
     return deploy_outcome("rollback", customer, environment, to_version, targets,
                           {"to": to_version, "force": force, "engine": "ansible", "target": target,
                            "disagree": disagree}, notes)
+
+
+def refuse_unmet_requirements(ws: Workspace, targets: list[Target], artifact: Artifact, requirements: Requirements,
+                              progress: Progress) -> None:
+    """What the artifact requires of a host, checked before ansible-playbook starts: one read-only
+    round trip of golive's own agent per host (the state step the pyinfra engine's begin batch runs,
+    so the same facts, the same comparison and the same words), no lock taken. A host it cannot
+    reach is left to the playbook, which reports it unreachable."""
+    session = HostSession([t.host for t in targets], progress, ws.app)
+    try:
+        connected = session.connect()
+        requests = {t.host.name: (connected[t.host.name], {"steps": [steps.read_state(ws.app)]})
+                    for t in targets if connected[t.host.name].ok}
+        answers = session.call_all(requests, ws.app.timeouts.begin)
+    finally:
+        session.close()
+    for target in targets:
+        target.answers = (answers[target.host.name],) if target.host.name in answers else ()
+    problems = requirement_problems(requirements, artifact, platforms(targets), REQUIREMENTS_REFUSED)
+    for target in targets:
+        target.answers = ()
+    if problems:
+        raise BadInput(problems)
 
 
 # -- running ansible-playbook ---------------------------------------------------------------

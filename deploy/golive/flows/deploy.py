@@ -21,10 +21,11 @@ from golive.core.model import Host
 from golive.core.outcome import Outcome
 from golive.core.plan import INSTALL, UNCHANGED, DesiredRelease, HostFacts, HostPlan, plan_host
 from golive.core.release import Artifact
+from golive.core.requires import Requirements
 from golive.core.rollback import Choice, RollbackFacts, choose, next_sequence
 from golive.core.rollout import batches, crossed, max_fail_threshold
 from golive.flows import database, steps
-from golive.flows.desired import check_artifact_archive, desired_release
+from golive.flows.desired import check_artifact_archive, desired_release, requirement_problems
 from golive.flows.session import HostReport, HostSession, chunks, lock_report, run_context, step_seconds
 from golive.workspace import Workspace
 
@@ -352,12 +353,21 @@ def release_leader(rollout: Rollout, targets: list[Target]) -> None:
 
 # -- deploy ---------------------------------------------------------------------------------
 
+# What a refusal for unmet requirements says about the run, by verb.
+REQUIREMENTS_REFUSED = ("refused before anything was uploaded: no host was changed, the locks this run took are "
+                        "released; deploy it to hosts that have what it requires, or ask its vendor for a build "
+                        "these hosts can run")
+REQUIREMENTS_PLAN = ("golive deploy would refuse it before uploading anything (nothing was changed); deploy it to "
+                     "hosts that have what it requires, or ask its vendor for a build these hosts can run")
+
+
 def prepare(ws: Workspace, customer: str, environment: str, version: str,
-            only: list[str] | None) -> tuple[Artifact, list[Target]]:
-    """Everything that can be refused without touching a host."""
+            only: list[str] | None) -> tuple[Artifact, list[Target], Requirements]:
+    """Everything that can be refused without touching a host; and what the artifact requires of a
+    host (checked against each host's facts once its state is read)."""
     hosts = ws.hosts(customer, environment, only)
     artifact = ws.artifact(version)
-    check_artifact_archive(ws.app, artifact, ws.cache_dir)
+    requirements = check_artifact_archive(ws.app, artifact, ws.cache_dir)
     targets = []
     problems: list[Problem] = []
     for host in hosts:
@@ -369,7 +379,17 @@ def prepare(ws: Workspace, customer: str, environment: str, version: str,
         targets.append(Target(host, desired, meta, run=release_run))
     if problems:
         raise BadInput(problems)
-    return artifact, targets
+    return artifact, targets, requirements
+
+
+def platforms(targets: list[Target]) -> dict[str, dict[str, Any]]:
+    """Each host's facts from its state step (the begin batch's, or plan's), for the hosts that answered."""
+    found = {}
+    for target in targets:
+        state = target.answers[0].step("state") if target.answers else None
+        if state is not None and state.ok:
+            found[target.host.name] = state.data.get("platform") or {}
+    return found
 
 
 class Deploy(Rollout):
@@ -378,9 +398,10 @@ class Deploy(Rollout):
     verb, done = "deploy", "deployed"
 
     def __init__(self, session: HostSession, run: steps.RunContext, ws: Workspace, artifact: Artifact,
-                 db_plan: database.DeployPlan | None = None) -> None:
+                 db_plan: database.DeployPlan | None = None, requirements: Requirements | None = None) -> None:
         super().__init__(session, run, ws)
         self.artifact, self.db_plan = artifact, db_plan
+        self.requirements = requirements or Requirements()
         self.seq: int | None = None  # the deploy sequence this run gives what it makes live
 
     def begin_request(self, target: Target, takeover: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -406,6 +427,18 @@ class Deploy(Rollout):
             self.session.progress.update(name, "result", "unchanged")
 
     def prepared(self, targets: list[Target]) -> None:
+        """Every host's state is read, nothing is uploaded yet: an artifact a host cannot run is refused
+        here, for every host at once (its requirements against the facts the state step read)."""
+        problems = requirement_problems(self.requirements, self.artifact, platforms(targets), REQUIREMENTS_REFUSED)
+        if problems:
+            # the leader's lock is given back by run_rollout's release_leader; an unchanged host's
+            # was given back by its begin batch (finish_if_unchanged)
+            ours = [t for t in targets if holds_lock(t) and not t.leads and t.report is None]
+            self.session.call_all({t.host.name: (t.link, steps.release_batch()) for t in ours},
+                                  self.session.timeouts.begin)
+            for name in {p.where for p in problems if p.where != self.artifact.name}:
+                self.session.progress.update(name, "result", "failed", "requirements")
+            raise BadInput(problems)
         self.seq = next_sequence(t.answers[0].data("state") for t in targets if t.answers)
 
     def ready(self, target: Target) -> bool:
@@ -512,7 +545,7 @@ def deploy(ws: Workspace, customer: str, environment: str, version: str, *, seri
            max_fail: str | None = None, only: list[str] | None = None, operator: str | None = None,
            override_promotion: str | None = None, progress: Progress) -> Outcome:
     threshold = max_fail_threshold(max_fail)
-    artifact, targets = prepare(ws, customer, environment, version, only)
+    artifact, targets, requirements = prepare(ws, customer, environment, version, only)
     planned_batches = batches(targets, serial)
     db = database.for_environment(ws, customer, environment)
     promotion = enforce_promotion(ws, customer, environment, artifact, override_promotion, progress)
@@ -533,7 +566,7 @@ def deploy(ws: Workspace, customer: str, environment: str, version: str, *, seri
         for target in targets:
             target.meta["schema_version"] = db_plan.release_schema
             target.database = db_plan.annotation()
-    run_rollout(Deploy(session, run, ws, artifact, db_plan), targets, planned_batches, threshold)
+    run_rollout(Deploy(session, run, ws, artifact, db_plan, requirements), targets, planned_batches, threshold)
     extra = {**promotion, **({"database": db_plan.outcome()} if db_plan else {})}
     outcome = deploy_outcome("deploy", customer, environment, artifact.version, targets, extra)
     if db_plan is not None:
@@ -590,7 +623,7 @@ def describe_report(r: HostReport) -> str:
 
 def plan(ws: Workspace, customer: str, environment: str, version: str, *, only: list[str] | None = None,
          progress: Progress) -> Outcome:
-    artifact, targets = prepare(ws, customer, environment, version, only)
+    artifact, targets, requirements = prepare(ws, customer, environment, version, only)
     source, promotion = promotion_problems(ws, customer, environment, artifact, progress)
     db = database.for_environment(ws, customer, environment)
     session = HostSession([t.host for t in targets] + ([db.host] if db else []), progress, ws.app)
@@ -611,6 +644,12 @@ def plan(ws: Workspace, customer: str, environment: str, version: str, *, only: 
         answers = session.call_all(requests, ws.app.timeouts.begin)
     finally:
         session.close()
+    for target in targets:
+        answer = answers.get(target.host.name)
+        target.answers = (answer,) if answer is not None else ()
+    refused = requirement_problems(requirements, artifact, platforms(targets), REQUIREMENTS_PLAN)
+    if refused:
+        raise BadInput(refused)
     host_plans: list[dict[str, Any]] = []
     lines = [f"plan: {artifact.version} to {customer}/{environment} (artifact sha256 {artifact.sha256[:16]})"]
     if source:

@@ -11,16 +11,22 @@ from golive.core.errors import BadInput, Problem
 from golive.core.model import name_problem
 from golive.core.outcome import Outcome
 from golive.core.release import VERSION_PATTERN
+from golive.core.requires import parse_option
 from golive.workspace import Workspace
 
 
 def package(source: str, version: str, *, name: str | None = None, out: str | None = None,
-            ws: Workspace | None = None) -> Outcome:
+            ws: Workspace | None = None, requires: list[str] | None = None) -> Outcome:
     """The product name and the store default to the workspace's golive.yml (application.name,
-    release_store.path); the file is named by its release_store.artifact pattern."""
+    release_store.path); the file is named by its release_store.artifact pattern. `requires`: the
+    --requires values ("python>=3.11", "glibc>=2.28", "arch=x86_64,aarch64"), written into the
+    manifest (docs/artifacts.md)."""
     if not VERSION_PATTERN.fullmatch(version):
         raise BadInput(Problem("--version", f"{version!r} is not a valid version (letters, digits, . _ + -, "
                                             f"at most 64, starting with a letter or digit)"))
+    requirements, problems = parse_option(requires or [])
+    if problems:
+        raise BadInput(problems)
     if ws is not None:
         product, store = name or ws.app.name, Path(out).resolve() if out else ws.store
     elif name and out:
@@ -36,8 +42,10 @@ def package(source: str, version: str, *, name: str | None = None, out: str | No
         limits = (ws.app.store.max_members, ws.app.store.max_unpacked_bytes)
     else:
         file_name, limits = f"{product}-{version}.tar.gz", (20000, 1 << 30)
-    made = make_package(Path(source), version, product, store, file_name, limits)
+    made = make_package(Path(source), version, product, store, file_name, limits,
+                        requires=requirements.declared() or None)
     shown = os.path.relpath(made.path) if made.path.is_relative_to(Path.cwd()) else str(made.path)
+    needs = f"\nrequires: {'; '.join(map(str, requirements.items))}" if requirements else ""
     return Outcome({"artifact": str(made.path), "sha256": made.sha256, "members": made.members,
-                    "name": product, "version": version},
-                   f"artifact: {shown}\nsha256: {made.sha256}\nmembers: {made.members} (manifest included)")
+                    "name": product, "version": version, "requires": requirements.declared()},
+                   f"artifact: {shown}\nsha256: {made.sha256}\nmembers: {made.members} (manifest included){needs}")

@@ -4,7 +4,8 @@ One fingerprint per host of the source environment (staging) and production, in 
 collector as drift), then the gate items:
 
     workspace       the workspace validates (YAML, schema, templates, expiry dates)
-    per production host: reachable (with its known host key), disk, lock, rollback target, drift
+    per production host: reachable (with its known host key), disk, lock, rollback target, requirements
+                         (when the release's artifact declares what it needs from a host), drift
     per staging host:    reachable, runs release V, passed its checks for it, lock, drift
 
 Production running an older release than staging is what the go-live changes, so that difference
@@ -39,10 +40,11 @@ from golive.core.gate import ConfigChange, Gate, HostGate, Item
 from golive.core.model import Host
 from golive.core.outcome import Outcome
 from golive.core.plan import DesiredRelease, FileChangeKind, file_changes
+from golive.core.requires import Requirements
 from golive.core.rollback import RollbackFacts, choose
 from golive.flows import drift as drift_flow
 from golive.flows import preflight_report, steps
-from golive.flows.desired import host_release_id
+from golive.flows.desired import check_artifact_archive, host_release_id
 from golive.flows.offline import validate
 from golive.flows.session import HostSession, operator_name
 from golive.workspace import Workspace
@@ -165,6 +167,44 @@ def _check_passed(data: dict[str, Any], customer: str, host: Host) -> Item:
     return Item("checks passed", False, detail,
                 f"The environment checks have not passed on {host.name} for the release it runs ({detail}). "
                 f"Run `golive check {customer} {host.environment}`, fix what it reports, then run preflight again.")
+
+
+def artifact_requirements(ws: Workspace, version: str | None) -> tuple[Requirements, Item | None]:
+    """What the release's artifact requires of a host (its manifest, golive.core.requires), and the
+    item that says its declaration is malformed (then every production host is NO-GO on it). No
+    artifact in the store: nothing to check here (the promotion items say what staging runs)."""
+    if not version:
+        return Requirements(), None
+    try:
+        artifact = ws.artifact(version)
+    except BadInput:
+        return Requirements(), None
+    try:
+        return check_artifact_archive(ws.app, artifact, ws.cache_dir), None
+    except BadInput as error:
+        problems = "; ".join(str(p) for p in error.problems)
+        return Requirements(), Item("requirements", False, problems,
+                                    f"The artifact {artifact.name} cannot be deployed: {problems}. Its vendor "
+                                    "builds it again (`golive package`, which refuses what deploy would); then run "
+                                    "preflight again.")
+
+
+def _requirements(ws: Workspace, host: Host, data: dict[str, Any], requirements: Requirements,
+                  version: str) -> Item:
+    """The host has what the release's artifact requires (the facts the collector read: the
+    python3 golive runs there, glibc, the machine architecture), as deploy checks it."""
+    platform = data.get("platform") or {}
+    facts = {"python": platform.get("python"), "glibc": platform.get("glibc"), "arch": platform.get("machine")}
+    artifact = ws.app.store.artifact_name(ws.app.name, version)
+    unmet = requirements.unmet(facts)
+    if not unmet:
+        return Item("requirements", True, f"has what {artifact} requires: "
+                                          + "; ".join(str(r) for r in requirements.items))
+    detail = "; ".join(u.sentence(artifact) for u in unmet)
+    return Item("requirements", False, detail,
+                f"{host.name} cannot run {version}: {detail}. golive deploy refuses it before uploading anything. "
+                "Upgrade the server (or deploy to servers that have it), or ask the vendor for a build these "
+                "servers can run; then run preflight again.")
 
 
 # The application root and the config folder as golive needs them before its first deploy: each is a
@@ -437,6 +477,7 @@ def evaluate(ws: Workspace, customer: str, release: str | None, progress: Progre
     finally:
         session.close()
     config_changes, change_notes = _config_changes(ws, targets, live, version)
+    requirements, malformed = artifact_requirements(ws, version)
     artifact_sha256 = ws.artifact_files(version)[0] if version else None
     report = drift_flow.with_database(ws, plan, drift_flow.report(ws, plan, prints, today), prints, progress) \
         if plan else None
@@ -462,6 +503,8 @@ def evaluate(ws: Workspace, customer: str, release: str | None, progress: Progre
         elif fp.ok:
             gate.items += [_runs_release(data, version, customer, host, artifact_sha256),
                            _check_passed(data, customer, host), _lock(host, data, customer)]
+        if fp.ok and host.environment == TARGET and version and (requirements or malformed):
+            gate.items.append(malformed or _requirements(ws, host, data, requirements, version))
         if fp.ok:
             gate.items.append(_drift_item(ws, host, prints, unexpected, customer) if report else
                               Item("drift", False, "not compared: the workspace does not render",
