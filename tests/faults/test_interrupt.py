@@ -12,6 +12,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -119,6 +120,43 @@ def test_ctrl_c_during_a_deploy_says_where_each_host_was(workspace, test_hosts, 
     assert live_release_problems(test_hosts, 11) == []
 
 
+def test_ctrl_c_while_the_leader_hangs_sends_it_nothing_more(workspace, test_hosts):
+    """Ctrl-C is often pressed because a host hangs: golive then sends it nothing more (giving the
+    leader's lock back would wait as long as the host hangs). The leader keeps the environment lock
+    while its agent finishes the batch on its own; the re-run takes the lock over and converges."""
+    run_golive(workspace, "deploy", "manufacturer", "staging", "--release", "1.0", check=0)
+    set_hook(workspace, "before_cutover", WAIT_ON_THE_HOST)
+    run = at_a_terminal(workspace, "deploy", "manufacturer", "staging", "--release", "1.1")
+    started = host_path(test_hosts, 11, STARTED)
+    wait_until(lambda: started.exists() or run.process.poll() is not None, "the deploy reaching its hook")
+    assert run.process.poll() is None, f"the deploy ended before its hook:\n{run.ended()}"
+    test_hosts.pause("h11")  # its sshd answers nothing now; the agent and its hook run on
+    try:
+        run.ctrl_c()
+        stdout, shown = run.ended()
+    finally:
+        test_hosts.pause("h11", paused=False)
+    output = stdout + shown
+    assert run.process.returncode == 130, output
+    assert "Traceback" not in output and "KeyboardInterrupt" not in output, output
+    assert "golive: interrupted" in shown and "mfg-stg-1: at " in shown, shown
+    host_path(test_hosts, 11, GO_ON).touch()
+    ledger = host_path(test_hosts, 11, "/opt/northwind/.golive/ledger.jsonl")
+
+    def entries() -> list[dict]:
+        return [json.loads(line) for line in ledger.read_text().splitlines() if line.strip()]
+
+    wait_until(lambda: any(e.get("release", "").startswith("1.1-") for e in entries()),
+               lambda: f"the agent recording the interrupted deploy:\n{ledger.read_text()}")
+    assert host_path(test_hosts, 11, "/opt/northwind/.golive/lock").exists(), "the environment lock was given back"
+    set_hook(workspace, "before_cutover", "")
+    again = run_golive(workspace, "deploy", "manufacturer", "staging", "--release", "1.1", check=0)
+    assert [e["stale_lock"]["pid"] for e in entries() if e["action"] == "takeover"] == [run.process.pid], \
+        again.output
+    assert not host_path(test_hosts, 11, "/opt/northwind/.golive/lock").exists(), again.output
+    assert live_release_problems(test_hosts, 11) == []
+
+
 def test_ctrl_c_during_a_check_stops_at_once(workspace, test_hosts):
     run_golive(workspace, "deploy", "manufacturer", "staging", "--release", "1.0", check=0)
     # A check whose command waits on the host (pytest, in golive, runs it in its main greenlet).
@@ -133,6 +171,46 @@ def test_ctrl_c_during_a_check_stops_at_once(workspace, test_hosts):
     assert "pytest could not run the checks" not in shown, shown
     # An interrupted check is no verdict: nothing is recorded for the promotion gate.
     assert ledger.read_text() == entries_before
+
+
+def test_ctrl_c_while_connecting_to_a_host_that_never_answers(workspace, test_hosts):
+    # A "host" that takes the TCP connection and never says a word (no SSH banner): golive's connect
+    # waits for it (its ConnectTimeout far beyond the test's bound: no run ends by giving up on it).
+    silent = socket.create_server((f"{test_hosts.net}.128", 0))
+    accepted = threading.Event()
+    held = []
+
+    def take() -> None:
+        held.append(silent.accept()[0])
+        accepted.set()
+
+    threading.Thread(target=take, daemon=True).start()
+    inventory = workspace / "inventories" / "manufacturer"
+    hosts = inventory / "hosts.yml"
+    text, found = re.subn(r"(\n( +)ansible_host: )[0-9.]+\.11\n",
+                          lambda m: f"{m.group(1)}{test_hosts.net}.128\n{m.group(2)}ansible_port: "
+                                    f"{silent.getsockname()[1]}\n", hosts.read_text())
+    assert found == 1, hosts.read_text()
+    hosts.write_text(text)
+    connection = inventory / "group_vars" / "all" / "connection.yml"
+    text, found = re.subn(r"^(ansible_ssh_common_args: .*)$", r"\1 -o ConnectTimeout=3000", connection.read_text(),
+                          flags=re.MULTILINE)
+    assert found == 1, connection.read_text()
+    connection.write_text(text)
+    try:
+        run = at_a_terminal(workspace, "status", "manufacturer", "staging")
+        wait_until(lambda: accepted.is_set() or run.process.poll() is not None, "golive connecting to the host")
+        assert run.process.poll() is None, f"golive ended before it connected:\n{run.ended()}"
+        run.ctrl_c()
+        stdout, shown = run.ended()
+        output = stdout + shown
+        assert run.process.returncode == 130, output
+        assert "Traceback" not in output and "KeyboardInterrupt" not in output, output
+        assert "golive: interrupted" in shown, shown
+    finally:
+        for connection in held:
+            connection.close()
+        silent.close()
 
 
 # A thread that runs Python when Ctrl-C comes, as paramiko's transport thread (it polls its socket)
