@@ -317,6 +317,10 @@ def main(argv: list[str] | None = None) -> int:
         say(redactor, "failed", str(error), colour=colour)
         return error.exit_code
     except KeyboardInterrupt:
+        import signal
+
+        # golive is stopping: a second Ctrl-C must not cut short what it says about the hosts
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         _interrupted(args, progress, redactor)
         return EXIT_INTERRUPTED
     except SystemExit as stop:  # --help / --version

@@ -8,6 +8,7 @@
 - paramiko imports `invoke` (~45 ms) only to run `Match exec` lines of an ssh_config, which golive
   never reads (the inventory is the only source of connection settings).
 - gevent resolves host names with the system's blocking resolver (see below).
+- Ctrl-C reaches golive's flow whichever greenlet runs when it comes (interrupt_in_main_greenlet).
 """
 
 from __future__ import annotations
@@ -49,7 +50,45 @@ def patch_for_parallel_ssh() -> None:
         monkey.patch_all()
     import gevent
 
-    # Ctrl-C still stops golive (the hub raises it in the main greenlet); the hub need not also
-    # print it, with a traceback, before golive says where each host was.
+    # The hub need not print a KeyboardInterrupt, with a traceback, before golive says where each
+    # host was.
     hub = gevent.get_hub()
     hub.NOT_ERROR = (*hub.NOT_ERROR, KeyboardInterrupt)
+    interrupt_in_main_greenlet()
+
+
+def interrupt_in_main_greenlet() -> None:
+    """Ctrl-C raises KeyboardInterrupt in the main greenlet (the one running golive's flow), at once,
+    whichever greenlet runs when it comes.
+
+    Python runs a signal handler in whatever code the main thread runs next, and under gevent every
+    greenlet runs in the main thread. Raised in paramiko's transport thread (it polls its socket),
+    the KeyboardInterrupt kills it without closing its channels: the round trip waiting on one
+    waits for its timeout. Raised in rich's refresh thread, threading swallows it: the run goes on.
+    So the handler raises it only in the main greenlet; elsewhere it has the hub throw it into the
+    main greenlet, where it ends whatever wait golive is in (a round trip, a connect, a fan-out), as
+    gevent's own Timeout does."""
+    import signal
+
+    import gevent
+    import greenlet
+
+    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        return  # SIGINT ignored (a background job) or handled by the program golive runs in
+    main = greenlet.getcurrent()
+    hub = gevent.get_hub()
+    queued: list[bool] = []  # one throw at a time: a second Ctrl-C meanwhile says nothing new
+
+    def throw() -> None:
+        queued.clear()
+        if not main.dead:
+            main.throw(KeyboardInterrupt)
+
+    def on_interrupt(signum: int, frame: object) -> None:
+        if greenlet.getcurrent() is main:
+            raise KeyboardInterrupt
+        if not queued:
+            queued.append(True)
+            hub.loop.run_callback(throw)
+
+    signal.signal(signal.SIGINT, on_interrupt)

@@ -62,6 +62,7 @@ class ResultCollector:
         self.host_of: dict[str, str] = {}
         self.collection_errors: list[str] = []
         self.items = 0
+        self.interrupted = False  # Ctrl-C, which pytest catches and turns into its exit status 2
         self.output = io.StringIO()
 
     def pytest_collection_modifyitems(self, items: list[Any]) -> None:
@@ -71,6 +72,10 @@ class ResultCollector:
             testinfra_host = params.get("_testinfra_host")
             if testinfra_host is not None:
                 self.host_of[item.nodeid] = testinfra_host.backend.get_hostname()
+
+    def pytest_keyboard_interrupt(self, excinfo: Any) -> None:
+        # the user's Ctrl-C exactly: pytest's own stops (maxfail, pytest.exit) are subclasses or others
+        self.interrupted = excinfo.type is KeyboardInterrupt
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_collectreport(self, report: Any) -> None:
@@ -141,6 +146,8 @@ def run_checks(ws: Workspace, customer: str, environment: str, hosts: list[Host]
             os.environ.pop("PYTEST_DISABLE_PLUGIN_AUTOLOAD", None)
         else:
             os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = previous
+    if collector.interrupted:
+        raise KeyboardInterrupt  # golive says where each host was, and exits 130
     if collector.collection_errors:
         raise BadInput([Problem(CHECKS_DIR, e.strip().splitlines()[-1] if e.strip() else "cannot be collected")
                         for e in collector.collection_errors])

@@ -1036,10 +1036,15 @@ def backups_verb(ws: Workspace, customer: str, environment: str, *, restore_id: 
             raise BadInput(Problem(environment, f"{leader.host.name}: {sentence if locked.holder else locked.error}"))
         progress.start(f"{action} backup {chosen.get('id')} of {customer}/{environment}",
                        [h.name for h in hosts] + [db.host.name], ("stop", "restore", "restart", "verify", "result"))
+        interrupted = False
         try:
             return _restore_or_rehearse(session, run, ws, db, chosen, reachable, rehearsal=bool(rehearse))
+        except KeyboardInterrupt:  # no more round trips (golive.flows.deploy.run_rollout)
+            interrupted = True
+            raise
         finally:
-            session.call(leader.connected, steps.release_batch(), timeout=ws.app.timeouts.begin)
+            if not interrupted:
+                session.call(leader.connected, steps.release_batch(), timeout=ws.app.timeouts.begin)
             progress.stop()
     finally:
         session.close()

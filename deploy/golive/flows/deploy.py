@@ -159,6 +159,7 @@ def run_rollout(rollout: Rollout, targets: list[Target], planned_batches: list[l
                 threshold: float) -> None:
     """begin -> batches -> release the leader: the lock and --max-fail rules of every verb."""
     session = rollout.session
+    interrupted = False
     try:
         blocked_by = begin(rollout, targets)
         faultpoints.reached("begin:done")
@@ -173,8 +174,15 @@ def run_rollout(rollout: Rollout, targets: list[Target], planned_batches: list[l
         else:
             rollout.prepared(targets)
             rollout.run_batches(targets, planned_batches, threshold)
+    except KeyboardInterrupt:
+        # Ctrl-C (often pressed because a host hangs): no more round trips, golive stops at once. The
+        # leader keeps the environment lock while its agent finishes the batch it runs (no other run
+        # starts beside it); its holder, this process, is then gone: the re-run takes it over.
+        interrupted = True
+        raise
     finally:
-        release_leader(rollout, targets)
+        if not interrupted:
+            release_leader(rollout, targets)
         session.close()
         session.progress.stop()
 

@@ -29,6 +29,7 @@ Stdlib only: the test fixtures and the benchmark import it before anything else 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -238,6 +239,18 @@ class TestHosts:
         terminate(sshd_processes, grace=TERM_GRACE_SECONDS)
         record["pid"] = None
         self._save_state(state)
+
+    def pause(self, name: str, *, paused: bool = True) -> None:
+        """Freeze (SIGSTOP) or continue one host's sshd, open sessions included: frozen, the host
+        takes connections and requests and answers none, as a hung host does. What its sessions run
+        (the agent, a hook) runs on."""
+        import signal
+
+        record = self._find(self._require_state(), name)
+        for pid in _processes_in([record]):
+            if executable_name(pid) in SSHD_EXECUTABLES:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGSTOP if paused else signal.SIGCONT)
 
     def start(self, name: str) -> None:
         """Start one host's sshd again inside its namespace (no-op when it runs)."""
