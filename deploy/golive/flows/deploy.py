@@ -709,8 +709,20 @@ class Rollback(Rollout):
         if self.db_plan is None or not self.db_plan.decision.changes_database:
             super().run_batches(targets, planned_batches, threshold)
             return
-        if self.choice is None or self.leader is None:
+        if self.choice is None or self.leader is None or self.choice.release is None:
             return  # prepared() reported every host
+        planned = self.db_plan.targets.get(self.leader.host.name)
+        if self.db_plan.leader != self.leader.host.name or planned != self.choice.release.id:
+            # the database was decided for another target than the one chosen under the lock
+            for target in targets:
+                if target.report is None:
+                    target.report = HostReport(
+                        host=target.host.name, environment=self.run.environment, status="skipped",
+                        action="rollback", error=f"not rolled back: the environment changed while the rollback was "
+                                                 f"planned ({self.db_plan.leader} would go to {planned}, "
+                                                 f"{self.leader.host.name} chose {self.choice.release.id} under its "
+                                                 f"lock); nothing was changed, run it again")
+            return
         pending = [t for t in targets if t.report is None]
         self.session.fleet.map(lambda t: _reachable(self.session, t), pending)
         reachable = [t for t in pending if t.report is None]
@@ -748,8 +760,10 @@ class Rollback(Rollout):
         session.progress.update(name, "result", "ok" if answer.ok else "failed")
 
     def release_request(self, targets: list[Target]) -> dict[str, Any]:
+        # a host that runs nothing is not rolled back, and does not keep the rollback unfinished
         finished = self.choice is not None and all(
-            t.report is not None and t.report.status in ("deployed", "unchanged") for t in targets)
+            t.report is not None and (t.report.status in ("deployed", "unchanged") or t.report.details.get(
+                "nothing_live")) for t in targets)
         return steps.release_batch(finished_rollback=finished)
 
     def notes(self) -> list[str]:
