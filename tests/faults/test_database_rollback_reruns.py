@@ -158,6 +158,23 @@ def test_a_killed_restore_rollback_run_again_completes_it_restoring_once(point, 
     assert len(restores(test_hosts)) == 1
 
 
+def test_the_re_run_takes_over_the_locks_its_own_killed_run_left(on_1_2, test_hosts):
+    """Killed before the restore, every host's lock outlives the run: the same controller's re-run
+    takes them over (as a host-by-host rollback does) and completes the rollback, no unlock needed."""
+    ws, production = on_1_2
+    killed = rollback(ws, "--restore-db", check=None, env={"GOLIVE_FAULT_KILL": "cutover:done"})
+    assert killed.returncode == -signal.SIGKILL, killed.output
+    status = wait_for_agents(ws, test_hosts)
+    assert {row["host"] for row in status["hosts"] if row.get("lock") == "stale"} == {"mfg-prod-1", "mfg-prod-2"}
+
+    again = rollback(ws, "--restore-db")
+    data = again.json()
+    assert data["target"]["reason"] == "continue", again.output
+    assert all(h["details"].get("lock_takeover") for h in data["hosts"]), again.output
+    assert_on(test_hosts, "1.1", "0002", "the re-run that took its dead run's locks over")
+    assert production.history() == ["0001", "0002"] and len(restores(test_hosts)) == 1
+
+
 @pytest.mark.parametrize("point", ["cutover:done", "database:done"])
 def test_a_killed_down_rollback_run_again_completes_it_undoing_once(point, on_1_2, test_hosts):
     ws, production = on_1_2

@@ -985,7 +985,8 @@ def rehearsals(ws: Workspace, db: Database, progress: Progress) -> list[dict[str
 
 
 def apply_rollback(session: HostSession, run: steps.RunContext, ws: Workspace, plan: RollbackPlan,
-                   hosts: Sequence[Host], connected: Mapping[str, Connected], leader: Host) -> dict[str, HostReport]:
+                   hosts: Sequence[Host], connected: Mapping[str, Connected], leader: Host,
+                   lock: Callable[[Host], AgentAnswer] | None = None) -> dict[str, HostReport]:
     """A rollback that changes the database (a restore, down-migrations), for the whole environment:
     1. every host records the rollback's intent (its target, the release it leaves, how the database
        changes: a re-run completes this rollback), stops and points `current` at the release it goes
@@ -994,7 +995,8 @@ def apply_rollback(session: HostSession, run: steps.RunContext, ws: Workspace, p
     3. every host starts that release and verifies it on the database as it now is.
     When step 2 fails the database is as it was, and every host goes back to what it ran. The cost
     of a restore is said first. A host with no live release is not rolled back (said per host).
-    Returns every host's report."""
+    `lock`: takes one host's lock (flows/deploy.py: taking over a stale lock of this controller's own
+    dead run, as a host-by-host rollback does). Returns every host's report."""
     db = plan.db
     if plan.cost is not None:
         session.progress.note(f"{db.environment}: {describe_cost(plan.cost)}")
@@ -1008,7 +1010,11 @@ def apply_rollback(session: HostSession, run: steps.RunContext, ws: Workspace, p
     reachable = [h for h in hosts if connected[h.name].ok and h.name in plan.targets]
     others = [h for h in reachable if h.name != leader.name]
     begin = session.timeouts.begin
-    locked = session.call_all({h.name: (connected[h.name], steps.lock_batch(run)) for h in others}, begin)
+    if lock is None:
+        locked = session.call_all({h.name: (connected[h.name], steps.lock_batch(run)) for h in others}, begin)
+    else:
+        locked = {h.name: a if isinstance(a, AgentAnswer) else AgentAnswer(ok=False, steps=[], error=str(a))
+                  for h, a in zip(others, session.fleet.map(lock, others), strict=True)}
     refused = {name: answer for name, answer in locked.items() if not answer.ok}
     if refused:
         session.call_all({n: (connected[n], steps.release_batch()) for n, a in locked.items() if a.ok}, begin)

@@ -712,7 +712,8 @@ class Rollback(Rollout):
         if self.choice is None or self.leader is None or self.choice.release is None:
             return  # prepared() reported every host
         planned = self.db_plan.targets.get(self.leader.host.name)
-        if self.db_plan.leader != self.leader.host.name or planned != self.choice.release.id:
+        if planned is not None and (self.db_plan.leader != self.leader.host.name
+                                    or planned != self.choice.release.id):
             # the database was decided for another target than the one chosen under the lock
             for target in targets:
                 if target.report is None:
@@ -726,8 +727,18 @@ class Rollback(Rollout):
         pending = [t for t in targets if t.report is None]
         self.session.fleet.map(lambda t: _reachable(self.session, t), pending)
         reachable = [t for t in pending if t.report is None]
+        by_name = {t.host.name: t for t in reachable}
+
+        def lock(host: Host) -> AgentAnswer:
+            # a stale lock of this controller's own dead run (a rollback killed half way) is taken over
+            target = by_name[host.name]
+            answer, target.takeover = call_taking_over(
+                self.session, target.link, lambda stale: steps.lock_batch(self.run, stale, host.name),
+                timeout=self.session.timeouts.begin)
+            return answer
+
         reports = database.apply_rollback(self.session, self.run, self.ws, self.db_plan, [t.host for t in reachable],
-                                          {t.host.name: t.link for t in reachable}, self.leader.host)
+                                          {t.host.name: t.link for t in reachable}, self.leader.host, lock)
         for target in reachable:
             target.report = reports.get(target.host.name) or HostReport(
                 host=target.host.name, environment=self.run.environment, status="skipped", action="rollback",

@@ -414,10 +414,10 @@ def abort_batch(run: RunContext, host: str, reason: str, keep_lock: bool = False
             "result": "skipped"}
 
 
-def lock_batch(run: RunContext) -> dict[str, Any]:
+def lock_batch(run: RunContext, takeover: Mapping[str, Any] | None = None, host: str = "") -> dict[str, Any]:
     """Take a host's lock and nothing else (a rollback that changes the database takes every host's
-    lock before it changes anything)."""
-    return {"steps": [lock(run)]}
+    lock before it changes anything); `takeover`: a stale lock of this controller's own dead run."""
+    return {"steps": [lock(run, takeover, host)]}
 
 
 def stop(app: AppDefinition, release: str = "", name: str = "stop") -> dict[str, Any]:
