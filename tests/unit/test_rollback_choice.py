@@ -149,14 +149,74 @@ def test_retention_keeps_what_an_unfinished_rollback_needs(tmp_path):
 @pytest.mark.parametrize("fixture", FIXTURES, ids=[f.stem for f in FIXTURES])
 def test_the_database_decision_rolls_back_to_the_release_the_leader_chooses(fixture):
     """flows/database.py decides code-only, restore or down from the target's schema: that target is
-    the one the rollback's leader chooses (an unfinished rollback's, never one a rollback left)."""
-    from golive.flows.database import _target_meta
+    the one the rollback's leader chooses (an unfinished rollback's, never one a rollback left), a
+    host already on it included (a rollback being completed switched it already)."""
+    from golive.flows.database import environment_targets
 
     case = json.loads(fixture.read_text())
     choice = choose(RollbackFacts.from_agent(case["facts"]), to=case["to"], force=case["force"])
-    meta = _target_meta(case["facts"], case["to"], case["force"])
-    wanted = choice.release.id if choice.release is not None and not choice.already else None
-    assert (meta or {}).get("id") == wanted
+    found = environment_targets({"leader": case["facts"]}, case["to"], case["force"])
+    if choice.release is None:
+        assert isinstance(found, str) and choice.problem in found
+        return
+    assert not isinstance(found, str)
+    assert found.targets["leader"]["id"] == choice.release.id
+    intent = RollbackFacts.from_agent(case["facts"]).unfinished()
+    left = intent.left if choice.already and intent is not None and intent.target == choice.release.id \
+        and intent.left else case["facts"]["current"]
+    assert found.leaves["leader"]["id"] == left
+
+
+@pytest.mark.parametrize("fixture", FIXTURES, ids=[f.stem for f in FIXTURES])
+def test_the_controller_resolves_the_environments_target_as_the_agent_does(fixture, tmp_path):
+    """golive.core.rollback.resolve (the controller's plan of a database rollback) and
+    Agent.step_select_rollback find the same release for each target spec a leader could send."""
+    from golive.core.rollback import resolve
+
+    case = json.loads(fixture.read_text())
+    facts = RollbackFacts.from_agent(case["facts"])
+    for meta in case["facts"]["releases"]:
+        for spec in ({"release": meta["id"], "version": meta["version"], "seq": meta.get("seq"), "match": "id"},
+                     {"release": meta["id"], "version": meta["version"], "seq": meta.get("seq"), "match": "version"},
+                     {"release": "other-id", "version": meta["version"], "seq": meta.get("seq"), "match": "version"},
+                     {"release": "other-id", "version": meta["version"], "seq": None, "match": "version"}):
+            for force in (False, True):
+                agent = host(tmp_path / f"{len(list(tmp_path.iterdir()))}", fixture.stem)
+                try:
+                    found = agent.step_select_rollback({"target": spec, "force": force, "by": {}})["target"]
+                except StepError:
+                    found = None
+                kept = resolve(facts, spec, force=force)
+                assert (kept.id if kept else None) == found, (spec, force)
+
+
+def test_a_host_with_no_live_release_is_not_rolled_back(tmp_path):
+    """A host that never had a release live (or whose first install was withdrawn) is skipped, with
+    why; the others go to the leader's target."""
+    from golive.flows.database import NOTHING_LIVE, environment_targets
+
+    case = json.loads((Path(__file__).parent / "fixtures" / "rollback" / "previous_by_sequence.json").read_text())
+    nothing = {**case["facts"], "current": None}
+    found = environment_targets({"leader": case["facts"], "empty": nothing}, None, False)
+    assert not isinstance(found, str)
+    assert found.skipped == {"empty": NOTHING_LIVE} and "empty" not in found.targets
+    assert "no release is live on it" in NOTHING_LIVE
+
+
+def test_the_intent_records_how_a_rollback_changes_the_database_and_a_re_run_keeps_it(tmp_path):
+    agent = host(tmp_path, "previous_by_sequence")
+    how = {"host": "db", "path": "restore", "backup": "b1", "schema_after": "0002"}
+    agent.step_select_rollback({"target": {"release": "1.1-a", "version": "1.1", "seq": 2, "match": "id"},
+                                "force": False, "by": {}, "database": how})
+    intent = json.loads((Path(agent.state_dir) / "rollback.json").read_text())
+    assert intent["database"] == how
+    assert RollbackFacts.from_agent({"current": "1.2-a", "releases": [], "rollback": intent}).intent.database == how
+    agent.step_cutover({"release": "1.1-a", "config_dir": str(tmp_path / "etc")})
+    again = Agent({"root": agent.root, "token": "the re-run"}, None)
+    again.step_select_rollback({"target": {"release": "1.1-a", "version": "1.1", "seq": 2, "match": "version"},
+                                "force": False, "by": {}})  # a code-only completion carries it on
+    intent = json.loads((Path(agent.state_dir) / "rollback.json").read_text())
+    assert intent["database"] == how and intent["from"] == "1.2-a" and intent["run"] == again.run_id()
 
 
 def test_every_verification_of_a_rollback_expects_the_databases_schema():

@@ -299,7 +299,9 @@ class DatabaseAgent(Agent):
             " pg_database_size(current_database()), 'databases', (SELECT coalesce(json_agg(datname ORDER BY datname),"
             " '[]') FROM pg_database WHERE datname LIKE current_database() || '\\_\\_golive%%'),"
             " 'sessions', (SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-            " AND pid <> pg_backend_pid()));")
+            " AND pid <> pg_backend_pid()), 'comment', shobj_description((SELECT oid FROM pg_database"
+            " WHERE datname = current_database()), 'pg_database'));")
+        info["restored"] = self.restore_mark(info.pop("comment", None))
         info["history"] = self.history()
         info["stats"] = self.stats()
         info["backup_dir"] = self.backup_dir
@@ -315,6 +317,21 @@ class DatabaseAgent(Agent):
         if args.get("verify_backup"):
             info["backup_check"] = self.verify_newest_backup(info["backups"])
         return info
+
+    def restore_mark(self, comment):
+        """The restore that made the live database (step_db_restore's mark: backup, run, at), and
+        whether this host's ledger records it as done; None: no restore made it."""
+        try:
+            mark = from_json(comment) if comment and comment.startswith("{") else None
+        except ValueError:
+            mark = None
+        if not isinstance(mark, dict) or not mark.get("golive_restore"):
+            return None
+        mark["backup"] = mark.pop("golive_restore")
+        mark["ledger"] = any(e.get("action") == "restore" and e.get("backup") == mark["backup"]
+                             and e.get("run") == mark.get("run") and e.get("result") == "ok"
+                             for e in self.ledger_tail(200))
+        return mark
 
     def schema_dump(self):
         code, output = self.spawn([self.program("pg_dump"), "--schema-only", "--no-owner", "--no-privileges"],
@@ -648,7 +665,10 @@ class DatabaseAgent(Agent):
             self.admin("DROP DATABASE IF EXISTS %s WITH (FORCE);" % quote_ident(scratch), log)
         else:
             self.fault_point("db_restore:swap")
-            replaced = self.swap(name, scratch, log)
+            # the restored database carries which restore made it (backup, run), set in the swap's own
+            # transaction: a rollback run again knows from the live database whether its restore happened
+            mark = to_json({"golive_restore": backup_id, "run": self.run_id(), "at": utc_now()})
+            replaced = self.swap(name, scratch, log, mark)
             self.record_schema("restore", meta.get("release"))
         record = {"at": utc_now(), "seconds": seconds, "size": meta.get("size"), "kind":
                   "rehearsal" if rehearsal else "restore", "environment": self.db.get("environment"),
@@ -668,8 +688,9 @@ class DatabaseAgent(Agent):
             raise StepError(explain(output, self.connection))
         return code == 0
 
-    def swap(self, name, scratch, log):
-        """The restored database takes the live one's name in one transaction; the live one is kept."""
+    def swap(self, name, scratch, log, mark=None):
+        """The restored database takes the live one's name in one transaction, with `mark` as its
+        comment (step_db_probe reads it back); the live one is kept."""
         replaced = "%s__golive_replaced_%s" % (name[:30], time.strftime("%Y%m%dT%H%M%S", time.gmtime()))
         grants = self.query(
             "SELECT coalesce(json_agg(json_build_array(a.privilege_type, coalesce(r.rolname, 'PUBLIC'))), '[]')"
@@ -695,9 +716,10 @@ class DatabaseAgent(Agent):
         for _ in range(10):  # a client reconnecting between terminate and rename: try again
             self.admin("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname IN (%s, %s) "
                        "AND pid <> pg_backend_pid();" % (quote_literal(name), quote_literal(scratch)), log, check=False)
-            code, output = self.psql("BEGIN;\nALTER DATABASE %s RENAME TO %s;\nALTER DATABASE %s RENAME TO %s;\n"
-                                     "COMMIT;\n" % (quote_ident(name), quote_ident(replaced), quote_ident(scratch),
-                                                    quote_ident(name)),
+            comment = "COMMENT ON DATABASE %s IS %s;\n" % (quote_ident(scratch), quote_literal(mark)) if mark else ""
+            code, output = self.psql("BEGIN;\n%sALTER DATABASE %s RENAME TO %s;\nALTER DATABASE %s RENAME TO %s;\n"
+                                     "COMMIT;\n" % (comment, quote_ident(name), quote_ident(replaced),
+                                                    quote_ident(scratch), quote_ident(name)),
                                      database="postgres", application="golive-restore")
             self.append_log(log, output)
             if code == 0:

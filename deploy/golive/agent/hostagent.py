@@ -1126,6 +1126,10 @@ class Agent:
                   "seq": sequence(target), "from": (continuing or {}).get("from") if already else current,
                   "epoch": max([sequence(m) or 0 for m in releases] or [0]), "started_at": utc_now()}
         intent.update(args.get("by") or {})  # operator, controller, engine
+        # how a rollback that changes the database does it (restore, down), kept while it is completed
+        database = args.get("database") or (continuing or {}).get("database")
+        if database:
+            intent["database"] = database
         os.makedirs(self.state_dir, 0o755, exist_ok=True)
         write_atomic(os.path.join(self.state_dir, "rollback.json"), to_json(intent).encode())
         return dict(found, target=target["id"], version=target.get("version"), already=already)

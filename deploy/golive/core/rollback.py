@@ -89,17 +89,22 @@ class Intent:
     started_at: str
     operator: str
     finished: bool
+    # a rollback that changes the database records how ({"host", "path": "restore"|"down", "backup"}):
+    # a re-run knows what it was completing (flows/database.plan_rollback)
+    database: Mapping[str, Any] | None = None
 
     @staticmethod
     def from_agent(data: Mapping[str, Any] | None) -> Intent | None:
         if not data or not data.get("target"):
             return None
         epoch = data.get("epoch")
+        database = data.get("database")
         return Intent(run=str(data.get("run") or ""), target=str(data["target"]),
                       version=str(data.get("version") or ""), left=data.get("from"),
                       epoch=epoch if isinstance(epoch, int) and not isinstance(epoch, bool) else 0,
                       started_at=str(data.get("started_at") or ""), operator=str(data.get("operator") or ""),
-                      finished=bool(data.get("finished_at")))
+                      finished=bool(data.get("finished_at")),
+                      database=dict(database) if isinstance(database, Mapping) else None)
 
     def describe(self) -> str:
         by = f" by {self.operator}" if self.operator else ""
@@ -204,6 +209,25 @@ def choose(facts: RollbackFacts, *, to: str | None = None, force: bool = False) 
         return Choice(None, problem=f"no earlier good release to roll back to (kept: {facts.kept_text()}); "
                                     f"name one with --to")
     return Choice(target, "previous")
+
+
+def resolve(facts: RollbackFacts, spec: Mapping[str, Any], *, force: bool = False) -> Kept | None:
+    """The release of this host that the environment's target (Choice.spec) names, by the rule each
+    host applies in its rollback round trip (Agent.step_select_rollback): the same id, else the same
+    deploy sequence and version, else the live release of that version, else the newest of it;
+    never a bad one without --force. None: the host keeps no such release."""
+    same_id = [r for r in facts.releases if r.id == spec.get("release")]
+    if spec.get("match") == "id":
+        candidates = same_id
+    else:
+        version = [r for r in facts.releases if r.version == spec.get("version")]
+        same_run = [r for r in version if spec.get("seq") is not None and r.seq == spec.get("seq")]
+        live = [r for r in version if r.id == facts.current]
+        candidates = list(dict.fromkeys(same_id + same_run + live + version))
+    usable = [r for r in candidates if r.state != "bad"]
+    if not candidates or (not usable and not force):
+        return None
+    return (usable or candidates)[0]
 
 
 def next_sequence(states: Iterable[Mapping[str, Any]]) -> int:

@@ -94,15 +94,26 @@ class PlaybookOptions:
     diff: bool = False
 
 
+def refuse_database(ws: Workspace, verb: str) -> None:
+    """The role has no database step (backup, migrate, restore, down, the schema check a rollback
+    makes first): for a product with a database every verb of this engine is refused before any host
+    is touched, a plain rollback too (it could put old code on a schema it cannot run on)."""
+    if ws.app.database is None:
+        return
+    raise BadInput(Problem(f"{ws.app.source} `database:`",
+                           f"--engine ansible does not {verb} a product with a database: the Ansible engine has no "
+                           f"database steps (backup, migrations, restore, down-migrations, the schema check before "
+                           f"a rollback), so it could leave code on a schema it cannot run on; use the default "
+                           f"engine (golive {verb} without --engine ansible); nothing was changed"))
+
+
 def deploy(ws: Workspace, customer: str, environment: str, version: str, *, serial: str | None = None,
            max_fail: str | None = None, only: list[str] | None = None, operator: str | None = None,
            override_promotion: str | None = None, progress: Progress, check: bool = False,
            diff: bool = False) -> Outcome:
     """golive.flows.deploy.deploy, with ansible-playbook on the role doing the hosts' part."""
+    refuse_database(ws, "deploy")
     options = PlaybookOptions(serial, max_fail, operator, check, diff)
-    if ws.app.database is not None:
-        raise BadInput("golive.yml declares a database: its steps are not yet done by --engine ansible; deploy "
-                       "with the pyinfra engine")
     artifact, targets, requirements = prepare(ws, customer, environment, version, only)
     promotion = enforce_promotion(ws, customer, environment, artifact, override_promotion, progress)
     if requirements:
@@ -130,8 +141,9 @@ def rollback(ws: Workspace, customer: str, environment: str, to_version: str | N
              operator: str | None = None, restore_db: bool = False, down: bool = False, progress: Progress,
              check: bool = False, diff: bool = False) -> Outcome:
     """golive.flows.deploy.rollback, with ansible-playbook on the role doing the hosts' part."""
+    refuse_database(ws, "rollback")
     if restore_db or down:
-        raise BadInput("--restore-db and --down: not yet with --engine ansible; roll back with the pyinfra engine")
+        raise BadInput("--restore-db and --down need golive.yml's `database:` section (and the default engine)")
     options = PlaybookOptions(serial, max_fail, operator, check, diff)
     hosts = list(ws.hosts(customer, environment, only))
     extra = {"golive_rollback_to": to_version or "", "golive_rollback_force": bool(force)}

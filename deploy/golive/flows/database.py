@@ -59,7 +59,7 @@ from golive.core.model import AppDefinition, Host
 from golive.core.outcome import Outcome
 from golive.core.plan import INSTALL
 from golive.core.release import Artifact
-from golive.core.rollback import RollbackFacts, choose
+from golive.core.rollback import Choice, Intent, RollbackFacts, choose, resolve
 from golive.flows import steps
 from golive.flows.session import HostReport, HostSession, HostStatus, step_seconds
 from golive.workspace import Workspace
@@ -360,7 +360,7 @@ def new_backup_id(environment: str, version: str) -> str:
 
 
 def _db_entry(run: steps.RunContext, db: Database, **fields: Any) -> dict[str, Any]:
-    return run.entry(db.host.name, database=db.connection.describe(), **fields)
+    return run.entry(db.host.name, database=db.connection.describe(), run=run.run_id, **fields)
 
 
 def backup(session: HostSession, run: steps.RunContext, db: Database, *, release: str | None,
@@ -744,6 +744,25 @@ class RollbackPlan:
     schema_after: str | None = None
     result: dict[str, Any] | None = None
     error: str | None = None
+    force: bool = False
+    leader: str | None = None  # the host whose choice the plan follows (the run's leader)
+    continuing: Intent | None = None  # the unfinished rollback this one completes
+    skipped: dict[str, str] = field(default_factory=dict)  # host -> why it is not rolled back
+    # what the rollback being completed already did to the database (its restore swapped in):
+    # not done again, and the code it left is never switched back on the database as it is now
+    done_before: str | None = None
+
+    @property
+    def changed_database(self) -> bool:
+        return self.decision.changes_database or self.done_before is not None
+
+    def intent(self) -> dict[str, Any] | None:
+        """What each host's rollback intent records of the database change (Agent.step_select_rollback)."""
+        if not self.decision.changes_database:
+            return None
+        backup = self.decision.backup.get("id") if self.decision.backup else None
+        return {"host": self.db.host.name, "path": self.decision.path, "backup": backup,
+                "schema_after": self.schema_after}
 
     def annotation(self) -> dict[str, Any]:
         key = self.db.spec.health_key
@@ -753,7 +772,7 @@ class RollbackPlan:
         if self.decision.backup:
             entry["database"]["backup"] = self.decision.backup.get("id")
         return {"expect": {key: after} if key and after else {}, "entry": entry,
-                "no_switch_back": self.decision.changes_database}
+                "no_switch_back": self.changed_database}
 
     def describe(self) -> list[str]:
         d = self.decision
@@ -778,48 +797,93 @@ class RollbackPlan:
             data["cost"] = self.cost.as_dict()
         if self.decision.down:
             data["down"] = [m.id for m in self.decision.down]
+        if self.continuing is not None:
+            data["continues"] = {"run": self.continuing.run, "started_at": self.continuing.started_at,
+                                 "database": dict(self.continuing.database or {}), "done_before": self.done_before}
+        if self.skipped:
+            data["skipped"] = dict(self.skipped)
         if self.error:
             data["error"] = self.error
         return data
 
 
-def _target_meta(state: Mapping[str, Any], version: str | None, force: bool) -> Mapping[str, Any] | None:
-    """The metadata of the release a host would roll back to, by the rule the rollback's leader
-    applies (golive.core.rollback.choose); None: none, or the host is already on it."""
-    choice = choose(RollbackFacts.from_agent(state), to=version, force=force)
-    if choice.release is None or choice.already:
-        return None
-    return next((m for m in state.get("releases") or [] if m.get("id") == choice.release.id), None)
+NOTHING_LIVE = ("not rolled back: no release is live on it (it never had one, or its first install was withdrawn); "
+                "a rollback only takes a live release back")
+
+
+@dataclass
+class EnvironmentTargets:
+    """Where each host goes, by the rule of the rollback's leader (golive.core.rollback): the leader's
+    choice (an unfinished rollback's target first), found among each host's own releases."""
+
+    leader: str
+    choice: Choice
+    targets: dict[str, Mapping[str, Any]]  # host -> the metadata of the release it goes back to
+    leaves: dict[str, Mapping[str, Any]]  # host -> the metadata of the release it leaves (an unfinished
+    # rollback's `from` on a host it already switched)
+    skipped: dict[str, str]  # host -> why it is not rolled back (nothing live on it)
+    missing: dict[str, str]  # host -> why it keeps no release of the target
+
+
+def environment_targets(states: Mapping[str, Mapping[str, Any]], to: str | None,
+                        force: bool) -> EnvironmentTargets | str:
+    """`states`: each reachable host's state, the leader (the run's first reachable host) first. A
+    problem (str) when the leader has nothing to roll back to."""
+    leader = next(iter(states))
+    choice = choose(RollbackFacts.from_agent(states[leader]), to=to, force=force)
+    if choice.release is None:
+        return f"{leader}: {choice.problem}"
+    spec = choice.spec(to)
+    targets: dict[str, Mapping[str, Any]] = {}
+    leaves: dict[str, Mapping[str, Any]] = {}
+    skipped: dict[str, str] = {}
+    missing: dict[str, str] = {}
+    for name, state in states.items():
+        facts = RollbackFacts.from_agent(state)
+        metas = {str(m.get("id")): m for m in state.get("releases") or []}
+        if facts.current is None:
+            skipped[name] = NOTHING_LIVE
+            continue
+        target = resolve(facts, spec, force=force)
+        if target is None:
+            missing[name] = (f"{name} keeps no usable release of {spec['version']} (kept: {facts.kept_text()})")
+            continue
+        targets[name] = metas.get(target.id) or {"id": target.id, "version": target.version}
+        intent = facts.unfinished()
+        left = facts.current
+        if target.id == facts.current and intent is not None and intent.target == target.id and intent.left:
+            left = intent.left  # switched by the rollback this one completes: it leaves what that one left
+        leaves[name] = metas.get(left) or {"id": left}
+    return EnvironmentTargets(leader, choice, targets, leaves, skipped, missing)
 
 
 def plan_rollback(session: HostSession, ws: Workspace, db: Database, hosts: Sequence[Host],
                   connected: Mapping[str, Connected], *, to_version: str | None, force: bool, restore_db: bool,
                   down: bool, serial: bool, only: list[str] | None) -> RollbackPlan:
     """Decide, before anything changes, what a rollback does with the database; refuse (BadInput,
-    with the cost of a restore stated) what must not happen."""
+    with the cost of a restore stated) what must not happen. The target is the leader's choice, as
+    the rollback's own (an unfinished rollback is completed: same target, and a restore it completed
+    is not done again)."""
     probe(session, db)
     requests = {h.name: (connected[h.name], {"steps": [steps.read_state(ws.app)]}) for h in hosts
                 if connected[h.name].ok}
     answers = session.call_all(requests, ws.app.timeouts.begin)
-    targets, currents = {}, {}
-    for name, answer in answers.items():
-        if not answer.ok:
-            continue
-        state = answer.data("state")
-        currents[name] = state.get("current_meta") or {}
-        targets[name] = _target_meta(state, to_version, force)
-    chosen = {name: meta for name, meta in targets.items() if meta}
-    if not chosen:
+    states = {h.name: answers[h.name].data("state") for h in hosts if h.name in answers and answers[h.name].ok}
+    if not states:
+        raise BadInput(Problem("rollback", "no host could be read; nothing was changed"))
+    found = environment_targets(states, to_version, force)
+    if isinstance(found, str):
+        raise BadInput(Problem("rollback", f"no release to roll back to: {found}"))
+    if not found.targets:
         raise BadInput(Problem("rollback", "no host has a release to roll back to"
                                            + (f" ({to_version})" if to_version else "")))
-    versions = {str(m.get("version")) for m in chosen.values()}
-    if len(versions) > 1:
-        raise BadInput(Problem("rollback", f"the hosts would roll back to different versions "
-                                           f"({', '.join(sorted(versions))}), on one database: name one with --to"))
-    version = versions.pop()
-    meta = next(iter(chosen.values()))
+    choice = found.choice
+    assert choice.release is not None  # environment_targets returns a problem otherwise
+    version = choice.release.version
+    meta = found.targets.get(found.leader) or next(iter(found.targets.values()))
     target_schema = meta.get("schema_version")
-    current_version = next((str(m.get("version")) for m in currents.values() if m.get("version")), None)
+    left = found.leaves.get(found.leader) or next(iter(found.leaves.values()))
+    current_version = str(left.get("version")) if left.get("version") else None
     if db.spec.migrations.kind == "command":
         # What the vendor's command left is known only once it ran: the history says which release
         # applied what, so the target runs on the newest version its own deploy (or an earlier one) left.
@@ -832,7 +896,7 @@ def plan_rollback(session: HostSession, ws: Workspace, db: Database, hosts: Sequ
         except BadInput:
             target_schema = None
     down_files: dict[str, Migration] = {}
-    if current_version:
+    if current_version and current_version != version:
         try:
             down_files = {m.version: m for m in release_migrations(ws, ws.artifact(current_version)) if m.reversible}
         except BadInput:
@@ -840,8 +904,15 @@ def plan_rollback(session: HostSession, ws: Workspace, db: Database, hosts: Sequ
     want: Want = "restore" if restore_db else "down" if down else "auto"
     decision = rollback_decision(db.applied, target_schema, target=version, down=down_files, backups=db.backups,
                                  want=want)
-    plan = RollbackPlan(db, decision, version, targets={n: str(m.get("id")) for n, m in chosen.items()},
-                        currents={n: str(m.get("id")) for n, m in currents.items() if m.get("id")})
+    continuing = choice.intent if choice.reason == "continue" else None
+    done_before = _done_before(db, continuing)
+    if done_before is not None:
+        decision = RollbackDecision("code-only", f"completing {continuing.describe() if continuing else ''}: "
+                                                 f"{done_before}; not restored again", target_schema)
+    plan = RollbackPlan(db, decision, version, targets={n: str(m.get("id")) for n, m in found.targets.items()},
+                        currents={n: str(m.get("id")) for n, m in found.leaves.items() if m.get("id")},
+                        force=force, leader=found.leader, continuing=continuing, skipped=dict(found.skipped),
+                        done_before=done_before)
     if decision.backup is not None:
         plan.cost = restore_cost(decision.backup, db.state.get("stats") or {},
                                  rehearsals(ws, db, session.progress), datetime.now(UTC))
@@ -851,18 +922,44 @@ def plan_rollback(session: HostSession, ws: Workspace, db: Database, hosts: Sequ
             problems.append(Problem("rollback", "what --restore-db would cost: " + describe_cost(plan.cost)
                                     .replace("\n", "; ")))
         problems += [Problem("rollback", f"option: {o}") for o in decision.options]
+        if continuing is not None and continuing.database:
+            how = {"restore": "--restore-db", "down": "--down"}.get(str(continuing.database.get("path")), "")
+            problems.append(Problem("rollback", f"this completes {continuing.describe()}, with {how}: its hosts may "
+                                                f"be stopped until it completes; run `golive rollback {how}` again"))
         problems.append(Problem("rollback", "nothing was changed"))
         raise BadInput(problems)
     if decision.changes_database and (serial or only):
         raise BadInput(Problem("--serial" if serial else "--host",
                                f"this rollback changes the database ({decision.path}): every host of "
                                f"{db.environment} goes back together, or old and new code would share it"))
+    if plan.changed_database and found.missing:
+        raise BadInput([Problem("rollback", why) for why in found.missing.values()]
+                       + [Problem("rollback", f"this rollback changes the database ({decision.path}): a host left on "
+                                              f"its release would run on a schema it was not written for; nothing "
+                                              f"was changed")])
     if decision.path == "down":
         plan.schema_after = schema_version([a for a in db.applied if a.version not in {m.version for m in
                                                                                           decision.down}])
     elif decision.path == "restore" and decision.backup is not None:
         plan.schema_after = decision.backup.get("schema_version")
     return plan
+
+
+def _done_before(db: Database, continuing: Intent | None) -> str | None:
+    """What the unfinished rollback being completed already did to the database, in words; None:
+    nothing (or it did not change the database). A restore is done once its swap took place: the
+    live database carries the mark the swap set in its own transaction (Agent.step_db_restore: the
+    backup and the run), and the database host's ledger records that run's restore as ok."""
+    if continuing is None or not continuing.database or continuing.database.get("path") != "restore":
+        return None
+    mark = db.state.get("restored") or {}
+    backup = continuing.database.get("backup")
+    if not mark or mark.get("backup") != backup or mark.get("run") != continuing.run:
+        return None
+    ledger = f"{db.host.name}'s ledger records it" if mark.get("ledger") else \
+        f"{db.host.name}'s ledger has no entry for it (the host stopped before writing it)"
+    return (f"its restore of backup {backup} completed (the live database is that restore, swapped in at "
+            f"{mark.get('at')} by run {mark.get('run')}; {ledger})")
 
 
 def rehearsals(ws: Workspace, db: Database, progress: Progress) -> list[dict[str, Any]]:
@@ -888,35 +985,60 @@ def rehearsals(ws: Workspace, db: Database, progress: Progress) -> list[dict[str
 
 
 def apply_rollback(session: HostSession, run: steps.RunContext, ws: Workspace, plan: RollbackPlan,
-                   hosts: Sequence[Host], connected: Mapping[str, Connected], leader: Host) -> dict[str, HostReport]:
+                   hosts: Sequence[Host], connected: Mapping[str, Connected], leader: Host,
+                   lock: Callable[[Host], AgentAnswer] | None = None) -> dict[str, HostReport]:
     """A rollback that changes the database (a restore, down-migrations), for the whole environment:
-    1. every host stops and points `current` at the release it goes back to (not started yet);
+    1. every host records the rollback's intent (its target, the release it leaves, how the database
+       changes: a re-run completes this rollback), stops and points `current` at the release it goes
+       back to (not started yet);
     2. the database is restored, or the down-migrations run;
     3. every host starts that release and verifies it on the database as it now is.
     When step 2 fails the database is as it was, and every host goes back to what it ran. The cost
-    of a restore is said first. Returns every host's report."""
+    of a restore is said first. A host with no live release is not rolled back (said per host).
+    `lock`: takes one host's lock (flows/deploy.py: taking over a stale lock of this controller's own
+    dead run, as a host-by-host rollback does). Returns every host's report."""
     db = plan.db
     if plan.cost is not None:
         session.progress.note(f"{db.environment}: {describe_cost(plan.cost)}")
+    reports: dict[str, HostReport] = {}
+    for host in hosts:
+        if connected[host.name].ok and host.name in plan.skipped:
+            reports[host.name] = HostReport(host=host.name, environment=run.environment, status="skipped",
+                                            action="rollback", error=plan.skipped[host.name],
+                                            details={"nothing_live": True})
+            session.progress.update(host.name, "result", "skipped")
     reachable = [h for h in hosts if connected[h.name].ok and h.name in plan.targets]
     others = [h for h in reachable if h.name != leader.name]
     begin = session.timeouts.begin
-    locked = session.call_all({h.name: (connected[h.name], steps.lock_batch(run)) for h in others}, begin)
+    if lock is None:
+        locked = session.call_all({h.name: (connected[h.name], steps.lock_batch(run)) for h in others}, begin)
+    else:
+        locked = {h.name: a if isinstance(a, AgentAnswer) else AgentAnswer(ok=False, steps=[], error=str(a))
+                  for h, a in zip(others, session.fleet.map(lock, others), strict=True)}
     refused = {name: answer for name, answer in locked.items() if not answer.ok}
     if refused:
         session.call_all({n: (connected[n], steps.release_batch()) for n, a in locked.items() if a.ok}, begin)
         name, answer = next(iter(refused.items()))
         why = f"{name} is locked by another run" if answer.holder is not None else f"{name}: {answer.error}"
         plan.error = f"{why}: the database was not touched, no host was rolled back"
-        return {h.name: HostReport(host=h.name, environment=run.environment, status="locked" if h.name in refused
-                                   else "skipped", action="rollback", error=plan.error) for h in reachable}
-    first = {h.name: (connected[h.name], {"steps": [], "always": [
-        steps.stop(ws.app), steps.cutover(ws.app, plan.targets[h.name])]}) for h in reachable}
+        reports.update({h.name: HostReport(host=h.name, environment=run.environment,
+                                           status="locked" if h.name in refused else "skipped", action="rollback",
+                                           error=plan.error) for h in reachable})
+        return reports
+    intent = plan.intent()
+
+    def first_batch(host: Host) -> dict[str, Any]:
+        target = {"release": plan.targets[host.name], "version": plan.target_version, "seq": None, "match": "id",
+                  "reason": "continue" if plan.continuing is not None else "previous"}
+        return {"steps": [steps.choose_rollback_target(run, target, plan.force, intent), steps.stop(ws.app),
+                          steps.cutover(ws.app, "$target")]}
+
+    first = {h.name: (connected[h.name], first_batch(h)) for h in reachable}
     answers = {name: [a] for name, a in session.call_all(first, ws.app.timeouts.restart + MARGIN,
                                                           module="dbagent").items()}
     for name, replies in answers.items():
         session.progress.update(name, "cutover", "ok" if replies[0].ok else "failed")
-    error = next((f"{n}: {a[0].error}" for n, a in answers.items() if not a[0].ok), None)
+    error = next((f"{n}: {a[0].failed_step}: {a[0].error}" for n, a in answers.items() if not a[0].ok), None)
     if error is None and plan.decision.path == "restore" and plan.decision.backup is not None:
         result, error = restore(session, run, db, str(plan.decision.backup.get("id")),
                                 reason=f"rollback to {plan.target_version}", column="choose")
@@ -932,6 +1054,7 @@ def apply_rollback(session: HostSession, run: steps.RunContext, ws: Workspace, p
             error = f"down-migrations: {answer.error}"
         plan.result = answer.data("db_down")
         session.progress.update(db.host.name, "choose", "ok" if answer.ok else "failed")
+    faultpoints.reached("database:done")
     plan.error = error
     annotation = plan.annotation()
     expect = annotation["expect"] if not error else {}
@@ -946,10 +1069,11 @@ def apply_rollback(session: HostSession, run: steps.RunContext, ws: Workspace, p
         if not error:
             # the hook of the release being left, as a host-by-host rollback runs it; a plain
             # rollback does not come back to what it left (mark_left)
-            batch += [{**steps.hook(ws.app, "on_rollback", "", target, "rollback", previous=current or ""),
-                       "meta_of": current},
-                      steps.mark(target, "good", "mark_good")]
-            if current:
+            if current and current != target:
+                batch.append({**steps.hook(ws.app, "on_rollback", "", target, "rollback", previous=current),
+                              "meta_of": current})
+            batch.append(steps.mark(target, "good", "mark_good"))
+            if current and current != target:
                 batch.append(steps.mark_left(current))
         batch += [{"op": "settle", "name": "settle", "result": "failed" if error else "ok", "detail": error or ""},
                   steps.record(entry)]
@@ -958,7 +1082,6 @@ def apply_rollback(session: HostSession, run: steps.RunContext, ws: Workspace, p
         second[host.name] = (connected[host.name], {"steps": [], "always": batch})
     for name, answer in session.call_all(second, ws.app.timeouts.activate, module="dbagent").items():
         answers.setdefault(name, []).append(answer)
-    reports = {}
     for host in reachable:
         replies = answers.get(host.name, [])
         failures = [f"{s.name}: {s.error}" for a in replies for s in a.steps if not s.ok]

@@ -756,13 +756,36 @@ class Rollback(Rollout):
         if self.db_plan is None or not self.db_plan.decision.changes_database:
             super().run_batches(targets, planned_batches, threshold)
             return
-        if self.choice is None or self.leader is None:
+        if self.choice is None or self.leader is None or self.choice.release is None:
             return  # prepared() reported every host
+        planned = self.db_plan.targets.get(self.leader.host.name)
+        if planned is not None and (self.db_plan.leader != self.leader.host.name
+                                    or planned != self.choice.release.id):
+            # the database was decided for another target than the one chosen under the lock
+            for target in targets:
+                if target.report is None:
+                    target.report = HostReport(
+                        host=target.host.name, environment=self.run.environment, status="skipped",
+                        action="rollback", error=f"not rolled back: the environment changed while the rollback was "
+                                                 f"planned ({self.db_plan.leader} would go to {planned}, "
+                                                 f"{self.leader.host.name} chose {self.choice.release.id} under its "
+                                                 f"lock); nothing was changed, run it again")
+            return
         pending = [t for t in targets if t.report is None]
         self.session.fleet.map(lambda t: _reachable(self.session, t), pending)
         reachable = [t for t in pending if t.report is None]
+        by_name = {t.host.name: t for t in reachable}
+
+        def lock(host: Host) -> AgentAnswer:
+            # a stale lock of this controller's own dead run (a rollback killed half way) is taken over
+            target = by_name[host.name]
+            answer, target.takeover = call_taking_over(
+                self.session, target.link, lambda stale: steps.lock_batch(self.run, stale, host.name),
+                timeout=self.session.timeouts.begin)
+            return answer
+
         reports = database.apply_rollback(self.session, self.run, self.ws, self.db_plan, [t.host for t in reachable],
-                                          {t.host.name: t.link for t in reachable}, self.leader.host)
+                                          {t.host.name: t.link for t in reachable}, self.leader.host, lock)
         for target in reachable:
             target.report = reports.get(target.host.name) or HostReport(
                 host=target.host.name, environment=self.run.environment, status="skipped", action="rollback",
@@ -795,8 +818,10 @@ class Rollback(Rollout):
         session.progress.update(name, "result", "ok" if answer.ok else "failed")
 
     def release_request(self, targets: list[Target]) -> dict[str, Any]:
+        # a host that runs nothing is not rolled back, and does not keep the rollback unfinished
         finished = self.choice is not None and all(
-            t.report is not None and t.report.status in ("deployed", "unchanged") for t in targets)
+            t.report is not None and (t.report.status in ("deployed", "unchanged") or t.report.details.get(
+                "nothing_live")) for t in targets)
         return steps.release_batch(finished_rollback=finished)
 
     def notes(self) -> list[str]:

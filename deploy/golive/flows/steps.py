@@ -249,11 +249,16 @@ def unlock(force: bool = False) -> dict[str, Any]:
     return {"op": "unlock", "name": "unlock", "force": force}
 
 
-def choose_rollback_target(run: RunContext, target: Mapping[str, Any], force: bool) -> dict[str, Any]:
+def choose_rollback_target(run: RunContext, target: Mapping[str, Any], force: bool,
+                           database: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Find the environment's target (golive.core.rollback.Choice.spec) among this host's releases and
-    record the rollback's intent before anything switches."""
-    return {"op": "select_rollback", "name": "choose", "target": dict(target), "force": force,
+    record the rollback's intent before anything switches; `database`: how a rollback that changes
+    the database does it (flows/database.apply_rollback), recorded in the intent too."""
+    step = {"op": "select_rollback", "name": "choose", "target": dict(target), "force": force,
             "by": {"operator": run.operator, "controller": run.controller, "engine": run.engine}}
+    if database:
+        step["database"] = dict(database)
+    return step
 
 
 def finish_rollback() -> dict[str, Any]:
@@ -409,10 +414,10 @@ def abort_batch(run: RunContext, host: str, reason: str, keep_lock: bool = False
             "result": "skipped"}
 
 
-def lock_batch(run: RunContext) -> dict[str, Any]:
+def lock_batch(run: RunContext, takeover: Mapping[str, Any] | None = None, host: str = "") -> dict[str, Any]:
     """Take a host's lock and nothing else (a rollback that changes the database takes every host's
-    lock before it changes anything)."""
-    return {"steps": [lock(run)]}
+    lock before it changes anything); `takeover`: a stale lock of this controller's own dead run."""
+    return {"steps": [lock(run, takeover, host)]}
 
 
 def stop(app: AppDefinition, release: str = "", name: str = "stop") -> dict[str, Any]:
