@@ -209,3 +209,13 @@ def test_preflight_reports_an_unmet_requirement_as_no_go_per_production_host(wor
                       "--json").json()
     assert ("mfg-prod-1", "requirements") in {(p["where"], p["item"]) for p in data["passed"]}
     assert not any(r["item"] == "requirements" for r in data["red"])
+
+
+def test_preflight_reports_a_malformed_declaration_on_every_production_host(workspace, test_hosts, tmp_path):
+    with_manifest_requires(workspace, "1.0", {"python": "3.11"})
+    result = run_golive(workspace, "preflight", "manufacturer", "--release", "1.0", "--report", str(tmp_path / "r"),
+                        "--json")
+    assert result.returncode == 1, result.output
+    red = {(r["where"], r["item"]): r for r in result.json()["red"]}
+    for name in ("mfg-prod-1", "mfg-prod-2"):
+        assert f"northwind-1.0.tar.gz: {MANIFEST} requires.python: " in red[(name, "requirements")]["detail"]
