@@ -69,10 +69,13 @@ def interrupt_in_main_greenlet() -> None:
     main greenlet, where it ends whatever wait golive is in (a round trip, a connect, a fan-out), as
     gevent's own Timeout does."""
     import signal
+    import threading
 
     import gevent
     import greenlet
 
+    if threading.current_thread() is not threading.main_thread():
+        return  # golive used as a library from a thread: only the main thread may set handlers
     if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
         return  # SIGINT ignored (a background job) or handled by the program golive runs in
     main = greenlet.getcurrent()
