@@ -273,7 +273,7 @@ class Collector(object):
         return {"glibc": facts["glibc"], "python_path": facts["python_path"],
                 "os": os_release.get("PRETTY_NAME") or os_release.get("NAME"),
                 "os_id": os_release.get("ID"), "os_version": os_release.get("VERSION_ID"),
-                "kernel": uname.release, "machine": uname.machine, "python": "%d.%d.%d" % sys.version_info[:3],
+                "kernel": uname.release, "machine": facts["arch"], "python": facts["python"],
                 "hostname": socket.gethostname(), "timezone": zone[0], "timezone_data": zone[1],
                 "timezone_named_data": zone[2], "locale": self.locale()}
 

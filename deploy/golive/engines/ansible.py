@@ -181,11 +181,7 @@ def refuse_unmet_requirements(ws: Workspace, targets: list[Target], artifact: Ar
         answers = session.call_all(requests, ws.app.timeouts.begin)
     finally:
         session.close()
-    for target in targets:
-        target.answers = (answers[target.host.name],) if target.host.name in answers else ()
-    problems = requirement_problems(requirements, artifact, platforms(targets), REQUIREMENTS_REFUSED)
-    for target in targets:
-        target.answers = ()
+    problems = requirement_problems(requirements, artifact, platforms(answers), REQUIREMENTS_REFUSED)
     if problems:
         raise BadInput(problems)
 

@@ -61,7 +61,7 @@ from golive.core.plan import INSTALL
 from golive.core.release import Artifact
 from golive.core.rollback import Choice, Intent, RollbackFacts, choose, resolve
 from golive.flows import steps
-from golive.flows.session import HostReport, HostSession, HostStatus, step_seconds
+from golive.flows.session import HostReport, HostSession, HostStatus, as_answer, step_seconds
 from golive.workspace import Workspace
 
 MARGIN = 120  # seconds the controller waits beyond a step's own timeout
@@ -985,8 +985,8 @@ def rehearsals(ws: Workspace, db: Database, progress: Progress) -> list[dict[str
 
 
 def apply_rollback(session: HostSession, run: steps.RunContext, ws: Workspace, plan: RollbackPlan,
-                   hosts: Sequence[Host], connected: Mapping[str, Connected], leader: Host,
-                   lock: Callable[[Host], AgentAnswer] | None = None) -> dict[str, HostReport]:
+                   hosts: Sequence[Host], connected: Mapping[str, Connected], leader: Host, *,
+                   lock: Callable[[Host], AgentAnswer]) -> dict[str, HostReport]:
     """A rollback that changes the database (a restore, down-migrations), for the whole environment:
     1. every host records the rollback's intent (its target, the release it leaves, how the database
        changes: a re-run completes this rollback), stops and points `current` at the release it goes
@@ -1010,11 +1010,7 @@ def apply_rollback(session: HostSession, run: steps.RunContext, ws: Workspace, p
     reachable = [h for h in hosts if connected[h.name].ok and h.name in plan.targets]
     others = [h for h in reachable if h.name != leader.name]
     begin = session.timeouts.begin
-    if lock is None:
-        locked = session.call_all({h.name: (connected[h.name], steps.lock_batch(run)) for h in others}, begin)
-    else:
-        locked = {h.name: a if isinstance(a, AgentAnswer) else AgentAnswer(ok=False, steps=[], error=str(a))
-                  for h, a in zip(others, session.fleet.map(lock, others), strict=True)}
+    locked = {h.name: as_answer(a) for h, a in zip(others, session.fleet.map(lock, others), strict=True)}
     refused = {name: answer for name, answer in locked.items() if not answer.ok}
     if refused:
         session.call_all({n: (connected[n], steps.release_batch()) for n, a in locked.items() if a.ok}, begin)

@@ -390,13 +390,14 @@ def prepare(ws: Workspace, customer: str, environment: str, version: str,
     return artifact, targets, requirements
 
 
-def platforms(targets: list[Target]) -> dict[str, dict[str, Any]]:
-    """Each host's facts from its state step (the begin batch's, or plan's), for the hosts that answered."""
+def platforms(answers: Mapping[str, AgentAnswer]) -> dict[str, dict[str, Any]]:
+    """Each host's facts from its state step (the begin batch's, or plan's), for the hosts whose
+    answer has one: host name -> the answer holding its state step."""
     found = {}
-    for target in targets:
-        state = target.answers[0].step("state") if target.answers else None
+    for name, answer in answers.items():
+        state = answer.step("state")
         if state is not None and state.ok:
-            found[target.host.name] = state.data.get("platform") or {}
+            found[name] = state.data.get("platform") or {}
     return found
 
 
@@ -437,7 +438,8 @@ class Deploy(Rollout):
     def prepared(self, targets: list[Target]) -> None:
         """Every host's state is read, nothing is uploaded yet: an artifact a host cannot run is refused
         here, for every host at once (its requirements against the facts the state step read)."""
-        problems = requirement_problems(self.requirements, self.artifact, platforms(targets), REQUIREMENTS_REFUSED)
+        begun = {t.host.name: t.answers[0] for t in targets if t.answers}
+        problems = requirement_problems(self.requirements, self.artifact, platforms(begun), REQUIREMENTS_REFUSED)
         if problems:
             # the leader's lock is given back by run_rollout's release_leader; an unchanged host's
             # was given back by its begin batch (finish_if_unchanged)
@@ -652,10 +654,7 @@ def plan(ws: Workspace, customer: str, environment: str, version: str, *, only: 
         answers = session.call_all(requests, ws.app.timeouts.begin)
     finally:
         session.close()
-    for target in targets:
-        answer = answers.get(target.host.name)
-        target.answers = (answer,) if answer is not None else ()
-    refused = requirement_problems(requirements, artifact, platforms(targets), REQUIREMENTS_PLAN)
+    refused = requirement_problems(requirements, artifact, platforms(answers), REQUIREMENTS_PLAN)
     if refused:
         raise BadInput(refused)
     host_plans: list[dict[str, Any]] = []
@@ -785,7 +784,8 @@ class Rollback(Rollout):
             return answer
 
         reports = database.apply_rollback(self.session, self.run, self.ws, self.db_plan, [t.host for t in reachable],
-                                          {t.host.name: t.link for t in reachable}, self.leader.host, lock)
+                                          {t.host.name: t.link for t in reachable}, self.leader.host,
+                                          lock=lock)
         for target in reachable:
             target.report = reports.get(target.host.name) or HostReport(
                 host=target.host.name, environment=self.run.environment, status="skipped", action="rollback",

@@ -108,13 +108,14 @@ class HostSession:
             return self.call(connected, request, timeout=timeout, module=module)
 
         answers = self.fleet.map(one, names)
-        return {name: _as_answer(answer) for name, answer in zip(names, answers, strict=True)}
+        return {name: as_answer(answer) for name, answer in zip(names, answers, strict=True)}
 
     def close(self) -> None:
         self.fleet.close()
 
 
-def _as_answer(value: Any) -> AgentAnswer:
+def as_answer(value: Any) -> AgentAnswer:
+    """What a fan-out (Fleet.map) gave back for one host: its answer, or the exception as a failed one."""
     if isinstance(value, AgentAnswer):
         return value
     return AgentAnswer(False, [], "unknown", error=f"{type(value).__name__}: {value}", transport_error=True)
