@@ -47,13 +47,26 @@ def ledger_lines(test_hosts) -> dict[str, list[dict]]:
     return lines
 
 
+def let_go_files(test_hosts) -> list:
+    return [host_path(test_hosts, suffix, f"/opt/northwind/shared/{LET_GO}") for suffix in PROD.values()]
+
+
 def race(ws, test_hosts, first: tuple[str, ...], second: tuple[str, ...], delay: float = 0) -> tuple[str, dict]:
     """Start both runs together (the second `delay` seconds later); return the winner's operator and
-    both results."""
+    both results. The winner holds its locks (HOLD) until the first run to end has ended: the loser,
+    unless both proceeded, which the assertions below then show."""
+    let_go = let_go_files(test_hosts)
+    for path in let_go:
+        path.unlink(missing_ok=True)
     before = ledger_lines(test_hosts)
     runs = {"alice": start_golive(ws, "alice", *first)}
     time.sleep(delay)
     runs["bob"] = start_golive(ws, "bob", *second)
+    bound = time.monotonic() + WAIT_BOUND_SECONDS
+    while all(process.poll() is None for process in runs.values()) and time.monotonic() < bound:
+        time.sleep(0.05)
+    for path in let_go:
+        path.touch()
     results = {}
     for operator, process in runs.items():
         stdout, stderr = process.communicate(timeout=WAIT_BOUND_SECONDS)
@@ -79,11 +92,13 @@ def race(ws, test_hosts, first: tuple[str, ...], second: tuple[str, ...], delay:
     return winner, results
 
 
-# Each winner holds its locks for two seconds at least (a hook: before_cutover for a deploy,
-# on_rollback of the release it leaves for a rollback), so the other run always meets them: a
-# rollback needs much less work before it locks than a deploy and, on a loaded machine, could
-# otherwise be over before the deploy locks anything.
-HOLD = "sleep 2"
+# Each winner holds its locks in a hook (before_cutover for a deploy, on_rollback of the release it
+# leaves for a rollback) until the test lets it go, once the other run has ended: so the other run
+# always meets them, however loaded the machine (a rollback needs much less work before it locks
+# than a deploy, and could otherwise be over before the deploy locks anything). Bounded, so that a
+# broken run cannot hang the suite.
+LET_GO = "golive-race-let-go"
+HOLD = f"i=0; while [ ! -e $GOLIVE_APP_ROOT/shared/{LET_GO} ] && [ $i -lt 3000 ]; do sleep 0.1; i=$((i+1)); done"
 
 
 @pytest.fixture
@@ -135,8 +150,8 @@ SHIFTS = (-0.3, 0.3)
 
 @pytest.fixture
 def ansible_production(workspace, test_hosts):
-    """Production on 1.1 (1.0 kept; leaving 1.1 runs a 2 s on_rollback hook); how long an Ansible
-    deploy takes to lock the leader, measured as 1.1 goes live with Ansible."""
+    """Production on 1.1 (1.0 kept; leaving 1.1 runs the on_rollback hook that holds the locks); how
+    long an Ansible deploy takes to lock the leader, measured as 1.1 goes live with Ansible."""
     store = workspace / "build" / "releases"
     build_release(store, "1.2", "--files", RELEASE_FILES, "--size-kb", RELEASE_KB)
     set_hook(workspace, "on_rollback", HOLD)

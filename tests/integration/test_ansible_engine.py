@@ -337,7 +337,11 @@ def test_serial_batches_keep_the_environment_lock_and_max_fail_counts_the_whole_
     override = ("--override-promotion", "serial test")
     health_retries(ws, 3)  # 9.9 fails sooner
     golive(ws, "deploy", "manufacturer", "production", "--release", "1.0", *override, engine="pyinfra")
-    set_hook(ws, "before_cutover", "touch $GOLIVE_APP_ROOT/shared/hook-ran && sleep 1")
+    # The second batch's hook holds it until the test has seen the lock and the refused deploy.
+    set_hook(ws, "before_cutover", 'touch $GOLIVE_APP_ROOT/shared/hook-ran; [ "$GOLIVE_HOST" != mfg-prod-2 ] || '
+             '{ i=0; while [ ! -e $GOLIVE_APP_ROOT/shared/let-go ] && [ $i -lt 3000 ]; do sleep 0.1; '
+             'i=$((i+1)); done; }')
+    let_go = host_path(test_hosts, MFG_PROD2, "/opt/northwind/shared/let-go")
     # 9.9 fails its health check everywhere. 1 of 2 hosts failed = 50%: under 60% the second batch
     # still runs (Ansible alone would stop after a batch whose every host failed); over 40% it does not.
     marker = host_path(test_hosts, MFG_PROD2, "/opt/northwind/shared/hook-ran")
@@ -360,8 +364,10 @@ def test_serial_batches_keep_the_environment_lock_and_max_fail_counts_the_whole_
         assert hosts_of(refused)["mfg-prod-1"]["status"] == "locked", refused.stdout
         assert "still running" in hosts_of(refused)["mfg-prod-1"]["error"]
         assert {s: len(ledger(test_hosts, s)) for s in (MFG_PROD1, MFG_PROD2)} == before
+        let_go.touch()
         stdout, stderr = serial.communicate(timeout=WAIT_BOUND_SECONDS)
     finally:
+        let_go.touch()
         if serial.poll() is None:
             serial.kill()
     assert serial.returncode == 3, stdout + stderr
