@@ -1,0 +1,217 @@
+"""golive provision on a real Debian 12 server booting systemd (the session's h131, mfg-stg-1 of the
+example workspace), from a fresh host: real .deb packages from the hosts' local apt repository, a
+system group and user, a directory with owner and mode, a file and a systemd unit rendered from
+templates with the host's variables (a vault secret among them), the unit enabled and running.
+
+Then: a second provision changes nothing and says so; --plan after a change by hand shows exactly
+that change and changes nothing; a package that does not exist fails the host naming it (exit 3);
+a vault secret never appears in anything golive prints. One provisioned host for the whole module
+(it is reset at the end, so the other tests see a clean server)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import VAULT_SECRETS, copy_workspace, run_golive
+
+HOST, NAME = "h131", "mfg-stg-1"  # staging is one application host, the session's first systemd host
+
+DECLARATION = """
+provision:
+  all:
+    packages: [tree]
+    groups:
+      - {name: northwind, system: true}
+    users:
+      - {name: northwind, group: northwind, home: /var/lib/northwind, shell: /usr/sbin/nologin, system: true}
+    directories:
+      - {path: /srv/northwind, owner: northwind, group: northwind, mode: "0750"}
+    files:
+      - {src: provision/worker.env.j2, dest: /etc/northwind/worker.env, owner: root, group: northwind, mode: "0640"}
+    services:
+      - {name: northwind-worker, src: provision/northwind-worker.service.j2, enabled: true, running: true}
+    deploy: [provision/extra.py]
+  scada_gateway:
+    packages: [jq]
+"""
+# The user's own pyinfra deploy file: its operations run after golive's items, with the host's variables.
+EXTRA = """from pyinfra import host
+from pyinfra.operations import files
+
+files.line(name="motd names the company", path="/etc/motd", line=f"Provisioned for {host.data.company_name}")
+"""
+UNIT = """[Unit]
+Description=Northwind worker for {{ company_name }}
+
+[Service]
+User=northwind
+EnvironmentFile=/etc/northwind/worker.env
+ExecStart=/bin/sleep infinity
+
+[Install]
+WantedBy=multi-user.target
+"""
+ENV_FILE = "DB_HOST={{ db_host }}\nDB_PASSWORD={{ db_password }}\n"
+ITEMS = ["package tree", "package jq", "group northwind", "user northwind", "directory /srv/northwind",
+         "file /etc/northwind/worker.env", "service northwind-worker.service",
+         "deploy provision/extra.py: motd names the company"]
+
+
+@pytest.fixture(scope="module")
+def provisioned(tmp_path_factory, systemd_hosts):
+    """The workspace (staging on h131) and the first provision's result, from a fresh server."""
+    systemd_hosts.reset([HOST])
+    ws = copy_workspace(tmp_path_factory.mktemp("provision") / "ws", systemd_hosts, None)
+    hosts_file = ws / "inventories" / "manufacturer" / "hosts.yml"
+    net = re.escape(systemd_hosts.net)
+    hosts_file.write_text(re.sub(rf"({net})\.1([123])\b", r"\1.13\2", hosts_file.read_text()))
+    (ws / "golive.yml").write_text((ws / "golive.yml").read_text() + DECLARATION)
+    templates = ws / "config_templates" / "northwind" / "provision"
+    templates.mkdir()
+    (templates / "northwind-worker.service.j2").write_text(UNIT)
+    (templates / "worker.env.j2").write_text(ENV_FILE)
+    (ws / "provision").mkdir()
+    (ws / "provision" / "extra.py").write_text(EXTRA)
+    outputs: list[str] = []
+    first = run_golive(ws, "provision", "manufacturer", "staging", "--json")
+    outputs.append(first.output)
+    yield ws, first, outputs
+    systemd_hosts.reset([HOST])
+
+
+def on_host(hosts, command: str) -> str:
+    result = hosts.ssh(HOST, command)
+    assert result.returncode == 0, f"{command}: {result.stdout.decode()}{result.stderr.decode()}"
+    return result.stdout.decode().strip()
+
+
+def host_state(hosts) -> str:
+    """What provisioning manages on the host, with the files' change times and the worker's PID:
+    equal before and after a run means the run changed nothing."""
+    return on_host(hosts, "dpkg-query -W -f '${Package} ${Status}\\n' tree jq; getent group northwind; "
+                          "getent passwd northwind; stat -c '%n %U %G %a %Z' /srv/northwind "
+                          "/etc/northwind/worker.env /etc/systemd/system/northwind-worker.service; "
+                          "systemctl is-enabled northwind-worker; systemctl is-active northwind-worker; "
+                          "systemctl show -p MainPID --value northwind-worker; stat -c '%Z' /etc/motd")
+
+
+def items_of(result) -> dict[str, dict]:
+    (row,) = result.json()["hosts"]
+    assert row["host"] == NAME, row
+    return {item["item"]: item for item in row["items"]}
+
+
+def test_provision_builds_the_environment_from_a_fresh_server(provisioned, systemd_hosts):
+    _, first, _ = provisioned
+    assert first.returncode == 0, first.output
+    items = items_of(first)
+    assert list(items) == ITEMS, items
+    assert {name: item["status"] for name, item in items.items()} == dict.fromkeys(ITEMS, "changed"), items
+    # real packages from the local repository, installed by apt
+    assert on_host(systemd_hosts, "dpkg-query -W -f '${Status}' tree jq") == \
+        "install ok installedinstall ok installed"
+    assert on_host(systemd_hosts, "jq -n 1+1") == "2"
+    assert on_host(systemd_hosts, "getent group northwind").startswith("northwind:x:")
+    user = on_host(systemd_hosts, "getent passwd northwind").split(":")
+    group_id = on_host(systemd_hosts, "getent group northwind").split(":")[2]
+    assert (user[3], user[5], user[6]) == (group_id, "/var/lib/northwind", "/usr/sbin/nologin"), user
+    assert int(user[2]) < 1000, f"not a system user: {user}"
+    assert on_host(systemd_hosts, "stat -c '%U %G %a' /srv/northwind") == "northwind northwind 750"
+    # the file and the unit rendered with the host's variables, the secret from the vault
+    assert on_host(systemd_hosts, "stat -c '%U %G %a' /etc/northwind/worker.env") == "root northwind 640"
+    env_file = on_host(systemd_hosts, "cat /etc/northwind/worker.env")
+    assert any(f"DB_PASSWORD={secret}" == env_file.splitlines()[1] for secret in VAULT_SECRETS), \
+        "the vault secret was not rendered into the file"
+    assert "Description=Northwind worker for Huaxin" in on_host(
+        systemd_hosts, "cat /etc/systemd/system/northwind-worker.service")
+    assert on_host(systemd_hosts, "systemctl is-enabled northwind-worker") == "enabled"
+    assert on_host(systemd_hosts, "systemctl is-active northwind-worker") == "active"
+    assert on_host(systemd_hosts, "ps -o user= -p $(systemctl show -p MainPID --value northwind-worker)") \
+        == "northwind"
+    assert "Provisioned for Huaxin" in on_host(systemd_hosts, "cat /etc/motd")  # the user's own operation
+
+
+def test_a_second_provision_changes_nothing_and_says_so(provisioned, systemd_hosts):
+    ws, _, outputs = provisioned
+    before = host_state(systemd_hosts)
+    again = run_golive(ws, "provision", "manufacturer", "staging")
+    outputs.append(again.output)
+    assert again.returncode == 0, again.output
+    assert f"  {NAME}: no change ({len(ITEMS)} items as declared)" in again.stdout, again.output
+    as_json = run_golive(ws, "provision", "manufacturer", "staging", "--json", check=0)
+    outputs.append(as_json.output)
+    assert {item["status"] for item in items_of(as_json).values()} == {"unchanged"}, as_json.output
+    assert as_json.json()["hosts"][0]["status"] == "unchanged"
+    assert host_state(systemd_hosts) == before
+
+
+def test_plan_shows_exactly_a_change_by_hand_and_changes_nothing(provisioned, systemd_hosts):
+    ws, _, outputs = provisioned
+    on_host(systemd_hosts, "chmod 0700 /srv/northwind")
+    before = host_state(systemd_hosts)
+    plan = run_golive(ws, "provision", "manufacturer", "staging", "--plan", "--json")
+    outputs.append(plan.output)
+    assert plan.returncode == 0, plan.output
+    changing = {name: item for name, item in items_of(plan).items() if item["status"] != "unchanged"}
+    assert changing == {"directory /srv/northwind": {"item": "directory /srv/northwind", "status": "would_change",
+                                                     "commands": ["chmod 750 /srv/northwind"]}}, plan.output
+    assert host_state(systemd_hosts) == before  # the plan changed nothing
+    text = run_golive(ws, "provision", "manufacturer", "staging", "--plan", check=0)
+    outputs.append(text.output)
+    assert f"  {NAME}: would change 1 of {len(ITEMS)} items" in text.stdout, text.output
+    assert "    directory /srv/northwind: would change\n      chmod 750 /srv/northwind" in text.stdout, text.output
+    # and the provision puts back exactly that
+    fixed = run_golive(ws, "provision", "manufacturer", "staging", "--json", check=0)
+    outputs.append(fixed.output)
+    assert [n for n, i in items_of(fixed).items() if i["status"] == "changed"] == ["directory /srv/northwind"]
+    assert on_host(systemd_hosts, "stat -c '%a' /srv/northwind") == "750"
+
+
+def test_a_package_that_does_not_exist_fails_the_host_naming_it(provisioned, systemd_hosts):
+    ws, _, outputs = provisioned
+    app = ws / "golive.yml"
+    good = app.read_text()
+    app.write_text(good.replace("packages: [tree]", "packages: [tree, golive-no-such-package]"))
+    try:
+        failed = run_golive(ws, "provision", "manufacturer", "staging")
+    finally:
+        app.write_text(good)
+    outputs.append(failed.output)
+    assert failed.returncode == 3, failed.output
+    assert f"{NAME}: package golive-no-such-package: " in failed.stdout, failed.output
+    assert "Unable to locate package golive-no-such-package" in failed.stdout, failed.output
+    assert on_host(systemd_hosts, "dpkg-query -W -f '${Status}' tree") == "install ok installed"
+
+
+def test_a_vault_secret_never_appears_in_what_provision_prints(provisioned):
+    _, _, outputs = provisioned
+    assert outputs, "no provision ran"
+    for output in outputs:
+        for secret in VAULT_SECRETS:
+            assert secret not in output
+
+
+def test_a_bad_declaration_stops_before_any_host_with_file_and_line(offline_workspace: Path):
+    """The offline workspace's hosts do not exist: reaching for one would be exit 3, not 2."""
+    app = offline_workspace / "golive.yml"
+    text = app.read_text() + DECLARATION.replace('mode: "0750"', 'mode: "rwx"')
+    app.write_text(text)
+    line = text.splitlines().index(next(x for x in text.splitlines() if '"rwx"' in x)) + 1
+    result = run_golive(offline_workspace, "provision", "manufacturer", "staging")
+    assert result.returncode == 2, result.output
+    assert f"golive.yml:{line}: provision.all.directories[0].mode must be an octal string" in result.stderr, \
+        result.output
+    # a template that is not there is the same kind of mistake
+    app.write_text(app.read_text().replace('mode: "rwx"', 'mode: "0750"'))
+    result = run_golive(offline_workspace, "provision", "manufacturer", "staging")
+    assert result.returncode == 2, result.output
+    assert "template 'provision/worker.env.j2' not found" in result.stderr, result.output
+
+
+def test_the_ansible_engine_does_not_provision_yet(offline_workspace: Path):
+    result = run_golive(offline_workspace, "provision", "manufacturer", "staging", "--engine", "ansible")
+    assert result.returncode == 2, result.output
+    assert "not supported yet" in result.stderr, result.output
