@@ -183,7 +183,32 @@ def test_a_package_that_does_not_exist_fails_the_host_naming_it(provisioned, sys
     assert failed.returncode == 3, failed.output
     assert f"{NAME}: package golive-no-such-package: " in failed.stdout, failed.output
     assert "Unable to locate package golive-no-such-package" in failed.stdout, failed.output
+    assert "not run (an earlier item failed)" in failed.stdout, failed.output
     assert on_host(systemd_hosts, "dpkg-query -W -f '${Status}' tree") == "install ok installed"
+
+
+def test_a_unit_that_fails_to_start_fails_the_host_with_its_journal(provisioned, systemd_hosts):
+    """Last of the tests that change the host: it leaves a failed unit behind (the module resets it)."""
+    ws, _, outputs = provisioned
+    (ws / "config_templates" / "northwind" / "provision" / "broken.service.j2").write_text(
+        "[Service]\nType=oneshot\nExecStart=/bin/sh -c 'echo northwind-broken cannot start >&2; exit 1'\n")
+    app = ws / "golive.yml"
+    good = app.read_text()
+    app.write_text(good.replace("    deploy: [provision/extra.py]\n", "      - {name: northwind-broken, src: "
+                                "provision/broken.service.j2, enabled: false}\n    deploy: [provision/extra.py]\n"))
+    try:
+        failed = run_golive(ws, "provision", "manufacturer", "staging", "--json")
+    finally:
+        app.write_text(good)
+    outputs.append(failed.output)
+    assert failed.returncode == 3, failed.output
+    (row,) = failed.json()["hosts"]
+    assert row["status"] == "failed", row
+    assert row["error"].startswith(f"{NAME}: service northwind-broken.service: "), row
+    assert "its journal ends: " in row["error"] and "northwind-broken cannot start" in row["error"], row
+    statuses = {item["item"]: item["status"] for item in row["items"]}
+    assert statuses["service northwind-worker.service"] == "unchanged", statuses
+    assert statuses["deploy provision/extra.py: motd names the company"] == "not_run", statuses
 
 
 def test_a_vault_secret_never_appears_in_what_provision_prints(provisioned):
@@ -202,7 +227,7 @@ def test_a_bad_declaration_stops_before_any_host_with_file_and_line(offline_work
     line = text.splitlines().index(next(x for x in text.splitlines() if '"rwx"' in x)) + 1
     result = run_golive(offline_workspace, "provision", "manufacturer", "staging")
     assert result.returncode == 2, result.output
-    assert f"golive.yml:{line}: provision.all.directories[0].mode must be an octal string" in result.stderr, \
+    assert f"golive.yml:{line}: provision.all.directories[0].mode must be a quoted octal string" in result.stderr, \
         result.output
     # a template that is not there is the same kind of mistake
     app.write_text(app.read_text().replace('mode: "rwx"', 'mode: "0750"'))

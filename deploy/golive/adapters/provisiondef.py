@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from golive.adapters.yamlfile import YamlMap
+from golive.core.errors import Problem
 from golive.core.model import name_problem
 from golive.core.provision import (
     SECTIONS,
@@ -39,6 +40,8 @@ from golive.core.provision import (
 
 
 class Reader(Protocol):  # adapters.appdef._Reader
+    problems: list[Problem]
+
     def at(self, mapping: Any, key: str | None = None) -> str: ...
 
     def problem(self, mapping: Any, key: str | None, message: str) -> None: ...
@@ -81,7 +84,7 @@ def read_provision(reader: Reader, data: YamlMap, workspace: Path, app_name: str
         if entry is None:
             groups.append(GroupProvision(group, where))
             continue
-        if not isinstance(entry, dict):
+        if not isinstance(entry, YamlMap):
             reader.problem(section, group, f"provision.{group} must be a mapping of {', '.join(SECTIONS)}")
             continue
         for unknown in sorted(set(entry) - set(SECTIONS)):
@@ -95,9 +98,11 @@ def read_provision(reader: Reader, data: YamlMap, workspace: Path, app_name: str
         items += parse.files()
         items += parse.services()
         items += parse.deploy()
-        keys = [i.key for i in items]
-        for dup in sorted({k for k in keys if keys.count(k) > 1}):
-            reader.problem(entry, None, f"provision.{group}: {dup} is declared twice")
+        seen: set[str] = set()
+        for item in items:
+            if item.key in seen:
+                reader.problems.append(Problem(item.where, f"provision.{group}: {item.key} is declared twice"))
+            seen.add(item.key)
         groups.append(GroupProvision(group, where, tuple(items)))
     return Provision(tuple(groups))
 
@@ -117,13 +122,13 @@ class _Section:
 
     def _mappings(self, key: str, required: str, allow_name: bool = False) -> list[tuple[YamlMap, str]]:
         """Each entry of a list of mappings (or of bare names, where allow_name) with its location."""
-        found = []
+        found: list[tuple[YamlMap, str]] = []
         for index, raw in enumerate(self._list(key)):
             label = f"provision.{self.group}.{key}[{index}]"
             if allow_name and isinstance(raw, str):
                 raw = YamlMap({required: raw})
                 raw.line = self.entry.line_of(key)
-            if not isinstance(raw, dict):
+            if not isinstance(raw, YamlMap):
                 self.reader.problem(self.entry, key, f"{label} must be a mapping like {{{required}: ...}}, got {raw!r}")
                 continue
             for unknown in sorted(set(raw) - _KEYS[key]):
@@ -155,15 +160,18 @@ class _Section:
         value = raw.get("mode")
         if value is None:
             return None
-        # YAML reads 0750 unquoted as the octal number 488 and 750 as decimal: both mean rwxr-x---
-        text = str(value) if not isinstance(value, int) or isinstance(value, bool) else (
-            oct(value)[2:] if value > 0o777 else str(value))
+        if not isinstance(value, str):
+            # YAML reads 0750 unquoted as the number 488 and 750 as 750 (0o1356): which one was
+            # meant cannot be known from the number, so only the quoted form is taken
+            self.reader.problem(raw, "mode", f"{label}.mode must be a quoted octal string like \"0750\", got "
+                                             f"{value!r} (YAML reads an unquoted mode as a number)")
+            return None
         try:
-            mode = int(text, 8)
+            mode = int(value, 8)
         except ValueError:
             mode = -1
         if not 0 <= mode <= 0o7777:
-            self.reader.problem(raw, "mode", f"{label}.mode must be an octal string like \"0750\", got {value!r}")
+            self.reader.problem(raw, "mode", f"{label}.mode must be a quoted octal string like \"0750\", got {value!r}")
             return None
         return mode
 

@@ -18,8 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pyinfra.api import StringCommand
-from pyinfra.api.command import FileUploadCommand, FunctionCommand
+from pyinfra.api.command import FileUploadCommand, FunctionCommand, StringCommand
 from pyinfra.api.exceptions import PyinfraError
 from pyinfra.api.operation import OperationMeta, add_op
 from pyinfra.api.operations import run_ops
@@ -40,6 +39,7 @@ class ItemRun:
     commands: list[str] = field(default_factory=list)  # what it would run (secret file contents never)
     status: ItemStatus = "unchanged"
     error: str = ""
+    unit: str = ""  # a service item's unit: a failure quotes the end of its journal
 
     def as_dict(self) -> dict[str, Any]:
         row: dict[str, Any] = {"item": self.item, "status": self.status}
@@ -77,27 +77,29 @@ class Provisioner:
         self.skipped: set[str] = set()  # hosts with nothing to change: not run
 
     def _op(self, run: ItemRun, pyinfra_host: Any, operation: Any, **arguments: Any) -> OperationMeta:
-        meta = add_op(self.state, operation, host=pyinfra_host, name=run.item, **arguments)[pyinfra_host]
+        meta: OperationMeta = add_op(self.state, operation, host=pyinfra_host, name=run.item, **arguments)[pyinfra_host]
         run.ops.append((self._last_hash(pyinfra_host), meta))
         return meta
 
     @staticmethod
     def _last_hash(pyinfra_host: Any) -> str:
-        return pyinfra_host.op_hash_order[-1]
+        return str(pyinfra_host.op_hash_order[-1])
 
     def add_host(self, name: str, pyinfra_host: Any, items: Iterable[Item], contents: dict[str, bytes],
-                 variables: dict[str, Any], *, plan: bool) -> list[ItemRun]:
+                 variables: dict[str, Any], *, plan: bool, sudo: bool = False) -> list[ItemRun]:
         """Each item as operations on this host; `contents` the rendered file of each File and
         Service item (by key). A fact that cannot be read fails the item and leaves the host out
         of the run; an exception in a user's deploy file is a mistake in the workspace (BadInput)."""
         runs = self.runs.setdefault(name, [])
         self.pyinfra_hosts[name] = pyinfra_host
         pyinfra_host.data.override_datas.update(variables)  # a user's deploy file reads host.data.<variable>
+        if sudo:  # pyinfra's global argument from host data: every operation, the user's own too
+            pyinfra_host.data.override_datas["_sudo"] = True
         for item in items:
             if isinstance(item, DeployFile):
                 runs.extend(self._deploy_file(name, pyinfra_host, item))
                 continue
-            run = ItemRun(name, item.key)
+            run = ItemRun(name, item.key, unit=item.unit if isinstance(item, Service) else "")
             runs.append(run)
             try:
                 self._add_item(run, pyinfra_host, item, contents.get(item.key, b""))
@@ -182,6 +184,18 @@ class Provisioner:
                 run.commands.extend(describe(command) for command in data.command_generator())
         run.status = "would_change" if run.commands else "unchanged"
 
+    def _journal(self, name: str, unit: str) -> str:
+        """The end of a unit's journal, where a service says why it did not start."""
+        import shlex
+
+        try:
+            ok, output = self.pyinfra_hosts[name].run_shell_command(
+                f"journalctl -u {shlex.quote(unit)} -n 5 --no-pager -o cat")
+        except (PyinfraError, OSError, EOFError):
+            return ""
+        lines = [line.line.strip() for line in output if line.line.strip()] if ok else []
+        return f"; its journal ends: {' | '.join(lines)}" if lines else ""
+
     def execute(self) -> None:
         """Run every host's operations (in order, each on all hosts in parallel), then record per
         item what happened: changed, no change, failed (with what the host said), or not run."""
@@ -207,6 +221,8 @@ class Provisioner:
                     said = [line.strip() for line in failed.stderr_lines + failed.stdout_lines if line.strip()]
                     run.status = "failed"
                     run.error = f"{run.host}: {run.item}: " + (" | ".join(said[-4:]) or "failed")
+                    if run.unit:
+                        run.error += self._journal(name, run.unit)
                 elif not all(meta.is_complete() for meta in metas):
                     run.status = "not_run"
                 else:

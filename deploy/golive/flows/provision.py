@@ -91,7 +91,9 @@ def provision(ws: Workspace, customer: str, environment: str, *, plan: bool = Fa
                 rows.append({"host": host.name, "status": "unreachable", "error": link.error, "items": []})
                 continue
             variables = dict(ws.template_context(host, ""))
-            provisioner.add_host(host.name, link.pyinfra_host, items, contents, variables, plan=plan)
+            # as Ansible's become: ansible_become runs the operations with sudo
+            sudo = bool(host.vars.get("ansible_become"))
+            provisioner.add_host(host.name, link.pyinfra_host, items, contents, variables, plan=plan, sudo=sudo)
             reached.append(host.name)
         if not plan:
             provisioner.execute()
