@@ -211,6 +211,34 @@ def test_a_unit_that_fails_to_start_fails_the_host_with_its_journal(provisioned,
     assert statuses["deploy provision/extra.py: motd names the company"] == "not_run", statuses
 
 
+def test_hosts_with_different_items_each_get_their_own_in_parallel(provisioned, systemd_hosts):
+    """production: mfg-prod-1 (h132) is in scada_gateway and gets jq too, mfg-prod-2 (h133) is not.
+    pyinfra's API mode shares an operation's entry between the hosts' n-th operations: each host
+    must still get exactly its own items."""
+    ws, _, outputs = provisioned
+    try:
+        first = run_golive(ws, "provision", "manufacturer", "production", "--json")
+        outputs.append(first.output)
+        assert first.returncode == 0, first.output
+        rows = {row["host"]: row for row in first.json()["hosts"]}
+        assert {name: [item["item"] for item in row["items"]] for name, row in rows.items()} == {
+            "mfg-prod-1": ITEMS, "mfg-prod-2": [item for item in ITEMS if item != "package jq"]}, first.output
+        assert {row["status"] for row in rows.values()} == {"changed"}, first.output
+        jq = {name: systemd_hosts.ssh(name, "dpkg-query -W -f '${Status}' jq").stdout.decode()
+              for name in ("h132", "h133")}
+        assert jq == {"h132": "install ok installed", "h133": ""}, jq
+        for name in ("h132", "h133"):
+            assert systemd_hosts.ssh(name, "systemctl is-active northwind-worker").stdout.decode().strip() == \
+                "active", name
+        again = run_golive(ws, "provision", "manufacturer", "production")
+        outputs.append(again.output)
+        assert again.returncode == 0, again.output
+        assert "  mfg-prod-1: no change (8 items as declared)\n  mfg-prod-2: no change (7 items as declared)" \
+            in again.stdout, again.output
+    finally:
+        systemd_hosts.reset(["h132", "h133"])
+
+
 def test_a_vault_secret_never_appears_in_what_provision_prints(provisioned):
     _, _, outputs = provisioned
     assert outputs, "no provision ran"

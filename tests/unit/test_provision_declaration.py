@@ -186,13 +186,18 @@ def test_a_mistake_exits_2_before_any_host(offline_workspace):
             result.output
 
 
-def test_a_group_no_host_is_in_is_refused_before_any_host(offline_workspace):
+def test_a_group_no_host_is_in_is_refused_before_any_host_and_by_validate(offline_workspace):
     whole = (offline_workspace / "golive.yml").read_text() + "\nprovision:\n  databse:\n    packages: [tree]\n"
     (offline_workspace / "golive.yml").write_text(whole)
-    result = run_golive(offline_workspace, "provision", "manufacturer", "staging")
-    assert result.returncode == 2, result.output
-    assert f"golive.yml:{line_of(whole, 'databse')}: provision.databse: no host of customer 'manufacturer' is " \
-           f"in an inventory group 'databse'" in result.stderr, result.output
+    for verb in (("provision", "manufacturer", "staging"), ("validate",)):
+        result = run_golive(offline_workspace, *verb)
+        assert result.returncode == 2, result.output
+        assert f"golive.yml:{line_of(whole, 'databse')}: provision.databse: no host of any customer is in an " \
+               f"inventory group 'databse'" in result.stderr, result.output
+    # a group only another customer has is no mistake: manufacturer's scada_gateway, for the retailer
+    (offline_workspace / "golive.yml").write_text(whole.replace("databse", "scada_gateway"))
+    result = run_golive(offline_workspace, "validate")
+    assert result.returncode == 0, result.output
 
 
 # -- which items a host gets -------------------------------------------------------------------------

@@ -85,6 +85,26 @@ class Provisioner:
     def _last_hash(pyinfra_host: Any) -> str:
         return str(pyinfra_host.op_hash_order[-1])
 
+    def add_hosts(self, work: Iterable[tuple[str, Any, Iterable[Item], dict[str, bytes], dict[str, Any], bool]],
+                  *, plan: bool) -> None:
+        """add_host for each (name, pyinfra host, items, contents, variables, sudo), the hosts in
+        parallel (each reads its own facts; pyinfra keeps the current host per greenlet)."""
+        import gevent
+
+        def one(entry: tuple[str, Any, Iterable[Item], dict[str, bytes], dict[str, Any], bool]) -> None:
+            name, pyinfra_host, items, contents, variables, sudo = entry
+            with ctx_host.use(pyinfra_host):
+                self.add_host(name, pyinfra_host, items, contents, variables, plan=plan, sudo=sudo)
+
+        # The state is set once for all of them: each operation's own ctx_state.use() would
+        # otherwise unset it, on leaving, under the feet of the other hosts' greenlets.
+        with ctx_state.use(self.state):
+            greenlets = [gevent.spawn(one, entry) for entry in work]
+            gevent.joinall(greenlets)
+        for greenlet in greenlets:
+            if greenlet.exception is not None:
+                raise greenlet.exception
+
     def add_host(self, name: str, pyinfra_host: Any, items: Iterable[Item], contents: dict[str, bytes],
                  variables: dict[str, Any], *, plan: bool, sudo: bool = False) -> list[ItemRun]:
         """Each item as operations on this host; `contents` the rendered file of each File and

@@ -8,16 +8,17 @@ found before any host is contacted (BadInput, exit 2)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from golive.adapters.progress import Progress
-from golive.adapters.provisioner import ItemRun, Provisioner
-from golive.adapters.transport import Fleet
 from golive.core.errors import BadInput, Problem
 from golive.core.model import Host
 from golive.core.outcome import Outcome
 from golive.core.provision import ALL, File, Item, Provision, Service, host_items
 from golive.workspace import Workspace
+
+if TYPE_CHECKING:
+    from golive.adapters.provisioner import ItemRun
 
 
 def _hosts(ws: Workspace, customer: str, environment: str, only: list[str] | None) -> tuple[Host, ...]:
@@ -40,10 +41,21 @@ def _declared(ws: Workspace) -> Provision:
 
 
 def _unknown_groups(ws: Workspace, customer: str, provision: Provision) -> list[Problem]:
-    """A section for a group no host of the customer is in would silently do nothing: a typo."""
-    known = {group for env in ws.customer(customer).environments for host in env.hosts for group in host.groups}
-    return [Problem(section.where, f"provision.{section.group}: no host of customer {customer!r} is in an "
-                                   f"inventory group {section.group!r} (inventories/{customer}/hosts.yml)")
+    """A section for a group no host of any customer is in would silently do nothing: a typo. (The
+    declaration is the product's: a group only some customers have, like `database`, is fine.)"""
+    known: set[str] = set()
+    for name in dict.fromkeys([customer, *ws.customer_names()]):
+        try:
+            loaded = ws.customer(name)
+        except BadInput:
+            if name == customer:
+                raise
+            continue  # another customer's inventory: `golive validate` reports it
+        known.update(group for env in loaded.environments for host in env.hosts for group in host.groups)
+        if all(section.group in known for section in provision.groups if section.group != ALL):
+            return []
+    return [Problem(section.where, f"provision.{section.group}: no host of any customer is in an inventory group "
+                                   f"{section.group!r} (inventories/*/hosts.yml)")
             for section in provision.groups if section.group != ALL and section.group not in known]
 
 
@@ -62,18 +74,29 @@ def _prepared(ws: Workspace, host: Host, items: tuple[Item, ...]) -> tuple[dict[
     return contents, problems
 
 
-def provision(ws: Workspace, customer: str, environment: str, *, plan: bool = False, only: list[str] | None = None,
-              progress: Progress | None = None) -> Outcome:
+def declared_work(ws: Workspace, customer: str, hosts: tuple[Host, ...]
+                  ) -> tuple[list[tuple[Host, tuple[Item, ...], dict[str, bytes]]], list[Problem]]:
+    """Each host's items and rendered files, or every problem of the declaration for these hosts
+    (golive validate asks too)."""
     declared = _declared(ws)
-    hosts = _hosts(ws, customer, environment, only)
     problems = _unknown_groups(ws, customer, declared)
     work: list[tuple[Host, tuple[Item, ...], dict[str, bytes]]] = []
     for host in hosts:
         chosen = host_items(declared, host.groups)
         problems += [Problem(where, message) for where, message in chosen.problems]
         contents, found = _prepared(ws, host, chosen.items)
-        problems += found
+        problems += [p for p in found if p not in problems]
         work.append((host, chosen.items, contents))
+    return work, problems
+
+
+def provision(ws: Workspace, customer: str, environment: str, *, plan: bool = False, only: list[str] | None = None,
+              progress: Progress | None = None) -> Outcome:
+    from golive.adapters.provisioner import Provisioner  # pyinfra's operations: only where they run
+    from golive.adapters.transport import Fleet
+
+    hosts = _hosts(ws, customer, environment, only)
+    work, problems = declared_work(ws, customer, hosts)
     if problems:
         from golive.core.errors import merged
 
@@ -84,20 +107,19 @@ def provision(ws: Workspace, customer: str, environment: str, *, plan: bool = Fa
     try:
         connected = fleet.connect()
         provisioner = Provisioner(fleet.state, ws.root)
-        reached = []
+        reached: list[tuple[str, Any, tuple[Item, ...], dict[str, bytes], dict[str, Any], bool]] = []
         for host, items, contents in work:
             link = connected[host.name]
             if not link.ok:
                 rows.append({"host": host.name, "status": "unreachable", "error": link.error, "items": []})
                 continue
-            variables = dict(ws.template_context(host, ""))
             # as Ansible's become: ansible_become runs the operations with sudo
-            sudo = bool(host.vars.get("ansible_become"))
-            provisioner.add_host(host.name, link.pyinfra_host, items, contents, variables, plan=plan, sudo=sudo)
-            reached.append(host.name)
+            reached.append((host.name, link.pyinfra_host, items, contents, dict(ws.template_context(host, "")),
+                            bool(host.vars.get("ansible_become"))))
+        provisioner.add_hosts(reached, plan=plan)
         if not plan:
             provisioner.execute()
-        for name in reached:
+        for name, *_ in reached:
             rows.append(_row(name, provisioner.runs.get(name, []), plan=plan))
     finally:
         fleet.close()
