@@ -170,6 +170,31 @@ def test_plan_shows_exactly_a_change_by_hand_and_changes_nothing(provisioned, sy
     assert on_host(systemd_hosts, "stat -c '%a' /srv/northwind") == "750"
 
 
+def test_plan_shows_a_changed_template_as_a_diff_and_a_secret_file_without_one(provisioned, systemd_hosts):
+    ws, _, outputs = provisioned
+    templates = ws / "config_templates" / "northwind" / "provision"
+    before = host_state(systemd_hosts)
+    (templates / "northwind-worker.service.j2").write_text(UNIT.replace("sleep infinity", "sleep 86400"))
+    (templates / "worker.env.j2").write_text(ENV_FILE + "WORKERS={{ workers }}\n")
+    try:
+        plan = run_golive(ws, "provision", "manufacturer", "staging", "--plan", "--json")
+    finally:
+        (templates / "northwind-worker.service.j2").write_text(UNIT)
+        (templates / "worker.env.j2").write_text(ENV_FILE)
+    outputs.append(plan.output)
+    assert plan.returncode == 0, plan.output
+    changing = {name: item for name, item in items_of(plan).items() if item["status"] != "unchanged"}
+    assert list(changing) == ["file /etc/northwind/worker.env", "service northwind-worker.service"], plan.output
+    unit = changing["service northwind-worker.service"]
+    assert [line for line in unit["diff"] if line[:1] in "+-" and line[:3] not in ("+++", "---")] == \
+        ["-ExecStart=/bin/sleep infinity", "+ExecStart=/bin/sleep 86400"], unit
+    assert "systemctl daemon-reload" in unit["commands"] and "systemctl restart northwind-worker.service" in \
+        unit["commands"], unit
+    assert changing["file /etc/northwind/worker.env"]["diff"] == [
+        "(the content of /etc/northwind/worker.env differs; not shown: it holds a secret)"], plan.output
+    assert host_state(systemd_hosts) == before
+
+
 def test_a_package_that_does_not_exist_fails_the_host_naming_it(provisioned, systemd_hosts):
     ws, _, outputs = provisioned
     app = ws / "golive.yml"

@@ -28,6 +28,10 @@ from pyinfra.operations import apt, files, server, systemd
 from golive.core.errors import BadInput, Problem
 from golive.core.provision import DeployFile, Directory, File, Group, Item, ItemStatus, Package, Service, User
 
+# What add_hosts needs of one host: its name, pyinfra host, items, rendered contents (by item key),
+# variables (host.data of a user's deploy file), sudo, and its secret values.
+HostWork = tuple[str, Any, tuple[Item, ...], dict[str, bytes], dict[str, Any], bool, frozenset[str]]
+
 
 @dataclass
 class ItemRun:
@@ -40,11 +44,15 @@ class ItemRun:
     status: ItemStatus = "unchanged"
     error: str = ""
     unit: str = ""  # a service item's unit: a failure quotes the end of its journal
+    contents: dict[str, bytes] = field(default_factory=dict)  # the files it writes: {dest: content}
+    diff: list[str] = field(default_factory=list)  # --plan: how those files would change
 
     def as_dict(self) -> dict[str, Any]:
         row: dict[str, Any] = {"item": self.item, "status": self.status}
         if self.commands:
             row["commands"] = list(self.commands)
+        if self.diff:
+            row["diff"] = list(self.diff)
         if self.error:
             row["error"] = self.error
         return row
@@ -75,6 +83,8 @@ class Provisioner:
         self.runs: dict[str, list[ItemRun]] = {}
         self.pyinfra_hosts: dict[str, Any] = {}
         self.skipped: set[str] = set()  # hosts with nothing to change: not run
+        self.secrets: dict[str, frozenset[str]] = {}  # per host: no diff shows a file holding one
+        self.sudo: dict[str, bool] = {}
 
     def _op(self, run: ItemRun, pyinfra_host: Any, operation: Any, **arguments: Any) -> OperationMeta:
         meta: OperationMeta = add_op(self.state, operation, host=pyinfra_host, name=run.item, **arguments)[pyinfra_host]
@@ -85,16 +95,15 @@ class Provisioner:
     def _last_hash(pyinfra_host: Any) -> str:
         return str(pyinfra_host.op_hash_order[-1])
 
-    def add_hosts(self, work: Iterable[tuple[str, Any, Iterable[Item], dict[str, bytes], dict[str, Any], bool]],
-                  *, plan: bool) -> None:
-        """add_host for each (name, pyinfra host, items, contents, variables, sudo), the hosts in
-        parallel (each reads its own facts; pyinfra keeps the current host per greenlet)."""
+    def add_hosts(self, work: Iterable[HostWork], *, plan: bool) -> None:
+        """add_host for each (name, pyinfra host, items, contents, variables, sudo, secrets), the
+        hosts in parallel (each reads its own facts; pyinfra keeps the current host per greenlet)."""
         import gevent
 
-        def one(entry: tuple[str, Any, Iterable[Item], dict[str, bytes], dict[str, Any], bool]) -> None:
-            name, pyinfra_host, items, contents, variables, sudo = entry
+        def one(entry: HostWork) -> None:
+            name, pyinfra_host, items, contents, variables, sudo, secrets = entry
             with ctx_host.use(pyinfra_host):
-                self.add_host(name, pyinfra_host, items, contents, variables, plan=plan, sudo=sudo)
+                self.add_host(name, pyinfra_host, items, contents, variables, plan=plan, sudo=sudo, secrets=secrets)
 
         # The state is set once for all of them: each operation's own ctx_state.use() would
         # otherwise unset it, on leaving, under the feet of the other hosts' greenlets.
@@ -106,12 +115,15 @@ class Provisioner:
                 raise greenlet.exception
 
     def add_host(self, name: str, pyinfra_host: Any, items: Iterable[Item], contents: dict[str, bytes],
-                 variables: dict[str, Any], *, plan: bool, sudo: bool = False) -> list[ItemRun]:
+                 variables: dict[str, Any], *, plan: bool, sudo: bool = False,
+                 secrets: frozenset[str] = frozenset()) -> list[ItemRun]:
         """Each item as operations on this host; `contents` the rendered file of each File and
         Service item (by key). A fact that cannot be read fails the item and leaves the host out
         of the run; an exception in a user's deploy file is a mistake in the workspace (BadInput)."""
         runs = self.runs.setdefault(name, [])
         self.pyinfra_hosts[name] = pyinfra_host
+        self.secrets[name] = secrets
+        self.sudo[name] = sudo
         pyinfra_host.data.override_datas.update(variables)  # a user's deploy file reads host.data.<variable>
         if sudo:  # pyinfra's global argument from host data: every operation, the user's own too
             pyinfra_host.data.override_datas["_sudo"] = True
@@ -120,6 +132,10 @@ class Provisioner:
                 runs.extend(self._deploy_file(name, pyinfra_host, item))
                 continue
             run = ItemRun(name, item.key, unit=item.unit if isinstance(item, Service) else "")
+            if isinstance(item, File):
+                run.contents[item.dest] = contents.get(item.key, b"")
+            elif isinstance(item, Service) and item.src:
+                run.contents[item.unit_path] = contents.get(item.key, b"")
             runs.append(run)
             try:
                 self._add_item(run, pyinfra_host, item, contents.get(item.key, b""))
@@ -201,16 +217,38 @@ class Provisioner:
                 if meta._maybe_is_change is False:
                     continue
                 data = self.state.get_op_data_for_host(pyinfra_host, op_hash)
-                run.commands.extend(describe(command) for command in data.command_generator())
+                for command in data.command_generator():
+                    run.commands.append(describe(command))
+                    if isinstance(command, FileUploadCommand) and command.dest in run.contents:
+                        run.diff.extend(self._diff(run.host, command.dest, run.contents[command.dest]))
         run.status = "would_change" if run.commands else "unchanged"
+
+    def _shell(self, name: str, command: str) -> tuple[bool, Any]:
+        """A command of golive's own on a host (reading only), with sudo where its operations have it."""
+        sudo = {"_sudo": True} if self.sudo.get(name) else {}
+        result: tuple[bool, Any] = self.pyinfra_hosts[name].run_shell_command(command, **sudo)
+        return result
+
+    def _diff(self, name: str, dest: str, new: bytes) -> list[str]:
+        """How a file's content would change, as a unified diff; only a message when either side holds
+        a secret (a diff would show it, whatever masking did to the lines around it)."""
+        import difflib
+        import shlex
+
+        ok, output = self._shell(name, f"cat {shlex.quote(dest)} 2>/dev/null || true")
+        old = "\n".join(line.line for line in output if line.buffer_name == "stdout") if ok else ""
+        text = new.decode("utf-8", "replace")
+        if any(secret and (secret in text or secret in old) for secret in self.secrets.get(name, ())):
+            return [f"(the content of {dest} differs; not shown: it holds a secret)"]
+        return [line.rstrip("\n") for line in difflib.unified_diff(
+            old.splitlines(), text.splitlines(), f"{dest} (on the host)", f"{dest} (declared)", lineterm="")]
 
     def _journal(self, name: str, unit: str) -> str:
         """The end of a unit's journal, where a service says why it did not start."""
         import shlex
 
         try:
-            ok, output = self.pyinfra_hosts[name].run_shell_command(
-                f"journalctl -u {shlex.quote(unit)} -n 5 --no-pager -o cat")
+            ok, output = self._shell(name, f"journalctl -u {shlex.quote(unit)} -n 5 --no-pager -o cat")
         except (PyinfraError, OSError, EOFError):
             return ""
         lines = [line.line.strip() for line in output if line.line.strip()] if ok else []

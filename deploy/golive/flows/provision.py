@@ -18,7 +18,7 @@ from golive.core.provision import ALL, File, Item, Provision, Service, host_item
 from golive.workspace import Workspace
 
 if TYPE_CHECKING:
-    from golive.adapters.provisioner import ItemRun
+    from golive.adapters.provisioner import HostWork, ItemRun
 
 
 def _hosts(ws: Workspace, customer: str, environment: str, only: list[str] | None) -> tuple[Host, ...]:
@@ -107,7 +107,7 @@ def provision(ws: Workspace, customer: str, environment: str, *, plan: bool = Fa
     try:
         connected = fleet.connect()
         provisioner = Provisioner(fleet.state, ws.root)
-        reached: list[tuple[str, Any, tuple[Item, ...], dict[str, bytes], dict[str, Any], bool]] = []
+        reached: list[HostWork] = []
         for host, items, contents in work:
             link = connected[host.name]
             if not link.ok:
@@ -115,7 +115,7 @@ def provision(ws: Workspace, customer: str, environment: str, *, plan: bool = Fa
                 continue
             # as Ansible's become: ansible_become runs the operations with sudo
             reached.append((host.name, link.pyinfra_host, items, contents, dict(ws.template_context(host, "")),
-                            bool(host.vars.get("ansible_become"))))
+                            bool(host.vars.get("ansible_become")), host.secret_values))
         provisioner.add_hosts(reached, plan=plan)
         if not plan:
             provisioner.execute()
@@ -173,4 +173,5 @@ def _text(data: dict[str, Any]) -> str:
                 lines.append(f"      {item['error']}")
             for command in item.get("commands", []) if item["status"] != "not_run" else []:
                 lines.append(f"      {command}")
+            lines += [f"        {line}" for line in item.get("diff", [])]
     return "\n".join(lines)
