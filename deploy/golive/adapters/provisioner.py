@@ -105,14 +105,21 @@ class Provisioner:
             with ctx_host.use(pyinfra_host):
                 self.add_host(name, pyinfra_host, items, contents, variables, plan=plan, sudo=sudo, secrets=secrets)
 
+        work = list(work)
         # The state is set once for all of them: each operation's own ctx_state.use() would
         # otherwise unset it, on leaving, under the feet of the other hosts' greenlets.
         with ctx_state.use(self.state):
             greenlets = [gevent.spawn(one, entry) for entry in work]
             gevent.joinall(greenlets)
-        for greenlet in greenlets:
-            if greenlet.exception is not None:
-                raise greenlet.exception
+            for greenlet in greenlets:
+                if greenlet.exception is not None:
+                    raise greenlet.exception
+            # The users' deploy files one host after the other: their operations are told apart by
+            # what each adds to pyinfra's shared operation names, which no other host may touch then.
+            for name, pyinfra_host, items, *_ in work:
+                if pyinfra_host in self.state.active_hosts:
+                    with ctx_host.use(pyinfra_host):
+                        self._deploy_files(name, pyinfra_host, items, plan=plan)
 
     def add_host(self, name: str, pyinfra_host: Any, items: Iterable[Item], contents: dict[str, bytes],
                  variables: dict[str, Any], *, plan: bool, sudo: bool = False,
@@ -129,8 +136,7 @@ class Provisioner:
             pyinfra_host.data.override_datas["_sudo"] = True
         for item in items:
             if isinstance(item, DeployFile):
-                runs.extend(self._deploy_file(name, pyinfra_host, item))
-                continue
+                continue  # after every host's own items (add_hosts)
             run = ItemRun(name, item.key, unit=item.unit if isinstance(item, Service) else "")
             if isinstance(item, File):
                 run.contents[item.dest] = contents.get(item.key, b"")
@@ -147,6 +153,14 @@ class Provisioner:
             if plan:
                 self._planned(run, pyinfra_host)
         return runs
+
+    def _deploy_files(self, name: str, pyinfra_host: Any, items: Iterable[Item], *, plan: bool) -> None:
+        runs = [run for item in items if isinstance(item, DeployFile)
+                for run in self._deploy_file(name, pyinfra_host, item)]
+        self.runs.setdefault(name, []).extend(runs)
+        for run in runs:
+            if plan:
+                self._planned(run, pyinfra_host)
 
     def _add_item(self, run: ItemRun, host: Any, item: Item, content: bytes) -> None:
         if isinstance(item, Package):
@@ -193,13 +207,15 @@ class Provisioner:
         runs = []
         for number, op_hash in enumerate(pyinfra_host.op_hash_order[before:], start=1):
             # The n-th operation of every host shares one entry of names (pyinfra's API mode orders
-            # operations by position): this host's is the one its deploy file just added.
+            # operations by position): this host's is the one its deploy file just added (or, the
+            # same on another host, the only one).
+            data = self.state.get_op_data_for_host(pyinfra_host, op_hash)
             names = self.state.get_op_meta(op_hash).names
             new = names - names_before.get(op_hash, set())
-            label = next(iter(new)) if len(new) == 1 else next(iter(names)) if len(names) == 1 else \
-                f"operation {number}"
+            label = data.global_arguments.get("name") or (
+                next(iter(new)) if len(new) == 1 else next(iter(names)) if len(names) == 1 else f"operation {number}")
             run = ItemRun(name, f"{item.key}: {label}")
-            run.ops.append((op_hash, self.state.get_op_data_for_host(pyinfra_host, op_hash).operation_meta))
+            run.ops.append((op_hash, data.operation_meta))
             runs.append(run)
         return runs
 
