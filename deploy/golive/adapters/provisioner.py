@@ -292,7 +292,9 @@ class Provisioner:
                 metas = [meta for _, meta in run.ops]
                 if any(meta.is_complete() and not meta.did_succeed() for meta in metas):
                     failed = next(meta for meta in metas if meta.is_complete() and not meta.did_succeed())
-                    said = [line.strip() for line in failed.stderr_lines + failed.stdout_lines if line.strip()]
+                    # what the host said about it: its error output, else the end of its output
+                    said = [line.strip() for line in failed.stderr_lines if line.strip()] or \
+                        [line.strip() for line in failed.stdout_lines if line.strip()]
                     run.status = "failed"
                     run.error = f"{run.host}: {run.item}: " + (" | ".join(said[-4:]) or "failed")
                     if run.unit:

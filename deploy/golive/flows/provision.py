@@ -162,9 +162,14 @@ def _text(data: dict[str, Any]) -> str:
         if not moved:
             lines.append(f"  {row['host']}: no change ({len(items)} items as declared)")
             continue
-        word = {"failed": "FAILED", "would_change": "would change", "changed": "changed"}[row["status"]]
-        lines.append(f"  {row['host']}: {word} {sum(i['status'] != 'unchanged' for i in items)} of {len(items)} "
-                     f"items")
+        if row["status"] == "failed":
+            tally = {status: sum(i["status"] == status for i in items) for status in ("failed", "not_run", "changed")}
+            lines.append(f"  {row['host']}: FAILED: {tally['failed']} failed, {tally['not_run']} not run, "
+                         f"{tally['changed']} changed of {len(items)} items")
+        else:
+            word = {"would_change": "would change", "changed": "changed"}[row["status"]]
+            lines.append(f"  {row['host']}: {word} {sum(i['status'] != 'unchanged' for i in items)} of "
+                         f"{len(items)} items")
         for item in moved:
             what = {"changed": "changed", "would_change": "would change", "failed": "FAILED",
                     "not_run": "not run (an earlier item failed)"}[item["status"]]
