@@ -23,7 +23,8 @@ if TYPE_CHECKING:
 
 EXIT_OK, EXIT_FINDING, EXIT_BAD_INPUT, EXIT_HOST_FAILURE = 0, 1, 2, 3
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports it
-REMOTE_VERBS = {"plan", "deploy", "rollback", "status", "history", "check", "drift", "preflight", "unlock", "backups"}
+REMOTE_VERBS = {"plan", "deploy", "rollback", "status", "history", "check", "drift", "preflight", "unlock", "backups",
+                "provision"}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -150,6 +151,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="restore a backup (default: the newest) into a scratch database and time it")
     p.add_argument("--reason", default="")
     p.add_argument("--operator", default=None)
+    p = verb("provision", "bring an environment's hosts to what golive.yml's provision: declares (packages, users, "
+                          "directories, files, systemd units), changing only what differs")
+    p.add_argument("customer")
+    p.add_argument("environment")
+    p.add_argument("--plan", action="store_true", help="show per host and item what would change, changing nothing")
+    p.add_argument("--host", action="append", dest="hosts", metavar="HOST", help="limit to these hosts")
+    p.add_argument("--engine", choices=["pyinfra", "ansible"], default="pyinfra")
     p = verb("unlock", "clear a deploy lock (recorded in history with the reason)")
     p.add_argument("customer")
     p.add_argument("environment")
@@ -243,6 +251,12 @@ def dispatch(ws: Workspace | None, args: argparse.Namespace, progress: Progress)
 
         return backups_verb(ws, args.customer, args.environment, restore_id=args.restore, rehearse=args.rehearse,
                             reason=args.reason, operator=args.operator, progress=progress)
+    if verb == "provision":
+        if args.engine == "ansible":
+            raise BadInput("provision: --engine ansible is not supported yet (the pyinfra engine provisions)")
+        from golive.flows.provision import provision
+
+        return provision(ws, args.customer, args.environment, plan=args.plan, only=args.hosts, progress=progress)
     if verb == "check":
         from golive.flows.check import check
 

@@ -9,6 +9,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from golive.adapters.provisiondef import read_provision
 from golive.adapters.yamlfile import YamlMap, load_yaml
 from golive.core.database import (
     CONNECTION_KEYS,
@@ -39,7 +40,7 @@ APP_FILE = "golive.yml"
 _TOP_KEYS = {
     "application", "environments", "release_store", "keep_releases", "templates", "shared",
     "service", "health", "hooks", "runtime_packages", "variables", "drift", "timeouts", "ansible", "connection",
-    "database",
+    "database", "provision",
 }
 _TIMEOUT_KEYS = ("hook", "restart", "status", "begin", "install", "activate")
 _VAR_KEYS = {"type", "required", "allowed", "secret", "differs_by", "reason", "expires"}
@@ -544,6 +545,7 @@ def load_app_definition(workspace: Path) -> AppDefinition:
         drift_ignore=_drift_ignore(reader, data),
         ssh_config=reader.get(connection, "ssh_config", str, "", "connection.ssh_config"),
         database=_database(reader, data),
+        provision=read_provision(reader, data, workspace, name),
     )
     if app.ssh_config and not (workspace / os.path.expanduser(app.ssh_config)).is_file():
         reader.problem(connection, "ssh_config", f"connection.ssh_config: {app.ssh_config} is not a file (a path "

@@ -450,36 +450,38 @@ class Renderer:
 
     def render(self, host: Host, version: str) -> RenderedConfig:
         """Every config file of the host; all template problems reported at once."""
-        context = self.context(host, version)
         files: list[RenderedFile] = []
         problems: list[Problem] = []
         for spec in self.app.templates:
-            shown_path = self.template_path(host.customer, spec.src)
-            try:
-                source, template = self._template(host.customer, spec.src)
-            except jinja2.TemplateNotFound:
-                folder = shown_path.rsplit("/", 1)[0]
-                problems.append(Problem(self.app.source, f"template {spec.src!r} not found in {folder}/"))
-                continue
-            except jinja2.TemplateSyntaxError as error:
-                problems.extend(self._syntax_problems(error, shown_path))
-                continue
-            except UnicodeDecodeError as error:
-                problems.append(Problem(shown_path, f"not UTF-8 text (byte {error.start}); templates must be UTF-8"))
-                continue
-            if source.startswith(ANSIBLE_OVERRIDE_HEADER):
-                problems.append(Problem(f"{shown_path}:1", f"{ANSIBLE_OVERRIDE_HEADER} template options are Ansible's "
-                                                           "alone and would render differently here; remove the line"))
-                continue
-            try:
-                text = _as_text(source, template.render(context))
-            except Exception as error:  # a user's template: whatever it raises is reported, not a traceback
-                problems.extend(self._render_problems(error, host, spec.src, context, shown_path))
-                continue
-            files.append(RenderedFile(spec.dest, text.encode("utf-8"), spec.mode, spec.secret))
+            text, found = self.render_template(host, version, spec.src)
+            problems.extend(found)
+            if text is not None:
+                files.append(RenderedFile(spec.dest, text.encode("utf-8"), spec.mode, spec.secret))
         if problems:
             raise BadInput(problems)
         return RenderedConfig(host.name, tuple(files))
+
+    def render_template(self, host: Host, version: str, src: str) -> tuple[str | None, list[Problem]]:
+        """One template file rendered for a host (a release's config file, a provisioned file or
+        unit), or the problems that stop it, each where it is."""
+        context = self.context(host, version)
+        shown_path = self.template_path(host.customer, src)
+        try:
+            source, template = self._template(host.customer, src)
+        except jinja2.TemplateNotFound:
+            folder = shown_path.rsplit("/", 1)[0]
+            return None, [Problem(self.app.source, f"template {src!r} not found in {folder}/")]
+        except jinja2.TemplateSyntaxError as error:
+            return None, self._syntax_problems(error, shown_path)
+        except UnicodeDecodeError as error:
+            return None, [Problem(shown_path, f"not UTF-8 text (byte {error.start}); templates must be UTF-8")]
+        if source.startswith(ANSIBLE_OVERRIDE_HEADER):
+            return None, [Problem(f"{shown_path}:1", f"{ANSIBLE_OVERRIDE_HEADER} template options are Ansible's "
+                                                     "alone and would render differently here; remove the line")]
+        try:
+            return _as_text(source, template.render(context)), []
+        except Exception as error:  # a user's template: whatever it raises is reported, not a traceback
+            return None, self._render_problems(error, host, src, context, shown_path)
 
     def _syntax_problems(self, error: jinja2.TemplateSyntaxError, shown_path: str) -> list[Problem]:
         where = self._shown(error.filename, shown_path)

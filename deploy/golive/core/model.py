@@ -10,6 +10,7 @@ from types import MappingProxyType
 from typing import Any, Literal
 
 from golive.core.database import DatabaseSpec
+from golive.core.provision import Provision
 
 VAR_TYPES = ("str", "int", "float", "bool", "list", "dict", "any")
 
@@ -184,6 +185,7 @@ class AppDefinition:
     ssh_config: str = ""  # connection.ssh_config: an ssh_config file for hosts whose ssh args name none (-F)
     display_name: str = ""  # application.display_name: the product's name in reports (else `name`)
     database: DatabaseSpec | None = None  # None: a product without a database
+    provision: Provision | None = None  # golive.yml provision: what the hosts need before a release lands
 
     def environment(self, name: str) -> EnvironmentSpec | None:
         return next((e for e in self.environments if e.name == name), None)

@@ -52,6 +52,11 @@ def validate(ws: Workspace, customer: str | None = None, today: date | None = No
                 rendered_commands(ws, host, UNRELEASED)  # a hook naming an undefined variable, too
             except BadInput as error:
                 problems.extend(p for p in error.problems if p not in problems)
+        if ws.app.provision is not None:  # what `golive provision` would refuse, before any host
+            from golive.flows.provision import declared_work
+
+            _, found = declared_work(ws, name, loaded.hosts)
+            problems.extend(p for p in found if p not in problems)
         for env in loaded.environments if ws.app.database else ():
             try:
                 if env.hosts:
