@@ -51,9 +51,10 @@ from golive.flows.deploy import (
     first_install_report,
     platforms,
     prepare,
+    rollback_outcome,
 )
 from golive.flows.desired import requirement_problems
-from golive.flows.session import HostReport, HostSession, lock_report, operator_name
+from golive.flows.session import HostReport, HostSession, lock_report, nothing_live_report, operator_name
 from golive.workspace import Workspace
 
 CALLBACK_PLUGINS = Path(__file__).with_name("callback_plugins")
@@ -156,15 +157,18 @@ def rollback(ws: Workspace, customer: str, environment: str, to_version: str | N
         return check_outcome("rollback", customer, environment, to_version, targets)
     chosen = next((e.outcome["target"] for e in events.values() if e.outcome and e.outcome.get("target")), {})
     disagree = disagreements(targets)
+    chooser, leader = chosen.get("chooser") or chosen.get("leader"), chosen.get("leader")
     target = {"release": chosen["release"], "version": chosen["version"], "reason": chosen["reason"],
-              "chosen_on": chosen.get("leader")} if chosen.get("release") else None
-    notes = [f"target: {target['release']} ({target['reason']}; chosen on {target['chosen_on']}, which leads the run)"
+              "chosen_on": chooser} if chosen.get("release") else None
+    which = ("which leads the run" if chooser == leader
+             else f"the first host that runs a release; {leader} leads the run")
+    notes = [f"target: {target['release']} ({target['reason']}; chosen on {target['chosen_on']}, {which})"
              ] if target else []
     notes += [f"hosts disagree on the target: {d['host']} on its own would choose {d['would_choose']}; the "
               f"environment goes to one release, the leader's choice" for d in disagree]
-    return deploy_outcome("rollback", customer, environment, to_version, targets,
-                          {"to": to_version, "force": force, "engine": "ansible", "target": target,
-                           "disagree": disagree}, notes)
+    return rollback_outcome(customer, environment, to_version, targets,
+                            {"to": to_version, "force": force, "engine": "ansible", "target": target,
+                             "disagree": disagree}, notes)
 
 
 def refuse_unmet_requirements(ws: Workspace, targets: list[Target], artifact: Artifact, requirements: Requirements,
@@ -494,6 +498,8 @@ def rollback_report(environment: str, name: str, events: HostEvents | None) -> H
         return early
     outcome = events.outcome  # type: ignore[union-attr]
     previous, target = outcome.get("from_release"), outcome.get("to_release")
+    if outcome["result"] == "nothing_live":  # left as it is (roles/golive/tasks/nothing_live.yml)
+        return nothing_live_report(environment, name)
     if outcome["result"] == "planned":
         return HostReport(host=name, environment=environment, status="planned", action="rollback",
                           from_release=previous, to_release=target, live_release=previous)

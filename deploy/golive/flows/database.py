@@ -59,9 +59,9 @@ from golive.core.model import AppDefinition, Host
 from golive.core.outcome import Outcome
 from golive.core.plan import INSTALL
 from golive.core.release import Artifact
-from golive.core.rollback import Choice, Intent, RollbackFacts, choose, resolve
+from golive.core.rollback import NOTHING_LIVE, Choice, Intent, RollbackFacts, choose, chooser, resolve
 from golive.flows import steps
-from golive.flows.session import HostReport, HostSession, HostStatus, as_answer, step_seconds
+from golive.flows.session import HostReport, HostSession, HostStatus, as_answer, nothing_live_report, step_seconds
 from golive.workspace import Workspace
 
 MARGIN = 120  # seconds the controller waits beyond a step's own timeout
@@ -807,16 +807,13 @@ class RollbackPlan:
         return data
 
 
-NOTHING_LIVE = ("not rolled back: no release is live on it (it never had one, or its first install was withdrawn); "
-                "a rollback only takes a live release back")
-
-
 @dataclass
 class EnvironmentTargets:
-    """Where each host goes, by the rule of the rollback's leader (golive.core.rollback): the leader's
-    choice (an unfinished rollback's target first), found among each host's own releases."""
+    """Where each host goes, by the rule of the rollback's chooser (golive.core.rollback: the first
+    host that runs a release, the leader unless it runs none): its choice (an unfinished rollback's
+    target first), found among each host's own releases."""
 
-    leader: str
+    leader: str  # the chooser
     choice: Choice
     targets: dict[str, Mapping[str, Any]]  # host -> the metadata of the release it goes back to
     leaves: dict[str, Mapping[str, Any]]  # host -> the metadata of the release it leaves (an unfinished
@@ -828,8 +825,10 @@ class EnvironmentTargets:
 def environment_targets(states: Mapping[str, Mapping[str, Any]], to: str | None,
                         force: bool) -> EnvironmentTargets | str:
     """`states`: each reachable host's state, the leader (the run's first reachable host) first. A
-    problem (str) when the leader has nothing to roll back to."""
-    leader = next(iter(states))
+    problem (str) when the chooser has nothing to roll back to, or no host runs a release."""
+    leader = chooser({name: RollbackFacts.from_agent(state) for name, state in states.items()})
+    if leader is None:
+        return f"no host runs a release: {NOTHING_LIVE}"
     choice = choose(RollbackFacts.from_agent(states[leader]), to=to, force=force)
     if choice.release is None:
         return f"{leader}: {choice.problem}"
@@ -841,7 +840,7 @@ def environment_targets(states: Mapping[str, Mapping[str, Any]], to: str | None,
     for name, state in states.items():
         facts = RollbackFacts.from_agent(state)
         metas = {str(m.get("id")): m for m in state.get("releases") or []}
-        if facts.current is None:
+        if facts.nothing_live:
             skipped[name] = NOTHING_LIVE
             continue
         target = resolve(facts, spec, force=force)
@@ -850,7 +849,7 @@ def environment_targets(states: Mapping[str, Mapping[str, Any]], to: str | None,
             continue
         targets[name] = metas.get(target.id) or {"id": target.id, "version": target.version}
         intent = facts.unfinished()
-        left = facts.current
+        left = facts.current or ""
         if target.id == facts.current and intent is not None and intent.target == target.id and intent.left:
             left = intent.left  # switched by the rollback this one completes: it leaves what that one left
         leaves[name] = metas.get(left) or {"id": left}
@@ -1003,10 +1002,8 @@ def apply_rollback(session: HostSession, run: steps.RunContext, ws: Workspace, p
     reports: dict[str, HostReport] = {}
     for host in hosts:
         if connected[host.name].ok and host.name in plan.skipped:
-            reports[host.name] = HostReport(host=host.name, environment=run.environment, status="skipped",
-                                            action="rollback", error=plan.skipped[host.name],
-                                            details={"nothing_live": True})
-            session.progress.update(host.name, "result", "skipped")
+            reports[host.name] = nothing_live_report(run.environment, host.name)
+            session.progress.update(host.name, "result", "skipped", "nothing live")
     reachable = [h for h in hosts if connected[h.name].ok and h.name in plan.targets]
     others = [h for h in reachable if h.name != leader.name]
     begin = session.timeouts.begin
