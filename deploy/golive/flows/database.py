@@ -37,7 +37,7 @@ from golive.adapters.progress import Progress
 from golive.adapters.remote import AgentAnswer
 from golive.adapters.transport import Connected
 from golive.core.database import DatabaseConnection, DatabaseSpec
-from golive.core.errors import BadInput, Problem
+from golive.core.errors import BadInput, HostFailure, Problem
 from golive.core.migrations import (
     Applied,
     DatabaseView,
@@ -868,6 +868,9 @@ def plan_rollback(session: HostSession, ws: Workspace, db: Database, hosts: Sequ
                 if connected[h.name].ok}
     answers = session.call_all(requests, ws.app.timeouts.begin)
     states = {h.name: answers[h.name].data("state") for h in hosts if h.name in answers and answers[h.name].ok}
+    # what each host that could not be read may be doing: serving whatever it runs, on this database
+    unread = {h.name: str((connected[h.name].error or "unreachable") if not connected[h.name].ok
+                          else answers[h.name].error or "no answer") for h in hosts if h.name not in states}
     if not states:
         raise BadInput(Problem("rollback", "no host could be read; nothing was changed"))
     found = environment_targets(states, to_version, force)
@@ -931,6 +934,8 @@ def plan_rollback(session: HostSession, ws: Workspace, db: Database, hosts: Sequ
         raise BadInput(Problem("--serial" if serial else "--host",
                                f"this rollback changes the database ({decision.path}): every host of "
                                f"{db.environment} goes back together, or old and new code would share it"))
+    if decision.changes_database and unread:
+        refuse_unread(db, unread, decision.path, version)
     if plan.changed_database and found.missing:
         raise BadInput([Problem("rollback", why) for why in found.missing.values()]
                        + [Problem("rollback", f"this rollback changes the database ({decision.path}): a host left on "
@@ -942,6 +947,20 @@ def plan_rollback(session: HostSession, ws: Workspace, db: Database, hosts: Sequ
     elif decision.path == "restore" and decision.backup is not None:
         plan.schema_after = decision.backup.get("schema_version")
     return plan
+
+
+def refuse_unread(db: Database, unread: Mapping[str, str], path: str, version: str) -> None:
+    """A rollback that changes the database goes back with every application host of the
+    environment, or not at all: a host golive cannot reach may still be serving, and would serve the
+    release it runs against the schema the rollback puts back. Refused before anything changes."""
+    how = "restores the database" if path == "restore" else "runs the down-migrations"
+    lines = [f"rollback refused: this rollback {how}, and {len(unread)} application host(s) of {db.environment} "
+             f"could not be reached; nothing was changed (the database is as it was, no host was switched)"]
+    lines += [f"  {name}: {why}: it may still be serving its release, and would go on serving it against the "
+              f"schema of {version} put back under it" for name, why in unread.items()]
+    lines.append(f"  what to do: bring {', '.join(unread)} back (or stop its service there) and run the rollback "
+                 f"again; a host retired for good is taken out of the inventory first")
+    raise HostFailure("\n".join(lines))
 
 
 def _done_before(db: Database, continuing: Intent | None) -> str | None:
