@@ -15,11 +15,13 @@ last play, and golive gives the environment lock back itself (release_environmen
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import secrets
 import shlex
+import signal
 import subprocess
 import sys
 import tempfile
@@ -268,16 +270,23 @@ def run_playbook(ws: Workspace, verb: str, hosts: list[Host], extra: dict[str, A
     progress.start(title, [h.name for h in hosts], columns)
     try:
         with tempfile.TemporaryFile(mode="w+") as stderr:
+            # its own process group: a Ctrl-C at the terminal reaches golive alone, which passes it on
+            # once (stop_playbook), to ansible-playbook and its workers together
             process = subprocess.Popen(playbook_command(ws, verb, hosts, extra, options), cwd=str(ws.root), env=env,
-                                       stdout=subprocess.PIPE, stderr=stderr, text=True, stdin=subprocess.DEVNULL)
-            for line in process.stdout or ():
-                event = _parse(line)
-                if event is None or event.get("host") not in events:
-                    continue
-                event = masked_event(event, ws.redactor)
-                failure = _record(event, events[event["host"]], columns, progress)
-                if failure and event.get("step") == GATE_STEP and gate_failure is None:
-                    gate_failure = failure
+                                       stdout=subprocess.PIPE, stderr=stderr, text=True, stdin=subprocess.DEVNULL,
+                                       process_group=0)
+            try:
+                for line in process.stdout or ():
+                    event = _parse(line)
+                    if event is None or event.get("host") not in events:
+                        continue
+                    event = masked_event(event, ws.redactor)
+                    failure = _record(event, events[event["host"]], columns, progress)
+                    if failure and event.get("step") == GATE_STEP and gate_failure is None:
+                        gate_failure = failure
+            except BaseException:  # Ctrl-C (KeyboardInterrupt), or golive failing: the playbook stops too
+                stop_playbook(process)
+                raise
             returncode = process.wait()
             stderr.seek(0)
             errors = stderr.read()
@@ -291,6 +300,34 @@ def run_playbook(ws: Workspace, verb: str, hosts: list[Host], extra: dict[str, A
         # ansible-playbook itself could not run (syntax error, missing role, bad inventory)
         raise HostFailure(f"ansible-playbook exited {returncode}: {_last_error(errors)}")
     return events
+
+
+# How long ansible-playbook has to stop after golive passed a Ctrl-C on (it stops with its task);
+# a bound only, so that golive never hangs on a playbook that does not stop: then it is killed.
+PLAYBOOK_STOP_BOUND = 60.0
+
+
+def stop_playbook(process: subprocess.Popen[str]) -> None:
+    """Pass an interrupt on to ansible-playbook's process group (it stops with the task it was
+    running, as after a Ctrl-C at its own terminal) and wait for it, reading what it still says;
+    SIGKILL the group if it does not end within the bound. What the hosts were running finishes
+    there on its own; the next run takes the stale lock over and converges."""
+    previous = None
+    with contextlib.suppress(ValueError):  # golive used as a library from a thread: no handlers there
+        # a second Ctrl-C must not cut the wait short (golive.cli ignores it after, while it reports)
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with contextlib.suppress(ProcessLookupError):  # it had ended already
+            os.killpg(process.pid, signal.SIGINT)
+        try:
+            process.communicate(timeout=PLAYBOOK_STOP_BOUND)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
 
 
 def playbook_path(ws: Workspace, verb: str) -> Path:
