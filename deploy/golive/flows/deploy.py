@@ -773,7 +773,7 @@ class Rollback(Rollout):
             return
         chooser = self.chooser
         why = (f"{chooser.host.name}: {chooser.report.error}" if chooser is not None and chooser.report
-               else "no host could be read" if self.leader is None else "no host runs a release")
+               else "no host could be read" if self.leader is None else "no host that could be read runs a release")
         for target in targets:
             if target.report is None:
                 target.report = HostReport(host=target.host.name, environment=self.run.environment,
