@@ -26,6 +26,7 @@ import time
 
 import pytest
 
+from golive.core.rollback import NOTHING_LIVE
 from tests.conftest import (
     TEST_NET,
     health_of,
@@ -37,6 +38,7 @@ from tests.conftest import (
     snapshot_difference,
     snapshot_hosts,
     wait_until,
+    work_orders,
 )
 from tests.faults.test_controller_killed import agents_running
 
@@ -213,14 +215,46 @@ def test_a_host_with_no_live_release_is_not_rolled_back_and_is_named(on_1_2, tes
     data = result.json()
     reports = {h["host"]: h for h in data["hosts"]}
     assert reports["mfg-prod-1"]["status"] == "deployed" and reports["mfg-prod-1"]["to_release"].startswith("1.1-")
-    assert reports["mfg-prod-2"]["status"] == "skipped", result.output
-    assert "no release is live on it" in reports["mfg-prod-2"]["error"], result.output
-    assert "mfg-prod-2" in result.output and "not rolled back" in result.output
+    assert reports["mfg-prod-2"]["status"] == "nothing_live", result.output
+    assert reports["mfg-prod-2"]["details"]["reason"] == NOTHING_LIVE, result.output
     assert not link.is_symlink()  # nothing switched there
     assert production.history() == ["0001", "0002"]
     assert live_version(test_hosts, 12) == "1.1"
-    assert data["database"]["skipped"] == {"mfg-prod-2": reports["mfg-prod-2"]["error"]}
-    assert result.returncode == 3, result.output  # not every host is on the target: said, not hidden
+    assert data["database"]["skipped"] == {"mfg-prod-2": NOTHING_LIVE}
+    # said per host, not a failure: the exit says whether the hosts that run a release rolled back
+    assert result.returncode == 0, result.output
+
+
+def test_a_restore_with_an_application_host_unreachable_is_refused_before_anything_changes(on_1_2, test_hosts):
+    """mfg-prod-2's sshd is stopped (its service goes on serving 1.2): `rollback --restore-db` would
+    restore the database under it, and it would serve 1.2 against the restored 0002 schema. Refused
+    (exit 3) before the database or any host's code changes: the row written after the backup is
+    still there, no host switched, nothing restored, no lock left; the message names the host, why,
+    and what to do. Once the host is back the same command rolls back."""
+    ws, production = on_1_2
+    address = f"{TEST_NET}.13"
+    assert work_orders(address, order={"plant": "SH01", "item_code": "GX-9", "quantity": 9})[0] == 201
+    name = next(h.name for h in test_hosts.hosts if h.address == address)
+    test_hosts.stop(name)
+    try:
+        refused = rollback(ws, "--restore-db", check=None)
+        after = {suffix: live_version(test_hosts, suffix) for suffix in PROD}
+    finally:
+        test_hosts.start(name)
+    assert refused.returncode == 3, refused.output
+    assert "Traceback" not in refused.output
+    assert "mfg-prod-2" in refused.stderr and "could not be reached" in refused.stderr, refused.stderr
+    assert "against the schema of 1.1" in refused.stderr and "what to do: bring mfg-prod-2 back" in refused.stderr
+    assert "nothing was changed" in refused.stderr
+    assert production.history() == ["0001", "0002", "0003"]
+    assert production.server.query("SELECT count(*) FROM work_orders", "northwind") == [["1"]]
+    assert after == {12: "1.2", 13: "1.2"} and restores(test_hosts) == [] and replaced(production) == []
+    for suffix in PROD:
+        assert not host_path(test_hosts, suffix, "/opt/northwind/.golive/lock").exists()
+        assert not host_path(test_hosts, suffix, "/opt/northwind/.golive/rollback.json").exists()
+
+    rollback(ws, "--restore-db", check=0)
+    assert_on(test_hosts, "1.1", "0002", "the restore once every host is reachable")
 
 
 @pytest.mark.parametrize("verb", [("deploy", "--release", "1.2", *OVERRIDE), ("rollback",),

@@ -26,6 +26,7 @@ from tests.conftest import (
     WAIT_BOUND_SECONDS,
     host_path,
     live_release_problems,
+    live_version,
     run_golive,
     set_hook,
     wait_until,
@@ -118,6 +119,57 @@ def test_ctrl_c_during_a_deploy_says_where_each_host_was(workspace, test_hosts, 
         # ansible-playbook stopped with the task it ran (its hook): the host's hook ends on its own.
         wait_until(lambda: host_path(test_hosts, 11, ENDED).exists(), "the host's hook ending on its own")
     assert live_release_problems(test_hosts, 11) == []
+
+
+def children(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/children") as handle:
+            found += [int(child) for child in handle.read().split()]
+    return found
+
+
+def running(pid: int) -> bool:
+    """The process exists and is not a zombie waiting to be reaped."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            return handle.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_sigint_to_golive_alone_stops_its_ansible_playbook_and_the_re_run_converges(workspace, test_hosts):
+    """`kill -INT <golive pid>` (golive alone, not its process group: as a supervisor or a script
+    sends it) while `deploy --engine ansible` waits on a before_cutover hook: golive passes the
+    interrupt on to its ansible-playbook, waits for it, says what the hosts do now and to run
+    `golive status`; no ansible-playbook of it is left running; the same deploy run again converges
+    (run by the default engine: either engine completes what the other left)."""
+    run_golive(workspace, "deploy", "manufacturer", "staging", "--release", "1.0", check=0)
+    set_hook(workspace, "before_cutover", WAIT_ON_THE_HOST)
+    run = at_a_terminal(workspace, "deploy", "manufacturer", "staging", "--release", "1.1", "--engine", "ansible")
+    started = host_path(test_hosts, 11, STARTED)
+    wait_until(lambda: started.exists() or run.process.poll() is not None, "the deploy reaching its hook")
+    assert run.process.poll() is None, f"the deploy ended before its hook:\n{run.ended()}"
+    playbooks = [pid for pid in children(run.process.pid) if running(pid)]
+    assert len(playbooks) == 1, playbooks  # golive's one child: ansible-playbook
+    with open(f"/proc/{playbooks[0]}/cmdline", "rb") as handle:
+        assert b"ansible" in handle.read()
+    os.kill(run.process.pid, signal.SIGINT)
+    try:
+        stdout, shown = run.ended()
+        output = stdout + shown
+        assert not running(playbooks[0]), f"ansible-playbook was left running after golive exited:\n{output}"
+    finally:
+        host_path(test_hosts, 11, GO_ON).touch()  # the host's hook may end now
+    assert run.process.returncode == 130, output
+    assert "Traceback" not in output and "KeyboardInterrupt" not in output, output
+    assert "golive: interrupted" in shown and "ansible-playbook stops" in shown, shown
+    assert "mfg-stg-1: at " in shown and "golive status manufacturer staging" in shown, shown
+    set_hook(workspace, "before_cutover", "")
+    again = run_golive(workspace, "deploy", "manufacturer", "staging", "--release", "1.1")
+    assert again.returncode == 0, again.output
+    assert live_version(test_hosts, 11) == "1.1" and live_release_problems(test_hosts, 11) == []
+    assert not host_path(test_hosts, 11, "/opt/northwind/.golive/lock").exists(), again.output
 
 
 def test_ctrl_c_while_the_leader_hangs_sends_it_nothing_more(workspace, test_hosts):

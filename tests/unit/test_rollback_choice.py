@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from golive.agent.hostagent import Agent, StepError
-from golive.core.rollback import RollbackFacts, choose, newest_first, next_sequence
+from golive.core.rollback import NOTHING_LIVE, RollbackFacts, choose, newest_first, next_sequence
 
 FIXTURES = sorted((Path(__file__).parent / "fixtures" / "rollback").glob("*.json"))
 
@@ -47,7 +47,8 @@ def host(tmp_path: Path, fixture: str, token: str = "t") -> Agent:
         (root / ".golive" / "releases" / f"{meta['id']}.json").write_text(json.dumps(meta))
     if case["facts"].get("rollback"):
         (root / ".golive" / "rollback.json").write_text(json.dumps(case["facts"]["rollback"]))
-    (root / "current").symlink_to(f"releases/{case['facts']['current']}")
+    if case["facts"]["current"]:  # none: the host runs no release (never deployed, first install withdrawn)
+        (root / "current").symlink_to(f"releases/{case['facts']['current']}")
     return Agent({"root": str(root), "token": token}, None)
 
 
@@ -200,7 +201,57 @@ def test_a_host_with_no_live_release_is_not_rolled_back(tmp_path):
     found = environment_targets({"leader": case["facts"], "empty": nothing}, None, False)
     assert not isinstance(found, str)
     assert found.skipped == {"empty": NOTHING_LIVE} and "empty" not in found.targets
-    assert "no release is live on it" in NOTHING_LIVE
+    assert NOTHING_LIVE.startswith("no live release: nothing to roll back")
+
+
+NOTHING_LIVE_FIXTURES = [f for f in FIXTURES if f.stem.startswith("nothing_live")]
+
+
+@pytest.mark.parametrize("fixture", NOTHING_LIVE_FIXTURES, ids=[f.stem for f in NOTHING_LIVE_FIXTURES])
+@pytest.mark.parametrize("named", [False, True], ids=["plain", "named"])
+def test_the_agent_leaves_a_host_that_runs_no_release_as_it_is(fixture, named, tmp_path):
+    """Agent.step_select_rollback, for any target the environment could send (its id, its version,
+    --to, forced or not): no target, no intent, the batch stops, the host's lock is given back
+    (the leader's kept), as golive.core.rollback.resolve says (None, facts.nothing_live)."""
+    from golive.core.rollback import resolve
+
+    case = json.loads(fixture.read_text())
+    facts = RollbackFacts.from_agent(case["facts"])
+    assert facts.nothing_live
+    for keep_lock in (False, True):
+        agent = host(tmp_path / f"{keep_lock}", fixture.stem)
+        lock = Path(agent.root) / ".golive" / "lock"
+        lock.mkdir(parents=True)
+        (lock / "owner.json").write_text(json.dumps({"token": "t"}))
+        spec = {"release": "1.0-a", "version": "1.0", "seq": 1, "match": "id" if named else "version"}
+        found = agent.step_select_rollback({"target": spec, "force": True, "by": {}, "keep_lock": keep_lock})
+        assert found["nothing_live"] and found["target"] is None and found["from"] is None
+        assert agent.vars["stop"] and agent.vars["result"] == "nothing_live"
+        assert "target" not in agent.vars
+        assert not (Path(agent.state_dir) / "rollback.json").exists()  # no intent: nothing to complete
+        assert lock.exists() == keep_lock
+        assert resolve(facts, spec, force=True) is None
+
+
+def test_the_first_host_that_runs_a_release_chooses_for_the_environment():
+    """golive.core.rollback.chooser: the leader, unless it runs no release; then the next that runs
+    one (a database rollback's environment_targets follows it too)."""
+    from golive.core.rollback import chooser
+    from golive.flows.database import environment_targets
+
+    live = json.loads((Path(__file__).parent / "fixtures" / "rollback" / "previous_by_sequence.json").read_text())
+    idle = json.loads((Path(__file__).parent / "fixtures" / "rollback" / "nothing_live_first_install_failed.json")
+                      .read_text())
+    facts = {"a": RollbackFacts.from_agent(idle["facts"]), "b": RollbackFacts.from_agent(live["facts"]),
+             "c": RollbackFacts.from_agent(live["facts"])}
+    assert chooser(facts) == "b"
+    assert chooser({"a": facts["b"], "b": facts["a"]}) == "a"
+    assert chooser({"a": facts["a"]}) is None
+    found = environment_targets({"a": idle["facts"], "b": live["facts"]}, None, False)
+    assert not isinstance(found, str)
+    assert (found.leader, found.targets["b"]["id"], list(found.skipped)) == ("b", "1.1-a", ["a"])
+    nothing = environment_targets({"a": idle["facts"]}, None, False)
+    assert isinstance(nothing, str) and "no host runs a release" in nothing
 
 
 def test_the_intent_records_how_a_rollback_changes_the_database_and_a_re_run_keeps_it(tmp_path):
@@ -234,3 +285,23 @@ def test_every_verification_of_a_rollback_expects_the_databases_schema():
     verifying = [s for key in ("steps", "on_failure") for s in annotated[key] if s["op"] in ("verify", "serve")]
     assert {s["op"] for s in verifying} == {"verify", "serve"}
     assert all(s.get("expect") == {"schema_version": "0002"} for s in verifying), verifying
+
+
+def test_a_host_left_running_nothing_is_said_and_does_not_fail_the_run():
+    from golive.core.model import Connection, Host
+    from golive.flows.deploy import Target, describe_report, rollback_outcome
+    from golive.flows.session import HostReport, nothing_live_report
+
+    def a_host(name: str) -> Host:
+        return Host(name=name, customer="c", environment="production", groups=(), vars={},
+                    connection=Connection(address="127.0.0.1"))
+
+    idle = nothing_live_report("production", "h1")
+    assert not idle.failed and describe_report(idle) == f"h1: {NOTHING_LIVE}"
+    done = HostReport(host="h2", environment="production", status="deployed", action="rollback",
+                      from_release="1.1-a", to_release="1.0-a", live_release="1.0-a")
+    targets = [Target(a_host("h1"), report=idle), Target(a_host("h2"), report=done)]
+    outcome = rollback_outcome("c", "production", None, targets, {}, [])
+    assert not outcome.failed and f"h1: {NOTHING_LIVE}" in outcome.text
+    nothing = rollback_outcome("c", "production", None, targets[:1], {}, [])
+    assert nothing.failed and "there is nothing to roll back" in nothing.text

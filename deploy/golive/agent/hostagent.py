@@ -1104,6 +1104,14 @@ class Agent:
                 if meta not in candidates:
                     candidates.append(meta)
         found = {"kept": kept, "intent": earlier, "from": current}
+        if not current:
+            # Nothing live (never deployed here, or a first install withdrawn): nothing to go back
+            # from. Left as it is: no intent, no ledger entry, its lock given back (golive.core.rollback).
+            self.vars["result"] = "nothing_live"
+            if not args.get("keep_lock"):
+                self.step_unlock({})
+            self.vars["stop"] = True
+            return dict(found, target=None, nothing_live=True, already=False)
         if not candidates:
             self.vars["choice"] = found
             raise StepError("release %s is not kept on this host (kept: %s)"

@@ -22,7 +22,7 @@ Severity = Literal["ok", "warning", "error"]
 # should take it. A planned or running host has no severity: nothing happened to it yet.
 STATUS_SEVERITY: Mapping[str, Severity] = {
     "ok": "ok", "deployed": "ok", "unchanged": "ok", "passed": "ok",
-    "rolled_back": "warning", "skipped": "warning",
+    "rolled_back": "warning", "skipped": "warning", "nothing_live": "warning",
     "failed": "error", "unreachable": "error", "locked": "error", "unknown": "error",
 }
 

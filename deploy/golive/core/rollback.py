@@ -17,9 +17,14 @@ choice on each host: Agent.step_select_rollback; the role: roles/golive/tasks/ch
 - Otherwise a plain rollback goes back, never forth: to the newest release older than the live one
   that is verified good and that no rollback left (`rolled_back_at`: a rollback leaves it; `--to`
   can still name it; a deploy that makes it live again clears it).
-- The environment goes where its leader (the run's first reachable host) chooses, under the
-  leader's lock; every other host resolves that choice to its own release (same id, else the same
-  deploy sequence and version, else the same version) and says when it would have chosen another.
+- A host that runs no release (never deployed there, or its first install failed and was withdrawn:
+  no `current`) has nothing to go back from: it is left as it is, said per host, with or without
+  `--to` (a rollback returns hosts to what they ran; `golive deploy` installs one), and it does not
+  fail the run.
+- The environment goes where its chooser decides: the run's first reachable host that runs a
+  release (the leader, whose lock is the environment's, unless it runs none), under the leader's
+  lock; every other host resolves that choice to its own release (same id, else the same deploy
+  sequence and version, else the same version) and says when it would have chosen another.
 """
 
 from __future__ import annotations
@@ -30,6 +35,10 @@ from typing import Any, Literal
 
 Reason = Literal["named", "continue", "previous"]
 LEFT_MARK = "rolled_back_at"  # metadata key: when a rollback left this release
+# What a rollback says of a host that runs no release (the agent's step_select_rollback and the
+# role's rollback.yml say the same)
+NOTHING_LIVE = ("no live release: nothing to roll back (it never ran one, or its first install failed and was "
+                "withdrawn); left as it is")
 
 
 def sequence(meta: Mapping[str, Any]) -> int | None:
@@ -134,6 +143,11 @@ class RollbackFacts:
     def highest_seq(self) -> int:
         return max((r.seq or 0 for r in self.releases), default=0)
 
+    @property
+    def nothing_live(self) -> bool:
+        """No release is live: a rollback leaves the host as it is."""
+        return not self.current
+
     def unfinished(self) -> Intent | None:
         """The recorded rollback, while it is neither finished nor superseded by a deploy."""
         intent = self.intent
@@ -186,7 +200,9 @@ class Choice:
 
 
 def choose(facts: RollbackFacts, *, to: str | None = None, force: bool = False) -> Choice:
-    """One host's rollback target by the rules above (the leader's is the environment's)."""
+    """One host's rollback target by the rules above (the chooser's is the environment's)."""
+    if facts.nothing_live:
+        return Choice(None, problem=NOTHING_LIVE)
     if to:
         named = [r for r in facts.releases if to in (r.version, r.id)]
         if not named:
@@ -211,11 +227,20 @@ def choose(facts: RollbackFacts, *, to: str | None = None, force: bool = False) 
     return Choice(target, "previous")
 
 
+def chooser(facts: Mapping[str, RollbackFacts]) -> str | None:
+    """The host whose releases decide the environment's target: the first (in the run's order, the
+    leader first) that runs a release. None: no host runs one, there is nothing to roll back."""
+    return next((name for name, f in facts.items() if not f.nothing_live), None)
+
+
 def resolve(facts: RollbackFacts, spec: Mapping[str, Any], *, force: bool = False) -> Kept | None:
     """The release of this host that the environment's target (Choice.spec) names, by the rule each
     host applies in its rollback round trip (Agent.step_select_rollback): the same id, else the same
     deploy sequence and version, else the live release of that version, else the newest of it;
-    never a bad one without --force. None: the host keeps no such release."""
+    never a bad one without --force. None: the host keeps no such release, or runs none (check
+    `facts.nothing_live` first: such a host is left as it is, it does not fail)."""
+    if facts.nothing_live:
+        return None
     same_id = [r for r in facts.releases if r.id == spec.get("release")]
     if spec.get("match") == "id":
         candidates = same_id

@@ -15,11 +15,13 @@ last play, and golive gives the environment lock back itself (release_environmen
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import secrets
 import shlex
+import signal
 import subprocess
 import sys
 import tempfile
@@ -51,9 +53,10 @@ from golive.flows.deploy import (
     first_install_report,
     platforms,
     prepare,
+    rollback_outcome,
 )
 from golive.flows.desired import requirement_problems
-from golive.flows.session import HostReport, HostSession, lock_report, operator_name
+from golive.flows.session import HostReport, HostSession, lock_report, nothing_live_report, operator_name
 from golive.workspace import Workspace
 
 CALLBACK_PLUGINS = Path(__file__).with_name("callback_plugins")
@@ -156,15 +159,18 @@ def rollback(ws: Workspace, customer: str, environment: str, to_version: str | N
         return check_outcome("rollback", customer, environment, to_version, targets)
     chosen = next((e.outcome["target"] for e in events.values() if e.outcome and e.outcome.get("target")), {})
     disagree = disagreements(targets)
+    chooser, leader = chosen.get("chooser") or chosen.get("leader"), chosen.get("leader")
     target = {"release": chosen["release"], "version": chosen["version"], "reason": chosen["reason"],
-              "chosen_on": chosen.get("leader")} if chosen.get("release") else None
-    notes = [f"target: {target['release']} ({target['reason']}; chosen on {target['chosen_on']}, which leads the run)"
+              "chosen_on": chooser} if chosen.get("release") else None
+    which = ("which leads the run" if chooser == leader
+             else f"the first host that runs a release; {leader} leads the run")
+    notes = [f"target: {target['release']} ({target['reason']}; chosen on {target['chosen_on']}, {which})"
              ] if target else []
     notes += [f"hosts disagree on the target: {d['host']} on its own would choose {d['would_choose']}; the "
               f"environment goes to one release, the leader's choice" for d in disagree]
-    return deploy_outcome("rollback", customer, environment, to_version, targets,
-                          {"to": to_version, "force": force, "engine": "ansible", "target": target,
-                           "disagree": disagree}, notes)
+    return rollback_outcome(customer, environment, to_version, targets,
+                            {"to": to_version, "force": force, "engine": "ansible", "target": target,
+                             "disagree": disagree}, notes)
 
 
 def refuse_unmet_requirements(ws: Workspace, targets: list[Target], artifact: Artifact, requirements: Requirements,
@@ -264,16 +270,23 @@ def run_playbook(ws: Workspace, verb: str, hosts: list[Host], extra: dict[str, A
     progress.start(title, [h.name for h in hosts], columns)
     try:
         with tempfile.TemporaryFile(mode="w+") as stderr:
+            # its own process group: a Ctrl-C at the terminal reaches golive alone, which passes it on
+            # once (stop_playbook), to ansible-playbook and its workers together
             process = subprocess.Popen(playbook_command(ws, verb, hosts, extra, options), cwd=str(ws.root), env=env,
-                                       stdout=subprocess.PIPE, stderr=stderr, text=True, stdin=subprocess.DEVNULL)
-            for line in process.stdout or ():
-                event = _parse(line)
-                if event is None or event.get("host") not in events:
-                    continue
-                event = masked_event(event, ws.redactor)
-                failure = _record(event, events[event["host"]], columns, progress)
-                if failure and event.get("step") == GATE_STEP and gate_failure is None:
-                    gate_failure = failure
+                                       stdout=subprocess.PIPE, stderr=stderr, text=True, stdin=subprocess.DEVNULL,
+                                       process_group=0)
+            try:
+                for line in process.stdout or ():
+                    event = _parse(line)
+                    if event is None or event.get("host") not in events:
+                        continue
+                    event = masked_event(event, ws.redactor)
+                    failure = _record(event, events[event["host"]], columns, progress)
+                    if failure and event.get("step") == GATE_STEP and gate_failure is None:
+                        gate_failure = failure
+            except BaseException:  # Ctrl-C (KeyboardInterrupt), or golive failing: the playbook stops too
+                stop_playbook(process)
+                raise
             returncode = process.wait()
             stderr.seek(0)
             errors = stderr.read()
@@ -287,6 +300,34 @@ def run_playbook(ws: Workspace, verb: str, hosts: list[Host], extra: dict[str, A
         # ansible-playbook itself could not run (syntax error, missing role, bad inventory)
         raise HostFailure(f"ansible-playbook exited {returncode}: {_last_error(errors)}")
     return events
+
+
+# How long ansible-playbook has to stop after golive passed a Ctrl-C on (it stops with its task);
+# a bound only, so that golive never hangs on a playbook that does not stop: then it is killed.
+PLAYBOOK_STOP_BOUND = 60.0
+
+
+def stop_playbook(process: subprocess.Popen[str]) -> None:
+    """Pass an interrupt on to ansible-playbook's process group (it stops with the task it was
+    running, as after a Ctrl-C at its own terminal) and wait for it, reading what it still says;
+    SIGKILL the group if it does not end within the bound. What the hosts were running finishes
+    there on its own; the next run takes the stale lock over and converges."""
+    previous = None
+    with contextlib.suppress(ValueError):  # golive used as a library from a thread: no handlers there
+        # a second Ctrl-C must not cut the wait short (golive.cli ignores it after, while it reports)
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with contextlib.suppress(ProcessLookupError):  # it had ended already
+            os.killpg(process.pid, signal.SIGINT)
+        try:
+            process.communicate(timeout=PLAYBOOK_STOP_BOUND)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
 
 
 def playbook_path(ws: Workspace, verb: str) -> Path:
@@ -494,6 +535,8 @@ def rollback_report(environment: str, name: str, events: HostEvents | None) -> H
         return early
     outcome = events.outcome  # type: ignore[union-attr]
     previous, target = outcome.get("from_release"), outcome.get("to_release")
+    if outcome["result"] == "nothing_live":  # left as it is (roles/golive/tasks/nothing_live.yml)
+        return nothing_live_report(environment, name)
     if outcome["result"] == "planned":
         return HostReport(host=name, environment=environment, status="planned", action="rollback",
                           from_release=previous, to_release=target, live_release=previous)

@@ -37,7 +37,7 @@ from golive.adapters.progress import Progress
 from golive.adapters.remote import AgentAnswer
 from golive.adapters.transport import Connected
 from golive.core.database import DatabaseConnection, DatabaseSpec
-from golive.core.errors import BadInput, Problem
+from golive.core.errors import BadInput, HostFailure, Problem
 from golive.core.migrations import (
     Applied,
     DatabaseView,
@@ -59,9 +59,9 @@ from golive.core.model import AppDefinition, Host
 from golive.core.outcome import Outcome
 from golive.core.plan import INSTALL
 from golive.core.release import Artifact
-from golive.core.rollback import Choice, Intent, RollbackFacts, choose, resolve
+from golive.core.rollback import NOTHING_LIVE, Choice, Intent, RollbackFacts, choose, chooser, resolve
 from golive.flows import steps
-from golive.flows.session import HostReport, HostSession, HostStatus, as_answer, step_seconds
+from golive.flows.session import HostReport, HostSession, HostStatus, as_answer, nothing_live_report, step_seconds
 from golive.workspace import Workspace
 
 MARGIN = 120  # seconds the controller waits beyond a step's own timeout
@@ -807,16 +807,13 @@ class RollbackPlan:
         return data
 
 
-NOTHING_LIVE = ("not rolled back: no release is live on it (it never had one, or its first install was withdrawn); "
-                "a rollback only takes a live release back")
-
-
 @dataclass
 class EnvironmentTargets:
-    """Where each host goes, by the rule of the rollback's leader (golive.core.rollback): the leader's
-    choice (an unfinished rollback's target first), found among each host's own releases."""
+    """Where each host goes, by the rule of the rollback's chooser (golive.core.rollback: the first
+    host that runs a release, the leader unless it runs none): its choice (an unfinished rollback's
+    target first), found among each host's own releases."""
 
-    leader: str
+    leader: str  # the chooser
     choice: Choice
     targets: dict[str, Mapping[str, Any]]  # host -> the metadata of the release it goes back to
     leaves: dict[str, Mapping[str, Any]]  # host -> the metadata of the release it leaves (an unfinished
@@ -828,8 +825,10 @@ class EnvironmentTargets:
 def environment_targets(states: Mapping[str, Mapping[str, Any]], to: str | None,
                         force: bool) -> EnvironmentTargets | str:
     """`states`: each reachable host's state, the leader (the run's first reachable host) first. A
-    problem (str) when the leader has nothing to roll back to."""
-    leader = next(iter(states))
+    problem (str) when the chooser has nothing to roll back to, or no host runs a release."""
+    leader = chooser({name: RollbackFacts.from_agent(state) for name, state in states.items()})
+    if leader is None:
+        return f"no host runs a release: {NOTHING_LIVE}"
     choice = choose(RollbackFacts.from_agent(states[leader]), to=to, force=force)
     if choice.release is None:
         return f"{leader}: {choice.problem}"
@@ -841,7 +840,7 @@ def environment_targets(states: Mapping[str, Mapping[str, Any]], to: str | None,
     for name, state in states.items():
         facts = RollbackFacts.from_agent(state)
         metas = {str(m.get("id")): m for m in state.get("releases") or []}
-        if facts.current is None:
+        if facts.nothing_live:
             skipped[name] = NOTHING_LIVE
             continue
         target = resolve(facts, spec, force=force)
@@ -850,7 +849,7 @@ def environment_targets(states: Mapping[str, Mapping[str, Any]], to: str | None,
             continue
         targets[name] = metas.get(target.id) or {"id": target.id, "version": target.version}
         intent = facts.unfinished()
-        left = facts.current
+        left = facts.current or ""
         if target.id == facts.current and intent is not None and intent.target == target.id and intent.left:
             left = intent.left  # switched by the rollback this one completes: it leaves what that one left
         leaves[name] = metas.get(left) or {"id": left}
@@ -869,6 +868,9 @@ def plan_rollback(session: HostSession, ws: Workspace, db: Database, hosts: Sequ
                 if connected[h.name].ok}
     answers = session.call_all(requests, ws.app.timeouts.begin)
     states = {h.name: answers[h.name].data("state") for h in hosts if h.name in answers and answers[h.name].ok}
+    # what each host that could not be read may be doing: serving whatever it runs, on this database
+    unread = {h.name: str((connected[h.name].error or "unreachable") if not connected[h.name].ok
+                          else answers[h.name].error or "no answer") for h in hosts if h.name not in states}
     if not states:
         raise BadInput(Problem("rollback", "no host could be read; nothing was changed"))
     found = environment_targets(states, to_version, force)
@@ -932,6 +934,8 @@ def plan_rollback(session: HostSession, ws: Workspace, db: Database, hosts: Sequ
         raise BadInput(Problem("--serial" if serial else "--host",
                                f"this rollback changes the database ({decision.path}): every host of "
                                f"{db.environment} goes back together, or old and new code would share it"))
+    if decision.changes_database and unread:
+        refuse_unread(db, unread, decision.path, version)
     if plan.changed_database and found.missing:
         raise BadInput([Problem("rollback", why) for why in found.missing.values()]
                        + [Problem("rollback", f"this rollback changes the database ({decision.path}): a host left on "
@@ -943,6 +947,20 @@ def plan_rollback(session: HostSession, ws: Workspace, db: Database, hosts: Sequ
     elif decision.path == "restore" and decision.backup is not None:
         plan.schema_after = decision.backup.get("schema_version")
     return plan
+
+
+def refuse_unread(db: Database, unread: Mapping[str, str], path: str, version: str) -> None:
+    """A rollback that changes the database goes back with every application host of the
+    environment, or not at all: a host golive cannot reach may still be serving, and would serve the
+    release it runs against the schema the rollback puts back. Refused before anything changes."""
+    how = "restores the database" if path == "restore" else "runs the down-migrations"
+    lines = [f"rollback refused: this rollback {how}, and {len(unread)} application host(s) of {db.environment} "
+             f"could not be reached; nothing was changed (the database is as it was, no host was switched)"]
+    lines += [f"  {name}: {why}: it may still be serving its release, and would go on serving it against the "
+              f"schema of {version} put back under it" for name, why in unread.items()]
+    lines.append(f"  what to do: bring {', '.join(unread)} back (or stop its service there) and run the rollback "
+                 f"again; a host retired for good is taken out of the inventory first")
+    raise HostFailure("\n".join(lines))
 
 
 def _done_before(db: Database, continuing: Intent | None) -> str | None:
@@ -1003,10 +1021,8 @@ def apply_rollback(session: HostSession, run: steps.RunContext, ws: Workspace, p
     reports: dict[str, HostReport] = {}
     for host in hosts:
         if connected[host.name].ok and host.name in plan.skipped:
-            reports[host.name] = HostReport(host=host.name, environment=run.environment, status="skipped",
-                                            action="rollback", error=plan.skipped[host.name],
-                                            details={"nothing_live": True})
-            session.progress.update(host.name, "result", "skipped")
+            reports[host.name] = nothing_live_report(run.environment, host.name)
+            session.progress.update(host.name, "result", "skipped", "nothing live")
     reachable = [h for h in hosts if connected[h.name].ok and h.name in plan.targets]
     others = [h for h in reachable if h.name != leader.name]
     begin = session.timeouts.begin

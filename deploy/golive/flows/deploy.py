@@ -22,11 +22,19 @@ from golive.core.outcome import Outcome
 from golive.core.plan import INSTALL, UNCHANGED, DesiredRelease, HostFacts, HostPlan, plan_host
 from golive.core.release import Artifact
 from golive.core.requires import Requirements
-from golive.core.rollback import Choice, RollbackFacts, choose, next_sequence
+from golive.core.rollback import NOTHING_LIVE, Choice, RollbackFacts, choose, next_sequence
 from golive.core.rollout import batches, crossed, max_fail_threshold
 from golive.flows import database, steps
 from golive.flows.desired import check_artifact_archive, desired_release, requirement_problems
-from golive.flows.session import HostReport, HostSession, chunks, lock_report, run_context, step_seconds
+from golive.flows.session import (
+    HostReport,
+    HostSession,
+    chunks,
+    lock_report,
+    nothing_live_report,
+    run_context,
+    step_seconds,
+)
 from golive.workspace import Workspace
 
 LEADER_HEAD_START = 1.0  # seconds the leader has the wire to itself (see Fleet.first_alone)
@@ -153,6 +161,9 @@ class Rollout:
 
     def release_request(self, targets: list[Target]) -> dict[str, Any]:
         return steps.release_batch()
+
+    def closing(self, targets: list[Target]) -> None:
+        """Just before the leader's lock is given back (a rollback finishes on its chooser)."""
 
 
 def run_rollout(rollout: Rollout, targets: list[Target], planned_batches: list[list[Target]],
@@ -347,6 +358,7 @@ def release_leader(rollout: Rollout, targets: list[Target]) -> None:
     """The last round trips of a run: the locks a migrating deploy kept on every host (the
     environment's recovery needed them all), then the environment lock the leader held throughout."""
     session = rollout.session
+    rollout.closing(targets)
     held = [t for t in targets if not t.leads and t.database.get("keep_locks") and holds_lock(t)]
     if held:
         session.call_all({t.host.name: (t.link, steps.release_batch()) for t in held}, session.timeouts.begin)
@@ -623,6 +635,8 @@ def describe_report(r: HostReport) -> str:
         return f"{r.host}: {r.error}"
     if r.status == "unreachable":
         return f"{r.host}: {r.error}"
+    if r.status == "nothing_live":
+        return f"{r.host}: {NOTHING_LIVE}"
     if r.details.get("first_install"):
         return f"{r.host}: FAILED at {r.error}; {r.to_release} marked bad"
     live = f"; live: {r.live_release}" if r.live_release else ""
@@ -711,7 +725,10 @@ def plan(ws: Workspace, customer: str, environment: str, version: str, *, only: 
 class Rollback(Rollout):
     """The leader's lock + state: the environment's target is chosen there (golive.core.rollback);
     then each host locks, finds that target among its releases, records the intent and rolls back
-    in one round trip; the leader marks the rollback finished when every host ended on the target."""
+    in one round trip; the leader marks the rollback finished when every host ended on the target.
+    A host that runs no release is left as it is; when the leader runs none, the target is chosen
+    on the first host that runs one (its chooser: read once, under the leader's lock), and that
+    host marks the rollback finished."""
 
     verb, done, locks_every_host = "rollback", "rolled back", False
 
@@ -721,6 +738,7 @@ class Rollback(Rollout):
         self.to, self.force, self.db_plan = to, force, db_plan
         self.choice: Choice | None = None
         self.leader: Target | None = None
+        self.chooser: Target | None = None  # the host whose releases decided the target
 
     def begin_request(self, target: Target, takeover: Mapping[str, Any] | None) -> dict[str, Any]:
         return steps.rollback_begin_batch(self.run, self.ws.app, target.host.name, takeover)
@@ -728,6 +746,17 @@ class Rollback(Rollout):
     def begun(self, target: Target, answer: AgentAnswer) -> None:
         self.leader = target
         facts = RollbackFacts.from_agent(answer.data("state"))
+        if facts.nothing_live:  # its lock is still the environment's; the target is chosen elsewhere
+            self.left_as_it_is(target)
+            return
+        self.decide(target, facts)
+
+    def left_as_it_is(self, target: Target) -> None:
+        target.report = nothing_live_report(self.run.environment, target.host.name)
+        self.session.progress.update(target.host.name, "result", "skipped", "nothing live")
+
+    def decide(self, target: Target, facts: RollbackFacts) -> None:
+        self.chooser = target
         choice = choose(facts, to=self.to, force=self.force)
         if choice.release is None:
             target.report = HostReport(host=target.host.name, environment=self.run.environment, status="failed",
@@ -738,16 +767,36 @@ class Rollback(Rollout):
         self.choice = choice
 
     def prepared(self, targets: list[Target]) -> None:
+        if self.chooser is None and self.leader is not None:
+            self.choose_elsewhere(targets)
         if self.choice is not None:
             return
-        leader = self.leader
-        why = (f"{leader.host.name}: {leader.report.error}" if leader is not None and leader.report
-               else "no host could be read")
+        chooser = self.chooser
+        why = (f"{chooser.host.name}: {chooser.report.error}" if chooser is not None and chooser.report
+               else "no host could be read" if self.leader is None else "no host that could be read runs a release")
         for target in targets:
             if target.report is None:
                 target.report = HostReport(host=target.host.name, environment=self.run.environment,
                                            status="skipped", error=f"not rolled back: the environment's target "
                                                                    f"could not be chosen ({why})")
+
+    def choose_elsewhere(self, targets: list[Target]) -> None:
+        """The leader runs no release: read the others (one read-only round trip, under the leader's
+        lock) and choose on the first that runs one; those that run none are left as they are."""
+        rest = [t for t in targets if t.report is None]
+        self.session.fleet.map(lambda t: _reachable(self.session, t), rest)
+        readable = [t for t in rest if t.report is None]
+        answers = self.session.call_all({t.host.name: (t.link, {"steps": [steps.read_state(self.ws.app)]})
+                                         for t in readable}, self.session.timeouts.begin)
+        for target in readable:
+            answer = answers[target.host.name]
+            if not answer.ok:
+                continue  # its own round trip says what is wrong there
+            facts = RollbackFacts.from_agent(answer.data("state"))
+            if facts.nothing_live:
+                self.left_as_it_is(target)
+            elif self.chooser is None:
+                self.decide(target, facts)
 
     def run_batches(self, targets: list[Target], planned_batches: list[list[Target]], threshold: float) -> None:
         """A rollback that changes the database (a restore, down-migrations) takes the whole environment
@@ -757,9 +806,9 @@ class Rollback(Rollout):
             return
         if self.choice is None or self.leader is None or self.choice.release is None:
             return  # prepared() reported every host
-        planned = self.db_plan.targets.get(self.leader.host.name)
-        if planned is not None and (self.db_plan.leader != self.leader.host.name
-                                    or planned != self.choice.release.id):
+        chooser = self.chooser.host.name if self.chooser is not None else self.leader.host.name
+        planned = self.db_plan.targets.get(chooser)
+        if planned is not None and (self.db_plan.leader != chooser or planned != self.choice.release.id):
             # the database was decided for another target than the one chosen under the lock
             for target in targets:
                 if target.report is None:
@@ -767,7 +816,7 @@ class Rollback(Rollout):
                         host=target.host.name, environment=self.run.environment, status="skipped",
                         action="rollback", error=f"not rolled back: the environment changed while the rollback was "
                                                  f"planned ({self.db_plan.leader} would go to {planned}, "
-                                                 f"{self.leader.host.name} chose {self.choice.release.id} under its "
+                                                 f"{chooser} chose {self.choice.release.id} under the leader's "
                                                  f"lock); nothing was changed, run it again")
             return
         pending = [t for t in targets if t.report is None]
@@ -817,17 +866,32 @@ class Rollback(Rollout):
         feed.settle(answer.steps)
         session.progress.update(name, "result", "ok" if answer.ok else "failed")
 
+    def finished(self, targets: list[Target]) -> bool:
+        """Every host of the run ended on the target; a host that runs nothing is not rolled back,
+        and does not keep the rollback unfinished."""
+        return self.choice is not None and all(
+            t.report is not None and t.report.status in ("deployed", "unchanged", "nothing_live") for t in targets)
+
     def release_request(self, targets: list[Target]) -> dict[str, Any]:
-        # a host that runs nothing is not rolled back, and does not keep the rollback unfinished
-        finished = self.choice is not None and all(
-            t.report is not None and (t.report.status in ("deployed", "unchanged") or t.report.details.get(
-                "nothing_live")) for t in targets)
-        return steps.release_batch(finished_rollback=finished)
+        return steps.release_batch(finished_rollback=self.chooser is self.leader and self.finished(targets))
+
+    def closing(self, targets: list[Target]) -> None:
+        # the chooser's intent is the one the next rollback reads (the leader, running nothing, has none)
+        chooser = self.chooser
+        if chooser is not None and chooser is not self.leader and self.finished(targets):
+            answer = self.session.call(chooser.link, {"steps": [steps.finish_rollback()]},
+                                       timeout=self.session.timeouts.begin)
+            if not answer.ok:
+                self.session.progress.note(f"{chooser.host.name}: could not mark the rollback finished "
+                                           f"({answer.error}); the next rollback completes it first")
 
     def notes(self) -> list[str]:
-        if self.choice is None or self.leader is None:
+        if self.choice is None or self.chooser is None or self.leader is None:
             return []
-        return [f"target: {self.choice.sentence()} (chosen on {self.leader.host.name}, which leads the run)"]
+        if self.chooser is self.leader:
+            return [f"target: {self.choice.sentence()} (chosen on {self.leader.host.name}, which leads the run)"]
+        return [f"target: {self.choice.sentence()} (chosen on {self.chooser.host.name}, the first host that runs a "
+                f"release; {self.leader.host.name} leads the run)"]
 
 
 def rollback(ws: Workspace, customer: str, environment: str, to_version: str | None, *, force: bool = False,
@@ -873,12 +937,27 @@ def rollback(ws: Workspace, customer: str, environment: str, to_version: str | N
     chosen = choice.release if choice and choice.release else None
     extra = {"to": to_version, "force": force, "disagree": disagree,
              "target": {"release": chosen.id, "version": chosen.version, "reason": choice.reason,
-                        "chosen_on": rollout.leader.host.name if rollout.leader else None} if choice and chosen
+                        "chosen_on": rollout.chooser.host.name if rollout.chooser else None} if choice and chosen
              else None,
              **({"database": db_plan.as_dict()} if db_plan else {})}
-    outcome = deploy_outcome("rollback", customer, environment, to_version, targets, extra, notes)
+    outcome = rollback_outcome(customer, environment, to_version, targets, extra, notes)
     if db_plan is not None:
         outcome.text += "\n" + "\n".join(db_plan.describe())
+    return outcome
+
+
+def rollback_outcome(customer: str, environment: str, to_version: str | None, targets: list[Target],
+                     extra: Mapping[str, Any], notes: list[str]) -> Outcome:
+    """deploy_outcome, for a rollback by either engine: a host that runs no release is left as it is and
+    does not fail the run; an environment where no host runs one has nothing to roll back (a failure)."""
+    idle = [t for t in targets if t.report is not None and t.report.status == "nothing_live"]
+    if targets and len(idle) == len(targets):
+        notes = [*notes, f"no host of {customer}/{environment} runs a release: there is nothing to roll back "
+                         f"(`golive deploy` installs one)"]
+    outcome = deploy_outcome("rollback", customer, environment, to_version, targets, extra, notes)
+    if targets and len(idle) == len(targets):
+        outcome.failed = True
+        outcome.data["ok"] = False
     return outcome
 
 
@@ -891,6 +970,8 @@ def refuse_unkept(session: HostSession, ws: Workspace, targets: list[Target], na
     for name, answer in session.call_all(requests, session.timeouts.begin).items():
         if answer.ok:
             facts = RollbackFacts.from_agent(answer.data("state"))
+            if facts.nothing_live:
+                continue  # not rolled back at all (golive.core.rollback): it need not keep it
             if not any(named in (r.version, r.id) for r in facts.releases):
                 problems.append(Problem("--to", f"release {named} is not kept on {name} (kept: {facts.kept_text()})"))
     if problems:
@@ -900,6 +981,8 @@ def refuse_unkept(session: HostSession, ws: Workspace, targets: list[Target], na
 
 def rollback_report(environment: str, name: str, answer: AgentAnswer, to: str | None, force: bool) -> HostReport:
     chosen = answer.data("choose") or answer.vars.get("choice") or {}
+    if answer.ok and chosen.get("nothing_live"):
+        return nothing_live_report(environment, name)
     target, previous = chosen.get("target"), chosen.get("from")
     details: dict[str, Any] = {}
     if chosen.get("kept") is not None and not to:  # a release named with --to is where every host goes

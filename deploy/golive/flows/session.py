@@ -16,6 +16,7 @@ from golive.adapters.remote import AgentAnswer, call_agent
 from golive.adapters.transport import Connected, Fleet
 from golive.core.model import AppDefinition, Host
 from golive.core.redact import forms_of
+from golive.core.rollback import NOTHING_LIVE
 from golive.flows import steps
 
 
@@ -31,9 +32,10 @@ def run_context(action: str, customer: str, environment: str, operator: str | No
                             reason=reason)
 
 
-# Where a host ended up after a run; the first three keep the run going, the others are failures.
-HostStatus = Literal["deployed", "unchanged", "planned", "rolled_back", "failed", "unreachable", "locked", "skipped",
-                     "unknown"]
+# Where a host ended up after a run; the first four keep the run going, the others are failures.
+# nothing_live: a rollback left a host that runs no release as it is (golive.core.rollback.NOTHING_LIVE).
+HostStatus = Literal["deployed", "unchanged", "planned", "nothing_live", "rolled_back", "failed", "unreachable",
+                     "locked", "skipped", "unknown"]
 FAILED_STATUSES: frozenset[str] = frozenset({"failed", "unreachable", "locked", "rolled_back", "skipped", "unknown"})
 
 
@@ -59,6 +61,13 @@ class HostReport:
 
     def as_dict(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v not in (None, {}, [])}
+
+
+def nothing_live_report(environment: str, host: str) -> HostReport:
+    """A host a rollback left as it is: it runs no release, there is nothing to go back from (by
+    either engine, with or without a database: golive.core.rollback). Not a failure of the run."""
+    return HostReport(host=host, environment=environment, status="nothing_live", action="rollback",
+                      details={"nothing_live": True, "reason": NOTHING_LIVE})
 
 
 def step_seconds(*answers: AgentAnswer | None) -> dict[str, float]:

@@ -250,12 +250,15 @@ def unlock(force: bool = False) -> dict[str, Any]:
 
 
 def choose_rollback_target(run: RunContext, target: Mapping[str, Any], force: bool,
-                           database: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                           database: Mapping[str, Any] | None = None, keep_lock: bool = False) -> dict[str, Any]:
     """Find the environment's target (golive.core.rollback.Choice.spec) among this host's releases and
     record the rollback's intent before anything switches; `database`: how a rollback that changes
-    the database does it (flows/database.apply_rollback), recorded in the intent too."""
+    the database does it (flows/database.apply_rollback), recorded in the intent too. On a host that
+    runs no release the batch ends there, its lock given back unless `keep_lock` (the leader's)."""
     step = {"op": "select_rollback", "name": "choose", "target": dict(target), "force": force,
             "by": {"operator": run.operator, "controller": run.controller, "engine": run.engine}}
+    if keep_lock:
+        step["keep_lock"] = True
     if database:
         step["database"] = dict(database)
     return step
@@ -391,7 +394,7 @@ def rollback_batch(run: RunContext, app: AppDefinition, target: Mapping[str, Any
                    host: str, keep_lock: bool = False, takeover: Mapping[str, Any] | None = None) -> dict[str, Any]:
     entry = run.entry(host, release="$target", previous_release="$previous")
     return {
-        "steps": [lock(run, takeover, host), choose_rollback_target(run, target, force),
+        "steps": [lock(run, takeover, host), choose_rollback_target(run, target, force, keep_lock=keep_lock),
                   unless_already({"op": "hook", "name": "on_rollback", "meta_of": "$previous", "release": "$target",
                                   "direction": "rollback", "timeout": app.timeouts.hook}),
                   unless_already(cutover(app, "$target")),
