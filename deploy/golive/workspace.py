@@ -34,6 +34,17 @@ from golive.core.release import VERSION_PATTERN, Artifact, RenderedConfig, parse
 VAULT_PASSWORD_ENV = "GOLIVE_VAULT_PASSWORD_FILE"
 
 
+def limited(hosts: tuple[Host, ...], only: list[str] | None, *, customer: str, environment: str) -> tuple[Host, ...]:
+    """The hosts `--host` names (all without it); a name that is not among them is bad input."""
+    if not only:
+        return hosts
+    unknown = [n for n in only if n not in {h.name for h in hosts}]
+    if unknown:
+        raise BadInput(f"unknown host {', '.join(unknown)} in {customer}/{environment} "
+                       f"(known: {', '.join(h.name for h in hosts)})")
+    return tuple(h for h in hosts if h.name in only)
+
+
 class Workspace:
     def __init__(self, root: str | Path = ".", vault_password_file: str | None = None) -> None:
         self.root = Path(root).resolve()
@@ -130,13 +141,7 @@ class Workspace:
         if not hosts:
             raise BadInput(f"environment {environment!r} of customer {customer!r} has no application hosts in its "
                            f"inventory")
-        if only:
-            unknown = [n for n in only if n not in {h.name for h in hosts}]
-            if unknown:
-                raise BadInput(f"unknown host {', '.join(unknown)} in {customer}/{environment} "
-                               f"(known: {', '.join(h.name for h in hosts)})")
-            hosts = tuple(h for h in hosts if h.name in only)
-        return hosts
+        return limited(hosts, only, customer=customer, environment=environment)
 
     def database_host(self, customer: str, environment: str) -> Host | None:
         """The host of the environment in the database server group; None without a database section.

@@ -15,7 +15,7 @@ from golive.core.errors import BadInput, Problem
 from golive.core.model import Host
 from golive.core.outcome import Outcome
 from golive.core.provision import ALL, File, Item, Provision, Service, host_items
-from golive.workspace import Workspace
+from golive.workspace import Workspace, limited
 
 if TYPE_CHECKING:
     from golive.adapters.provisioner import HostWork, ItemRun
@@ -23,14 +23,7 @@ if TYPE_CHECKING:
 
 def _hosts(ws: Workspace, customer: str, environment: str, only: list[str] | None) -> tuple[Host, ...]:
     """Every host of the environment, its database host included: provisioning prepares them all."""
-    hosts = ws.environment(customer, environment).hosts
-    if only:
-        unknown = [n for n in only if n not in {h.name for h in hosts}]
-        if unknown:
-            raise BadInput(f"unknown host {', '.join(unknown)} in {customer}/{environment} "
-                           f"(known: {', '.join(h.name for h in hosts)})")
-        hosts = tuple(h for h in hosts if h.name in only)
-    return hosts
+    return limited(ws.environment(customer, environment).hosts, only, customer=customer, environment=environment)
 
 
 def _declared(ws: Workspace) -> Provision:
