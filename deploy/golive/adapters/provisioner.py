@@ -25,6 +25,7 @@ from pyinfra.api.operations import run_ops
 from pyinfra.context import ctx_host, ctx_state
 from pyinfra.operations import apt, files, server, systemd
 
+from golive.agent.hostagent import UNIT_REPORT, unit_report_text
 from golive.core.errors import BadInput, Problem
 from golive.core.provision import DeployFile, Directory, File, Group, Item, ItemStatus, Package, Service, User
 
@@ -260,15 +261,15 @@ class Provisioner:
             old.splitlines(), text.splitlines(), f"{dest} (on the host)", f"{dest} (declared)", lineterm="")]
 
     def _journal(self, name: str, unit: str) -> str:
-        """The end of a unit's journal, where a service says why it did not start."""
+        """The unit's state and the end of its journal, where a service says why it did not start, in
+        the host agent's words for a unit that does not serve."""
         import shlex
 
         try:
-            ok, output = self._shell(name, f"journalctl -u {shlex.quote(unit)} -n 5 --no-pager -o cat")
+            ok, output = self._shell(name, UNIT_REPORT % {"unit": shlex.quote(unit)})
         except (PyinfraError, OSError, EOFError):
             return ""
-        lines = [line.line.strip() for line in output if line.line.strip()] if ok else []
-        return f"; its journal ends: {' | '.join(lines)}" if lines else ""
+        return unit_report_text(unit, "\n".join(line.line for line in output)) if ok else ""
 
     def execute(self) -> None:
         """Run every host's operations (in order, each on all hosts in parallel), then record per

@@ -200,6 +200,15 @@ UNIT_RESTART = ("systemctl reset-failed %(unit)s 2>/dev/null; systemctl restart 
 UNIT_REPORT = "systemctl is-active %(unit)s; journalctl -u %(unit)s -n 10 --no-pager -o cat"
 
 
+def unit_report_text(unit, output):
+    """UNIT_REPORT's output in words: "; UNIT is STATE; its journal ends: LINE | LINE" ("" when it
+    printed nothing). The host agent's failed health check and golive provision's failed unit say it."""
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    if not lines:
+        return ""
+    return "; %s is %s; its journal ends: %s" % (unit, lines[0], " | ".join(lines[1:]) or "(empty)")
+
+
 def unit_command(unit, action):
     if action == "restart":
         return UNIT_RESTART % {"unit": unit}
@@ -1001,10 +1010,7 @@ class Agent:
         if not unit:
             return ""
         code, output = self.run_command(UNIT_REPORT % {"unit": unit}, timeout=30)
-        lines = [line.strip() for line in output.splitlines() if line.strip()]
-        if not lines:
-            return ""
-        return "; %s is %s; its journal ends: %s" % (unit, lines[0], " | ".join(lines[1:]) or "(empty)")
+        return unit_report_text(unit, output)
 
     def health_once(self, release, meta, direction="deploy", want_release=None, extra=None):
         """One health check of a release, by the rule every engine applies (shared.health_problem):

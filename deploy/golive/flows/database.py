@@ -826,10 +826,11 @@ def environment_targets(states: Mapping[str, Mapping[str, Any]], to: str | None,
                         force: bool) -> EnvironmentTargets | str:
     """`states`: each reachable host's state, the leader (the run's first reachable host) first. A
     problem (str) when the chooser has nothing to roll back to, or no host runs a release."""
-    leader = chooser({name: RollbackFacts.from_agent(state) for name, state in states.items()})
+    read = {name: RollbackFacts.from_agent(state) for name, state in states.items()}
+    leader = chooser(read)
     if leader is None:
         return f"no host runs a release: {NOTHING_LIVE}"
-    choice = choose(RollbackFacts.from_agent(states[leader]), to=to, force=force)
+    choice = choose(read[leader], to=to, force=force)
     if choice.release is None:
         return f"{leader}: {choice.problem}"
     spec = choice.spec(to)
@@ -838,7 +839,7 @@ def environment_targets(states: Mapping[str, Mapping[str, Any]], to: str | None,
     skipped: dict[str, str] = {}
     missing: dict[str, str] = {}
     for name, state in states.items():
-        facts = RollbackFacts.from_agent(state)
+        facts = read[name]
         metas = {str(m.get("id")): m for m in state.get("releases") or []}
         if facts.nothing_live:
             skipped[name] = NOTHING_LIVE

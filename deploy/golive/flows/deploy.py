@@ -950,12 +950,13 @@ def rollback_outcome(customer: str, environment: str, to_version: str | None, ta
                      extra: Mapping[str, Any], notes: list[str]) -> Outcome:
     """deploy_outcome, for a rollback by either engine: a host that runs no release is left as it is and
     does not fail the run; an environment where no host runs one has nothing to roll back (a failure)."""
-    idle = [t for t in targets if t.report is not None and t.report.status == "nothing_live"]
-    if targets and len(idle) == len(targets):
+    nothing_anywhere = bool(targets) and all(t.report is not None and t.report.status == "nothing_live"
+                                             for t in targets)
+    if nothing_anywhere:
         notes = [*notes, f"no host of {customer}/{environment} runs a release: there is nothing to roll back "
                          f"(`golive deploy` installs one)"]
     outcome = deploy_outcome("rollback", customer, environment, to_version, targets, extra, notes)
-    if targets and len(idle) == len(targets):
+    if nothing_anywhere:
         outcome.failed = True
         outcome.data["ok"] = False
     return outcome

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from golive.adapters.progress import Progress
-from golive.core.errors import BadInput, Problem
+from golive.core.errors import BadInput, Problem, merged
 from golive.core.model import Host
 from golive.core.outcome import Outcome
 from golive.core.provision import ALL, File, Item, Provision, Service, host_items
@@ -91,8 +91,6 @@ def provision(ws: Workspace, customer: str, environment: str, *, plan: bool = Fa
     hosts = _hosts(ws, customer, environment, only)
     work, problems = declared_work(ws, customer, hosts)
     if problems:
-        from golive.core.errors import merged
-
         raise BadInput(merged(problems))
 
     fleet = Fleet(hosts)
